@@ -1,0 +1,19 @@
+"""File formats: tomograms (MRC, OME-Zarr, TIFF, copick) and picks (copick JSON, RELION 3/4/5, Warp, IMOD,
+Dynamo, CSV), behind one registry. Units and axis conventions are converted here and nowhere else.
+
+Public API
+----------
+read_tomogram(path, *, format=None, **options) -> Tomogram
+write_tomogram(tomogram, path, *, format=None, overwrite=False, **options) -> Path
+read_picks(path, *, format=None, **options) -> Picks
+write_picks(picks, path, *, format=None, overwrite=False, **options) -> Path
+"""
+
+from tomopick.io.api import read_picks, read_tomogram, write_picks, write_tomogram
+from tomopick.io.atomic import atomic_output, check_output
+from tomopick.io.registry import Format, detect, formats, get_format, register
+
+__all__ = [
+    "Format", "atomic_output", "check_output", "detect", "formats", "get_format", "read_picks", "read_tomogram",
+    "register", "write_picks", "write_tomogram",
+]

@@ -1,0 +1,71 @@
+"""The four verbs of :mod:`tomopick.io`. Format modules are imported here so that they register."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tomopick.data import Picks, Tomogram
+from tomopick.errors import TomopickError
+from tomopick.io.atomic import atomic_output
+from tomopick.io.registry import Format, detect, get_format
+
+
+def _resolve(path: str | Path, kind: str, fmt: str | None, for_writing: bool) -> Format:
+    return get_format(fmt, kind) if fmt else detect(path, kind, for_writing=for_writing)  # type: ignore[arg-type]
+
+
+def _check_exists(path: str | Path) -> None:
+    text = str(path)
+    if "://" not in text and not Path(text).exists():
+        raise TomopickError("file not found", text)
+
+
+def read_tomogram(path: str | Path, *, format: str | None = None, **options: Any) -> Tomogram:
+    """Read a tomogram lazily where the format allows (MRC memory-mapped, zarr chunked)."""
+    _check_exists(path)
+    fmt = _resolve(path, "tomogram", format, False)
+    if fmt.reader is None:
+        raise TomopickError(f"format {fmt.name!r} cannot be read", path)
+    return fmt.reader(Path(path) if "://" not in str(path) else str(path), **options)
+
+
+def write_tomogram(tomogram: Tomogram, path: str | Path, *, format: str | None = None, overwrite: bool = False,
+                   **options: Any) -> Path:
+    """Write a tomogram atomically; refuses to replace ``path`` unless ``overwrite``."""
+    fmt = _resolve(path, "tomogram", format, True)
+    if fmt.writer is None:
+        raise TomopickError(f"format {fmt.name!r} cannot be written", path)
+    if "://" in str(path):
+        fmt.writer(tomogram, str(path), overwrite=overwrite, **options)
+        return Path(str(path).split("://", 1)[1])
+    with atomic_output(path, overwrite=overwrite, directory=fmt.directory) as tmp:
+        fmt.writer(tomogram, tmp, **options)
+    return Path(path)
+
+
+def read_picks(path: str | Path, *, format: str | None = None, **options: Any) -> Picks:
+    """Read picks from any supported format (positions converted to Å, ``x, y, z``)."""
+    _check_exists(path)
+    fmt = _resolve(path, "picks", format, False)
+    if fmt.reader is None:
+        raise TomopickError(f"format {fmt.name!r} cannot be read", path)
+    return fmt.reader(Path(path) if "://" not in str(path) else str(path), **options)
+
+
+def write_picks(picks: Picks, path: str | Path, *, format: str | None = None, overwrite: bool = False,
+                **options: Any) -> Path:
+    """Write picks atomically; refuses to replace ``path`` unless ``overwrite``."""
+    fmt = _resolve(path, "picks", format, True)
+    if fmt.writer is None:
+        raise TomopickError(f"format {fmt.name!r} cannot be written", path)
+    if "://" in str(path) or fmt.directory and getattr(fmt, "schemes", ()):
+        fmt.writer(picks, path, overwrite=overwrite, **options)
+        return Path(str(path).split("://", 1)[-1])
+    with atomic_output(path, overwrite=overwrite, directory=fmt.directory) as tmp:
+        fmt.writer(picks, tmp, **options)
+    return Path(path)
+
+
+# Format modules register themselves on import (kept last to avoid import cycles).
+from tomopick.io import formats as _formats  # noqa: E402,F401

@@ -1,0 +1,107 @@
+"""Reader/writer registry: formats are chosen by URI scheme, by extension, or by sniffing the content.
+
+Each format module registers itself with :func:`register`; :mod:`tomopick.io` imports them all. Users call
+:func:`tomopick.io.read_tomogram`, :func:`~tomopick.io.write_tomogram`, :func:`~tomopick.io.read_picks` and
+:func:`~tomopick.io.write_picks`; they never pick a reader by hand unless they pass ``format=``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from tomopick.errors import TomopickError
+
+Kind = Literal["tomogram", "picks"]
+
+
+@dataclass(frozen=True)
+class Format:
+    """One file format.
+
+    Attributes
+    ----------
+    name
+        Short name users pass as ``--format`` (``"mrc"``, ``"relion5"`` …).
+    kind
+        ``"tomogram"`` or ``"picks"``.
+    extensions
+        Lower-case suffixes it claims (``".mrc"``, ``".ome.zarr"``); the longest match wins.
+    reader, writer
+        ``reader(path, **options) -> Tomogram | Picks``; ``writer(obj, path, **options) -> None``. Writers get a
+        temporary path and must write exactly there (the caller renames it).
+    sniff
+        Optional ``sniff(path) -> bool`` to choose between formats sharing an extension (e.g. STAR flavours).
+        Formats with a sniffer are tried first, in registration order.
+    schemes
+        URI schemes it claims (``"copick"``).
+    directory
+        The format writes a folder rather than a file.
+    description
+        One line for ``tomopick formats``/``--help``.
+    """
+
+    name: str
+    kind: Kind
+    extensions: tuple[str, ...] = ()
+    reader: Callable[..., Any] | None = None
+    writer: Callable[..., Any] | None = None
+    sniff: Callable[[Path], bool] | None = None
+    schemes: tuple[str, ...] = ()
+    directory: bool = False
+    description: str = ""
+
+
+_FORMATS: dict[tuple[str, str], Format] = {}
+
+
+def register(fmt: Format) -> Format:
+    """Add (or replace) a format in the registry."""
+    _FORMATS[(fmt.kind, fmt.name)] = fmt
+    return fmt
+
+
+def formats(kind: Kind | None = None) -> list[Format]:
+    return [f for f in _FORMATS.values() if kind is None or f.kind == kind]
+
+
+def get_format(name: str, kind: Kind) -> Format:
+    try:
+        return _FORMATS[(kind, name)]
+    except KeyError:
+        known = ", ".join(f.name for f in formats(kind))
+        raise TomopickError(f"unknown {kind} format {name!r}; known: {known}") from None
+
+
+def _suffix_match(path: str, fmt: Format) -> int:
+    lower = path.lower().rstrip("/")
+    return max((len(ext) for ext in fmt.extensions if lower.endswith(ext)), default=0)
+
+
+def detect(path: str | Path, kind: Kind, *, for_writing: bool = False) -> Format:
+    """The format for ``path``: URI scheme, then extension (longest match; sniffers break ties when reading)."""
+    text = str(path)
+    if "://" in text:
+        scheme = text.split("://", 1)[0].lower()
+        for fmt in formats(kind):
+            if scheme in fmt.schemes:
+                return fmt
+        raise TomopickError(f"no {kind} format handles URIs with scheme {scheme!r}", text)
+    candidates = [(f, _suffix_match(text, f)) for f in formats(kind)]
+    candidates = [(f, n) for f, n in candidates if n]
+    if not candidates:
+        exts = sorted({e for f in formats(kind) for e in f.extensions})
+        raise TomopickError(f"cannot tell the {kind} format from the file name; known extensions: {', '.join(exts)}"
+                            " (or pass --format)", text)
+    best = max(n for _, n in candidates)
+    candidates = [f for f, n in candidates if n == best]
+    if len(candidates) == 1:
+        return candidates[0]
+    if not for_writing and Path(text).exists():
+        for fmt in candidates:
+            if fmt.sniff is not None and fmt.sniff(Path(text)):
+                return fmt
+    # default for writing (or when nothing sniffs): the first registered without a sniffer, else the first
+    plain = [f for f in candidates if f.sniff is None]
+    return (plain or candidates)[0]
