@@ -1,0 +1,68 @@
+"""Network registry: ``build_model(name, in_channels, out_channels, **hparams)``.
+
+Networks are registered with :func:`register_model` under a short name (no class-name lookup); configs name
+them and pass hyper-parameters as plain data. All networks map ``(n, c_in, z, y, x)`` → ``(n, c_out, z, y, x)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from tomopick.errors import TomopickError
+
+_BUILDERS: dict[str, Callable[..., torch.nn.Module]] = {}
+
+
+def register_model(name: str) -> Callable[[Callable[..., torch.nn.Module]], Callable[..., torch.nn.Module]]:
+    """Decorator registering a builder ``f(in_channels, out_channels, **hparams) -> nn.Module``."""
+
+    def deco(fn: Callable[..., torch.nn.Module]) -> Callable[..., torch.nn.Module]:
+        _BUILDERS[name] = fn
+        return fn
+
+    return deco
+
+
+def model_names() -> list[str]:
+    return sorted(_BUILDERS)
+
+
+def build_model(name: str, in_channels: int = 1, out_channels: int = 7, **hparams: Any) -> torch.nn.Module:
+    """Build a registered network.
+
+    Parameters
+    ----------
+    name
+        Registered name, e.g. ``"unet"`` or ``"resunet"``.
+    in_channels, out_channels
+        Input channels (1 for a tomogram) and output channels (classes + background for softmax).
+    **hparams
+        Network-specific hyper-parameters (e.g. ``channels``, ``strides``, ``num_res_units``).
+    """
+    if name not in _BUILDERS:
+        raise TomopickError(f"unknown network {name!r}; known: {', '.join(model_names())}")
+    try:
+        return _BUILDERS[name](in_channels=in_channels, out_channels=out_channels, **hparams)
+    except TypeError as exc:
+        raise TomopickError(f"bad hyper-parameters for network {name!r}: {exc}") from None
+
+
+@register_model("unet")
+def _unet(in_channels: int, out_channels: int, channels: tuple[int, ...] = (16, 32, 64, 128),
+          strides: tuple[int, ...] = (2, 2, 2), num_res_units: int = 0, dropout: float = 0.0,
+          norm: str = "batch") -> torch.nn.Module:
+    """MONAI UNet (plain convolutions by default)."""
+    from monai.networks.nets import UNet
+
+    return UNet(spatial_dims=3, in_channels=in_channels, out_channels=out_channels, channels=tuple(channels),
+                strides=tuple(strides), num_res_units=num_res_units, dropout=dropout, norm=norm)
+
+
+@register_model("resunet")
+def _resunet(in_channels: int, out_channels: int, channels: tuple[int, ...] = (16, 32, 64, 128),
+             strides: tuple[int, ...] = (2, 2, 2), num_res_units: int = 2, dropout: float = 0.0,
+             norm: str = "batch") -> torch.nn.Module:
+    """MONAI UNet with residual units (DeepFindET / octopi style)."""
+    return _unet(in_channels, out_channels, channels, strides, num_res_units, dropout, norm)
