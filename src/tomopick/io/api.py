@@ -38,7 +38,7 @@ def write_tomogram(tomogram: Tomogram, path: str | Path, *, format: str | None =
         raise TomopickError(f"format {fmt.name!r} cannot be written", path)
     if "://" in str(path):
         fmt.writer(tomogram, str(path), overwrite=overwrite, **options)
-        return Path(str(path).split("://", 1)[1])
+        return Path(str(path).split("://", 1)[1].split("?", 1)[0])
     with atomic_output(path, overwrite=overwrite, directory=fmt.directory) as tmp:
         fmt.writer(tomogram, tmp, **options)
     return Path(path)
@@ -59,9 +59,9 @@ def write_picks(picks: Picks, path: str | Path, *, format: str | None = None, ov
     fmt = _resolve(path, "picks", format, True)
     if fmt.writer is None:
         raise TomopickError(f"format {fmt.name!r} cannot be written", path)
-    if "://" in str(path) or fmt.directory and getattr(fmt, "schemes", ()):
-        fmt.writer(picks, path, overwrite=overwrite, **options)
-        return Path(str(path).split("://", 1)[-1])
+    if "://" in str(path):  # URI formats (copick://) write into their project themselves, atomically per file
+        fmt.writer(picks, str(path), overwrite=overwrite, **options)
+        return Path(str(path).split("://", 1)[1].split("?", 1)[0])
     with atomic_output(path, overwrite=overwrite, directory=fmt.directory) as tmp:
         fmt.writer(picks, tmp, **options)
     return Path(path)

@@ -1,3 +1,3 @@
 """One module per format family; importing this package registers them all."""
 
-from tomopick.io.formats import mrc  # noqa: F401
+from tomopick.io.formats import copick, mrc, omezarr  # noqa: F401

@@ -1,0 +1,282 @@
+"""copick picks: single JSON files (one particle class each) and whole projects addressed by a ``copick://`` URI.
+
+A copick pick file (also the CryoET Data Portal / Kaggle CZII layout)::
+
+    {"pickable_object_name": "apo-ferritin", "user_id": "curation", "session_id": "0", "run_name": "TS_5_4",
+     "voxel_spacing": null, "unit": "angstrom",
+     "points": [{"location": {"x": 468.5, "y": 5915.9, "z": 604.2},
+                 "transformation_": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]],
+                 "instance_id": 0, "score": 0.93}],
+     "trust_orientation": true}
+
+``location`` is in Å from the centre of voxel (0, 0, 0) — tomopick's own convention — and the particle centre is
+``location + transformation_[:3, 3]``. The upper-left 3×3 of ``transformation_`` is the rotation that takes the
+reference into the particle (tomopick's convention, :mod:`tomopick.data.rotations`). ``score`` is optional
+(absent → NaN in tomopick; copick itself reads it as 1.0). ``trust_orientation: false`` → angles NaN.
+
+URI syntax (both picks and tomograms)::
+
+    copick://<copick config .json, or the project folder holding copick_config.json>?run=TS_5_4&user=curation
+        &session=0&particle=ribosome&voxel_size=10.012&tomo_type=denoised&level=0
+
+Every query key is optional; picks read every matching run/user/session/particle, tomograms need the run (unless
+the project has one) and take the only tomogram type / voxel spacing when there is just one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import numpy as np
+import pandas as pd
+
+from tomopick.data import Picks, Tomogram
+from tomopick.data.rotations import euler_zyz_to_matrix, matrix_to_euler_zyz
+from tomopick.errors import TomopickError
+from tomopick.io.registry import Format, register
+
+_TOP_KEYS = ("pickable_object_name", "user_id", "session_id", "run_name", "voxel_spacing", "unit", "points",
+             "trust_orientation")
+_UNIT_TO_A = {"angstrom": 1.0, "nanometer": 10.0, "nm": 10.0, "a": 1.0}
+
+
+# -- single files ---------------------------------------------------------------------------------------------
+def parse_copick_document(doc: Any, source: str | Path, *, particle: str | None = None,
+                          run: str | None = None) -> Picks:
+    """Picks from a parsed copick pick-file document (see the module docstring). ``particle``/``run`` fill in
+    what the file lacks (they do not override what it states)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("points", []), list):
+        raise TomopickError("malformed copick picks JSON (expected an object with a 'points' list)", source)
+    name = doc.get("pickable_object_name") or particle
+    if not name:
+        raise TomopickError("copick picks JSON lacks 'pickable_object_name'; pass --particle", source)
+    unit = str(doc.get("unit") or "angstrom").lower()
+    if unit not in _UNIT_TO_A:
+        raise TomopickError(f"unsupported unit {unit!r} (expected angstrom)", source)
+    factor = _UNIT_TO_A[unit]
+    points = doc.get("points") or []
+    n = len(points)
+    xyz = np.zeros((n, 3))
+    mats = np.tile(np.eye(4), (n, 1, 1))
+    score = np.full(n, np.nan)
+    inst = np.zeros(n, dtype=np.int64)
+    for i, p in enumerate(points):
+        try:
+            loc = p["location"]
+            xyz[i] = [float(loc["x"]), float(loc["y"]), float(loc["z"])]
+            if p.get("transformation_") is not None:
+                m = np.asarray(p["transformation_"], dtype=np.float64)
+                if m.shape != (4, 4):
+                    raise ValueError("transformation_ is not 4x4")
+                mats[i] = m
+            if p.get("score") is not None:
+                score[i] = float(p["score"])
+            inst[i] = int(p.get("instance_id") or 0)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TomopickError(f"malformed copick picks JSON: point {i} ({type(exc).__name__}: {exc})",
+                                source) from None
+    if not np.all(np.isfinite(xyz)):
+        raise TomopickError("malformed copick picks JSON: non-finite location", source)
+    centre = (xyz + mats[:, :3, 3]) * factor
+    frame = pd.DataFrame({
+        "particle": [str(name)] * n, "x_A": centre[:, 0], "y_A": centre[:, 1], "z_A": centre[:, 2], "score": score,
+        "run": [str(doc.get("run_name") or run or "")] * n, "instance_id": inst,
+        "user": [str(doc.get("user_id") or "")] * n, "session": [str(doc.get("session_id") or "")] * n,
+    })
+    if doc.get("trust_orientation", True) and n:
+        angles = matrix_to_euler_zyz(mats[:, :3, :3])
+        for j, col in enumerate(("rot_deg", "tilt_deg", "psi_deg")):
+            frame[col] = angles[:, j]
+    return Picks(frame)
+
+
+def copick_document(picks: Picks, *, particle: str | None = None, run: str | None = None,
+                    user_id: str | None = None, session_id: str | None = None,
+                    voxel_size_A: float | None = None, source: str | Path | None = None) -> dict[str, Any]:
+    """The copick pick-file document for picks of ONE class (keys and order as copick and the portal write).
+
+    Scores are written only where finite (portal files have none); unknown orientations → identity with
+    ``trust_orientation: false``.
+    """
+    names = picks.particles
+    if len(names) > 1:
+        raise TomopickError(f"a copick picks JSON holds one particle class, these picks have {len(names)} "
+                            f"({', '.join(names)}); write to a copick project (copick://…) instead", source)
+    name = particle or (names[0] if names else None)
+    if not name:
+        raise TomopickError("no particle name for the copick picks JSON; pass --particle", source)
+    runs = [r for r in picks.runs if r]
+    if run is None and len(runs) > 1:
+        raise TomopickError(f"picks span {len(runs)} runs; a copick picks JSON holds one (pass --run or write "
+                            "to a copick project)", source)
+    run_name = run if run is not None else (runs[0] if runs else None)
+    users = [u for u in dict.fromkeys(picks.frame["user"]) if u]
+    sessions = [s for s in dict.fromkeys(picks.frame["session"]) if s]
+    angles = picks.angles_deg()
+    trust = bool(len(picks)) and bool(np.isfinite(angles).all())
+    rots = euler_zyz_to_matrix(np.nan_to_num(angles)) if len(picks) else np.zeros((0, 3, 3))
+    points = []
+    for i, (x, y, z) in enumerate(picks.xyz_A):
+        t = np.eye(4)
+        if trust:
+            t[:3, :3] = rots[i]
+        point: dict[str, Any] = {"location": {"x": float(x), "y": float(y), "z": float(z)},
+                                 "transformation_": t.tolist(),
+                                 "instance_id": int(picks.frame["instance_id"].iat[i])}
+        s = float(picks.frame["score"].iat[i])
+        if math.isfinite(s):
+            point["score"] = s
+        points.append(point)
+    return {
+        "pickable_object_name": name,
+        "user_id": user_id or (users[0] if users else "tomopick"),
+        "session_id": str(session_id if session_id is not None else (sessions[0] if sessions else "0")),
+        "run_name": run_name,
+        "voxel_spacing": None if voxel_size_A is None else float(voxel_size_A),
+        "unit": "angstrom",
+        "points": points,
+        "trust_orientation": trust if len(picks) else True,
+    }
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except UnicodeDecodeError:
+        raise TomopickError("not a text JSON file", path) from None
+    except json.JSONDecodeError as exc:
+        raise TomopickError(f"malformed JSON (line {exc.lineno}: {exc.msg})", path) from None
+
+
+def read_copick_picks(path: Path | str, *, particle: str | None = None, run: str | None = None,
+                      user_id: str | None = None, session_id: str | None = None, **_: Any) -> Picks:
+    """Read a copick pick file (``.json``), a copick config (reads the whole project) or a ``copick://`` URI."""
+    text = str(path)
+    if text.startswith("copick://"):
+        return _read_uri_picks(text, particle=particle, run=run, user_id=user_id, session_id=session_id)
+    doc = _load_json(Path(path))
+    if isinstance(doc, dict) and "pickable_objects" in doc:
+        from tomopick.io.copick_project import CopickProject
+
+        return CopickProject.open(path).read_picks(run=run, particle=particle, user_id=user_id,
+                                                   session_id=session_id)
+    return parse_copick_document(doc, path, particle=particle, run=run)
+
+
+def write_copick_picks(picks: Picks, path: Path | str, *, particle: str | None = None, run: str | None = None,
+                       user_id: str | None = None, session_id: str | None = None,
+                       voxel_size_A: float | None = None, overwrite: bool = False, **_: Any) -> None:
+    """Write one class of picks to a copick JSON file (or, for a ``copick://`` URI, into a project)."""
+    text = str(path)
+    if text.startswith("copick://"):
+        _write_uri_picks(picks, text, particle=particle, run=run, user_id=user_id, session_id=session_id,
+                         overwrite=overwrite)
+        return
+    if particle and len(picks.particles) <= 1:
+        picks = picks.with_columns(particle=particle) if len(picks) else picks
+    doc = copick_document(picks, particle=particle, run=run, user_id=user_id, session_id=session_id,
+                          voxel_size_A=voxel_size_A, source=path)
+    Path(path).write_text(json.dumps(doc))
+
+
+# -- URIs -----------------------------------------------------------------------------------------------------
+def parse_copick_uri(uri: str) -> tuple[str, dict[str, str]]:
+    """``copick://<config or root>?k=v&…`` → (target path, query dict)."""
+    body = uri.split("://", 1)[1]
+    target, _, query = body.partition("?")
+    params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=False).items()}
+    known = {"run", "user", "session", "particle", "voxel_size", "tomo_type", "level"}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise TomopickError(f"unknown copick URI key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}", uri)
+    if not target:
+        raise TomopickError("copick URI lacks the project path (copick://<config.json or folder>?run=…)", uri)
+    return target, params
+
+
+def _read_uri_picks(uri: str, *, particle: str | None, run: str | None, user_id: str | None,
+                    session_id: str | None) -> Picks:
+    from tomopick.io.copick_project import CopickProject
+
+    target, q = parse_copick_uri(uri)
+    project = CopickProject.open(target)
+    return project.read_picks(run=q.get("run", run), particle=q.get("particle", particle),
+                              user_id=q.get("user", user_id), session_id=q.get("session", session_id))
+
+
+def _write_uri_picks(picks: Picks, uri: str, *, particle: str | None, run: str | None, user_id: str | None,
+                     session_id: str | None, overwrite: bool) -> None:
+    from tomopick.io.copick_project import CopickProject
+
+    target, q = parse_copick_uri(uri)
+    project = CopickProject.open(target)
+    name = q.get("particle", particle)
+    if name:
+        picks = picks.with_columns(particle=name) if len(picks) else picks
+    run = q.get("run", run)
+    runs = [r for r in picks.runs if r]
+    if run is None:
+        if len(runs) != 1:
+            raise TomopickError(f"the copick URI needs ?run=<name> (the picks name {len(runs)} runs, "
+                                "expected exactly one)", uri)
+        run = runs[0]
+    users = [u for u in dict.fromkeys(picks.frame["user"]) if u]
+    sessions = [s for s in dict.fromkeys(picks.frame["session"]) if s]
+    project.write_picks(run, picks, user_id=q.get("user", user_id) or (users[0] if len(users) == 1 else "tomopick"),
+                        session_id=q.get("session", session_id) or (sessions[0] if len(sessions) == 1 else "0"),
+                        overwrite=overwrite)
+
+
+def read_copick_tomogram(path: str, *, run: str | None = None, voxel_size_A: float | None = None,
+                         tomo_type: str | None = None, level: int = 0, **_: Any) -> Tomogram:
+    """Read a tomogram from a copick project URI (lazy OME-Zarr)."""
+    from tomopick.io.copick_project import CopickProject
+
+    target, q = parse_copick_uri(str(path))
+    project = CopickProject.open(target)
+    vs = q.get("voxel_size")
+    try:
+        level = int(q.get("level", level))
+        vs_value = float(vs) if vs is not None else voxel_size_A
+    except ValueError:
+        raise TomopickError("copick URI: voxel_size must be a number and level an integer", path) from None
+    return project.read_tomogram(q.get("run", run), voxel_size_A=vs_value, tomo_type=q.get("tomo_type", tomo_type),
+                                 level=level)
+
+
+def write_copick_tomogram(tomogram: Tomogram, path: str, *, run: str | None = None, tomo_type: str | None = None,
+                          overwrite: bool = False, **options: Any) -> None:
+    """Write a tomogram into a copick project URI (``?run=`` required; ``tomo_type`` default ``wbp``)."""
+    from tomopick.io.copick_project import CopickProject
+
+    target, q = parse_copick_uri(str(path))
+    run = q.get("run", run)
+    if not run:
+        raise TomopickError("the copick URI needs ?run=<name> to write a tomogram", path)
+    project = CopickProject.open(target)
+    project.write_tomogram(run, tomogram, tomo_type=q.get("tomo_type", tomo_type) or "wbp", overwrite=overwrite,
+                           levels=int(options.get("levels", 3)))
+
+
+def _sniff_copick_json(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    return b'"points"' in head or b'"pickable_object' in head
+
+
+register(Format(
+    name="copick", kind="picks", extensions=(".json",), schemes=("copick",), reader=read_copick_picks,
+    writer=write_copick_picks, sniff=_sniff_copick_json,
+    description="copick / CryoET portal picks JSON (one class per file), a copick config, or copick://project?run=",
+))
+register(Format(
+    name="copick", kind="tomogram", schemes=("copick",), reader=read_copick_tomogram, writer=write_copick_tomogram,
+    description="tomogram in a copick project: copick://<config or folder>?run=…&voxel_size=…&tomo_type=…",
+))
