@@ -1,0 +1,436 @@
+"""Score maps → peak positions. Pure functions on ``(z, y, x)`` (one class) or ``(C, z, y, x)`` arrays.
+
+Every method returns a :class:`Peaks` table of voxel positions ``(z, y, x)`` (fractional for centroids), one
+score per peak and the channel it came from; :mod:`tomopick.workflows.pick` turns them into Å.
+
+Methods
+-------
+``maxpool``
+    Max-pool NMS: a voxel is a peak if it is the maximum of the ``(2d+1)³`` cube around it and ≥ threshold
+    (separable ``torch.nn.functional.max_pool3d``, CPU or GPU); plateaus are merged by :func:`suppress_close`.
+``mpnms``
+    DeepETPicker's mean-pool NMS: binarise at the threshold, smooth by repeated ``k³`` mean pooling until the
+    smoothing spans the particle diameter, then max-pool NMS on the smoothed occupancy (kept where > ``min_value``).
+    The score is the smoothed occupancy in ``[0, 1]``.
+``cc``
+    Connected components (``cc3d``, 26-connectivity) of ``score ≥ threshold`` with a size filter; position = the
+    component's centroid, score = its mean score.
+``localmax``
+    ``skimage.feature.peak_local_max`` with a minimum distance.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+METHODS = ("maxpool", "mpnms", "cc", "localmax")
+
+
+@dataclass(frozen=True)
+class Peaks:
+    """Peaks found in a score map.
+
+    Attributes
+    ----------
+    zyx
+        ``(n, 3)`` float64 voxel positions ``(z, y, x)``.
+    score
+        ``(n,)`` float64 score per peak.
+    channel
+        ``(n,)`` int64 channel (class index in the ``(C, z, y, x)`` input; 0 for a ``(z, y, x)`` input).
+    """
+
+    zyx: np.ndarray
+    score: np.ndarray
+    channel: np.ndarray
+
+    @classmethod
+    def empty(cls) -> "Peaks":
+        return cls(np.zeros((0, 3)), np.zeros(0), np.zeros(0, dtype=np.int64))
+
+    @classmethod
+    def make(cls, zyx: Any, score: Any, channel: int | Any = 0) -> "Peaks":
+        zyx = np.asarray(zyx, dtype=np.float64).reshape(-1, 3)
+        score = np.asarray(score, dtype=np.float64).reshape(len(zyx))
+        ch = np.broadcast_to(np.asarray(channel, dtype=np.int64), (len(zyx),)).copy()
+        return cls(zyx, score, ch)
+
+    @classmethod
+    def concat(cls, items: Sequence["Peaks"]) -> "Peaks":
+        items = [p for p in items if len(p)]
+        if not items:
+            return cls.empty()
+        return cls(np.concatenate([p.zyx for p in items]), np.concatenate([p.score for p in items]),
+                   np.concatenate([p.channel for p in items]))
+
+    def __len__(self) -> int:
+        return int(len(self.score))
+
+    def select(self, keep: np.ndarray) -> "Peaks":
+        keep = np.asarray(keep)
+        return Peaks(self.zyx[keep], self.score[keep], self.channel[keep])
+
+    def shifted(self, offset_zyx: Sequence[float]) -> "Peaks":
+        return Peaks(self.zyx + np.asarray(offset_zyx, dtype=np.float64), self.score, self.channel)
+
+    def sorted(self) -> "Peaks":
+        """By channel, then decreasing score, then position (a deterministic order)."""
+        order = np.lexsort((self.zyx[:, 2], self.zyx[:, 1], self.zyx[:, 0], -self.score, self.channel))
+        return self.select(order)
+
+
+# -- helpers --------------------------------------------------------------------------------------------------
+def _torch():
+    import torch
+
+    return torch
+
+
+def _as_tensor(score: np.ndarray | Any, device: str | None):
+    torch = _torch()
+    if isinstance(score, torch.Tensor):
+        t = score
+    else:
+        t = torch.from_numpy(np.ascontiguousarray(score, dtype=np.float32))
+    t = t.float()
+    return t.to(device) if device else t
+
+
+def _pool_separable(t, kernel: int, kind: str):
+    """Max or mean pooling of a ``(z, y, x)`` tensor with a ``kernel³`` cube, stride 1, same size (separable)."""
+    torch = _torch()
+    F = torch.nn.functional
+    pad = kernel // 2
+    x = t[None, None]
+    for axis in range(3):
+        size = [1, 1, 1]
+        size[axis] = kernel
+        padding = [0, 0, 0]
+        padding[axis] = pad
+        if kind == "max":
+            x = F.max_pool3d(x, tuple(size), stride=1, padding=tuple(padding))
+        else:
+            x = F.avg_pool3d(x, tuple(size), stride=1, padding=tuple(padding), count_include_pad=True)
+    return x[0, 0]
+
+
+def suppress_close(peaks: Peaks, min_distance_vox: float) -> Peaks:
+    """Greedy non-maximum suppression by distance, per channel: keep the highest score, drop every other peak
+    of the same channel closer than ``min_distance_vox`` (Euclidean, voxels), repeat. Ties in score keep the
+    lower ``(z, y, x)`` position. Returns the kept peaks sorted by :meth:`Peaks.sorted`."""
+    from scipy.spatial import cKDTree
+
+    if len(peaks) < 2 or min_distance_vox <= 0:
+        return peaks.sorted()
+    peaks = peaks.sorted()
+    keep = np.ones(len(peaks), dtype=bool)
+    for ch in np.unique(peaks.channel):
+        idx = np.flatnonzero(peaks.channel == ch)  # already in decreasing score order
+        tree = cKDTree(peaks.zyx[idx])
+        pairs = tree.query_pairs(r=float(min_distance_vox) - 1e-9, output_type="ndarray")
+        if len(pairs) == 0:
+            continue
+        neighbours: dict[int, list[int]] = {}
+        for a, b in pairs:
+            neighbours.setdefault(int(a), []).append(int(b))
+            neighbours.setdefault(int(b), []).append(int(a))
+        alive = np.ones(len(idx), dtype=bool)
+        for i in range(len(idx)):
+            if not alive[i]:
+                continue
+            for j in neighbours.get(i, ()):
+                if j > i:
+                    alive[j] = False
+        keep[idx[~alive]] = False
+    return peaks.select(keep)
+
+
+def _merge_plateaus(is_peak, values, channel: int) -> Peaks:
+    """Peaks from a boolean peak mask (torch): touching peak voxels (26-neighbours, i.e. a plateau of equal
+    maxima) become one peak at their centroid."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components as graph_components
+    from scipy.spatial import cKDTree
+
+    torch = _torch()
+    idx = torch.nonzero(is_peak).cpu().numpy()
+    if len(idx) == 0:
+        return Peaks.empty()
+    vals = values[is_peak].float().cpu().numpy().astype(np.float64)
+    pairs = cKDTree(idx).query_pairs(r=1.75, output_type="ndarray") if len(idx) > 1 else np.zeros((0, 2), int)
+    if len(pairs) == 0:
+        return Peaks.make(idx, vals, channel)
+    n = len(idx)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    n_groups, inverse = graph_components(graph, directed=False)
+    counts = np.bincount(inverse, minlength=n_groups).astype(np.float64)
+    centroids = np.zeros((n_groups, 3))
+    np.add.at(centroids, inverse, idx.astype(np.float64))
+    centroids /= counts[:, None]
+    score = np.full(n_groups, -np.inf)
+    np.maximum.at(score, inverse, vals)
+    return Peaks.make(centroids, score, channel)
+
+
+def _channels(score: np.ndarray | Any) -> list:
+    arr = score
+    if arr.ndim == 3:
+        return [arr]
+    if arr.ndim == 4:
+        return [arr[c] for c in range(arr.shape[0])]
+    raise ValueError(f"score map must be (z, y, x) or (C, z, y, x), got shape {tuple(arr.shape)}")
+
+
+def _per_channel(value: float | Sequence[float], n: int, name: str) -> list[float]:
+    if np.ndim(value) == 0:
+        return [float(value)] * n
+    values = [float(v) for v in value]  # type: ignore[union-attr]
+    if len(values) != n:
+        raise ValueError(f"{name} has {len(values)} values for {n} channel(s)")
+    return values
+
+
+# -- methods --------------------------------------------------------------------------------------------------
+def maxpool_nms(score: np.ndarray, threshold: float | Sequence[float] = 0.5,
+                min_distance_vox: float | Sequence[float] = 3, *, device: str | None = None) -> Peaks:
+    """Max-pool non-maximum suppression.
+
+    Parameters
+    ----------
+    score
+        ``(z, y, x)`` or ``(C, z, y, x)`` scores (numpy or torch).
+    threshold
+        Minimum score of a peak (one value, or one per channel).
+    min_distance_vox
+        Half-width ``d`` of the ``(2d+1)³`` suppression cube in voxels (one value or one per channel); peaks of
+        one channel closer than ``d`` (Euclidean) are also merged, keeping the higher.
+    device
+        Torch device for the pooling (``"cpu"``, ``"cuda"``); default: where the input lives.
+
+    Returns
+    -------
+    Peaks
+    """
+    torch = _torch()
+    maps = _channels(score)
+    thresholds = _per_channel(threshold, len(maps), "threshold")
+    distances = _per_channel(min_distance_vox, len(maps), "min_distance_vox")
+    found = []
+    with torch.inference_mode():
+        for c, (m, thr, d) in enumerate(zip(maps, thresholds, distances)):
+            t = _as_tensor(m, device)
+            if t.numel() == 0 or not bool((t >= thr).any()):
+                continue
+            kernel = 2 * max(1, int(math.ceil(d))) + 1
+            pooled = _pool_separable(t, kernel, "max")
+            is_peak = (t == pooled) & (t >= thr)
+            found.append(suppress_close(_merge_plateaus(is_peak, t, c), d))
+    return Peaks.concat(found).sorted()
+
+
+def mp_nms(score: np.ndarray, threshold: float | Sequence[float] = 0.5,
+           diameter_vox: float | Sequence[float] = 10, *, kernel: int = 5, min_value: float = 0.1,
+           min_distance_vox: float | Sequence[float] | None = None, device: str | None = None) -> Peaks:
+    """DeepETPicker's mean-pool NMS (MP-NMS).
+
+    The map is binarised at ``threshold``, smoothed by ``n = ceil(diameter / (kernel - 1)) + 1`` passes of a
+    ``kernel³`` mean pool (so the smoothing spans about one particle diameter and the centre of a blob becomes its
+    maximum), then a voxel is a peak where it equals the ``kernel³`` max-pool of the smoothed map and exceeds
+    ``min_value``. Equal neighbouring maxima are merged within ``min_distance_vox`` (default: diameter / 2).
+
+    Parameters
+    ----------
+    score
+        ``(z, y, x)`` or ``(C, z, y, x)`` scores.
+    threshold
+        Binarisation threshold (one value or one per channel).
+    diameter_vox
+        Particle diameter in voxels (one value or one per channel).
+    kernel
+        Odd pooling kernel size (DeepETPicker's default 5).
+    min_value
+        Minimum smoothed occupancy of a peak.
+
+    Returns
+    -------
+    Peaks
+        Score = smoothed occupancy at the peak.
+    """
+    torch = _torch()
+    if kernel < 3 or kernel % 2 == 0:
+        raise ValueError("kernel must be an odd integer >= 3")
+    maps = _channels(score)
+    thresholds = _per_channel(threshold, len(maps), "threshold")
+    diameters = _per_channel(diameter_vox, len(maps), "diameter_vox")
+    distances = (_per_channel(min_distance_vox, len(maps), "min_distance_vox") if min_distance_vox is not None
+                 else [d / 2 for d in diameters])
+    found = []
+    with torch.inference_mode():
+        for c, (m, thr, diam, dist) in enumerate(zip(maps, thresholds, diameters, distances)):
+            t = _as_tensor(m, device)
+            binary = (t >= thr).float()
+            if not bool(binary.any()):
+                continue
+            smooth = binary
+            for _ in range(mp_passes(diam, kernel)):
+                smooth = _pool_separable(smooth, kernel, "mean")
+            pooled = _pool_separable(smooth, kernel, "max")
+            is_peak = (smooth == pooled) & (smooth > min_value)
+            found.append(suppress_close(_merge_plateaus(is_peak, smooth, c), dist))
+    return Peaks.concat(found).sorted()
+
+
+def mp_passes(diameter_vox: float, kernel: int = 5) -> int:
+    """Number of mean-pool passes MP-NMS uses for a particle of ``diameter_vox``."""
+    return int(math.ceil(max(diameter_vox, 1.0) / (kernel - 1))) + 1
+
+
+def connected_components(score: np.ndarray, threshold: float | Sequence[float] = 0.5, *,
+                         min_size_vox: int | Sequence[int] = 1, max_size_vox: int | Sequence[int] | None = None,
+                         ) -> Peaks:
+    """Connected components of ``score ≥ threshold`` (26-connectivity, ``cc3d``) filtered by voxel count.
+
+    Parameters
+    ----------
+    score
+        ``(z, y, x)`` or ``(C, z, y, x)`` scores.
+    threshold
+        One value or one per channel.
+    min_size_vox, max_size_vox
+        Keep components with ``min_size_vox ≤ voxels ≤ max_size_vox`` (one value or one per channel).
+
+    Returns
+    -------
+    Peaks
+        Position = centroid (fractional voxels), score = mean score over the component.
+    """
+    import cc3d
+    from scipy import ndimage
+
+    maps = _channels(score)
+    thresholds = _per_channel(threshold, len(maps), "threshold")
+    mins = _per_channel(min_size_vox, len(maps), "min_size_vox")
+    maxs = _per_channel(np.inf if max_size_vox is None else max_size_vox, len(maps), "max_size_vox")
+    found = []
+    for c, (m, thr, lo, hi) in enumerate(zip(maps, thresholds, mins, maxs)):
+        m = np.asarray(m)
+        binary = m >= thr
+        if not binary.any():
+            continue
+        labels, n = cc3d.connected_components(binary, connectivity=26, return_N=True)
+        if n == 0:
+            continue
+        stats = cc3d.statistics(labels)
+        counts = np.asarray(stats["voxel_counts"][1:], dtype=np.int64)
+        centroids = np.asarray(stats["centroids"][1:], dtype=np.float64)
+        ids = np.arange(1, n + 1)
+        keep = (counts >= lo) & (counts <= hi)
+        if not keep.any():
+            continue
+        means = np.asarray(ndimage.mean(m.astype(np.float64, copy=False), labels, ids[keep]), dtype=np.float64)
+        found.append(Peaks.make(centroids[keep], means, c))
+    return Peaks.concat(found).sorted()
+
+
+def local_maxima(score: np.ndarray, threshold: float | Sequence[float] = 0.5,
+                 min_distance_vox: float | Sequence[float] = 3) -> Peaks:
+    """Local maxima at least ``min_distance_vox`` apart (``skimage.feature.peak_local_max``, borders included).
+
+    Parameters
+    ----------
+    score
+        ``(z, y, x)`` or ``(C, z, y, x)`` scores.
+    threshold
+        Minimum score (``threshold_abs``), one value or one per channel.
+    min_distance_vox
+        Minimum separation in voxels (rounded up to an integer, as skimage requires), one or per channel.
+
+    Returns
+    -------
+    Peaks
+    """
+    from skimage.feature import peak_local_max
+
+    maps = _channels(score)
+    thresholds = _per_channel(threshold, len(maps), "threshold")
+    distances = _per_channel(min_distance_vox, len(maps), "min_distance_vox")
+    found = []
+    for c, (m, thr, d) in enumerate(zip(maps, thresholds, distances)):
+        m = np.asarray(m, dtype=np.float32)
+        if m.size == 0 or not (m >= thr).any():
+            continue
+        idx = peak_local_max(m, min_distance=max(1, int(math.ceil(d))), threshold_abs=thr, exclude_border=False)
+        found.append(Peaks.make(idx, m[tuple(idx.T)] if len(idx) else [], c))
+    return Peaks.concat(found).sorted()
+
+
+def apply_mask(peaks: Peaks, mask: np.ndarray | None) -> Peaks:
+    """Keep the peaks whose nearest voxel is True in ``mask`` ``(z, y, x)`` (outside the mask's extent: dropped)."""
+    if mask is None or len(peaks) == 0:
+        return peaks
+    mask = np.asarray(mask)
+    idx = np.rint(peaks.zyx).astype(np.int64)
+    inside = np.all((idx >= 0) & (idx < np.asarray(mask.shape)), axis=1)
+    keep = np.zeros(len(peaks), dtype=bool)
+    keep[inside] = mask[tuple(idx[inside].T)].astype(bool)
+    return peaks.select(keep)
+
+
+def find_peaks(score: np.ndarray, method: str = "maxpool", *, threshold: float | Sequence[float] = 0.5,
+               radius_vox: float | Sequence[float] = 5.0, distance_factor: float = 0.75,
+               mask: np.ndarray | None = None, device: str | None = None, min_size_fraction: float = 0.05,
+               ) -> Peaks:
+    """Peaks of a score map with one call, parameters derived from the particle radius.
+
+    Parameters
+    ----------
+    score
+        ``(z, y, x)`` or ``(C, z, y, x)`` scores.
+    method
+        One of :data:`METHODS`.
+    threshold
+        Score threshold, one value or one per channel.
+    radius_vox
+        Particle radius in voxels, one value or one per channel. Sets the minimum distance between peaks
+        (``distance_factor × radius``), MP-NMS's diameter and the connected-component size window
+        (``min_size_fraction`` … 8 × the sphere's volume).
+    mask
+        Optional ``(z, y, x)`` boolean mask; peaks outside it are dropped.
+    device
+        Torch device for the pooling methods.
+
+    Returns
+    -------
+    Peaks
+    """
+    n = 1 if np.ndim(score) == 3 else int(np.shape(score)[0])
+    radii = np.asarray(_per_channel(radius_vox, n, "radius_vox"))
+    if method == "maxpool":
+        peaks = maxpool_nms(score, threshold, list(distance_factor * radii), device=device)
+    elif method == "mpnms":
+        peaks = mp_nms(score, threshold, list(2 * radii), min_distance_vox=list(distance_factor * radii),
+                       device=device)
+    elif method == "cc":
+        volume = 4.0 / 3.0 * np.pi * radii**3
+        peaks = connected_components(score, threshold, min_size_vox=list(np.maximum(1, min_size_fraction * volume)),
+                                     max_size_vox=list(8 * volume + 1))
+    elif method == "localmax":
+        peaks = local_maxima(score, threshold, list(distance_factor * radii))
+    else:
+        raise ValueError(f"unknown peak method {method!r}; choose one of {', '.join(METHODS)}")
+    return apply_mask(peaks, mask)
+
+
+def halo_vox(method: str, radius_vox: float, distance_factor: float = 0.75, kernel: int = 5) -> int:
+    """Voxels of context each side a slab needs so that :func:`find_peaks` gives the same peaks in its core as on
+    the whole volume (for ``cc``: components up to 2 radii from the core)."""
+    d = int(math.ceil(distance_factor * radius_vox)) + 1
+    if method == "mpnms":
+        return mp_passes(2 * radius_vox, kernel) * (kernel // 2) + kernel // 2 + d
+    if method == "cc":
+        return int(math.ceil(2 * radius_vox)) + 1
+    return 2 * d
