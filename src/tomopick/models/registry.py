@@ -66,3 +66,57 @@ def _resunet(in_channels: int, out_channels: int, channels: tuple[int, ...] = (1
              norm: str = "batch") -> torch.nn.Module:
     """MONAI UNet with residual units (DeepFindET / octopi style)."""
     return _unet(in_channels, out_channels, channels, strides, num_res_units, dropout, norm)
+
+
+@register_model("coordresunet")
+def _coordresunet(in_channels: int, out_channels: int, channels: tuple[int, ...] = (16, 32, 64, 128),
+                  num_res_units: int = 2, norm: str = "batch", dropout: float = 0.0, coord_conv: bool = True,
+                  pyramid: bool = True) -> torch.nn.Module:
+    """DeepETPicker-style 3D residual UNet with coordinate channels and image-pyramid inputs
+    (:class:`tomopick.models.networks.CoordResUNet`)."""
+    from tomopick.models.networks import CoordResUNet
+
+    return CoordResUNet(in_channels, out_channels, channels=tuple(channels), num_res_units=num_res_units, norm=norm,
+                        dropout=dropout, coord_conv=coord_conv, pyramid=pyramid)
+
+
+@register_model("swinunetr")
+def _swinunetr(in_channels: int, out_channels: int, feature_size: int = 12, depths: tuple[int, ...] = (2, 2, 2, 2),
+               num_heads: tuple[int, ...] = (3, 6, 12, 24), window_size: int = 7, dropout: float = 0.0,
+               use_v2: bool = False) -> torch.nn.Module:
+    """MONAI SwinUNETR (imports without torchvision). Patch sides must be divisible by 32; ``feature_size`` must be
+    divisible by 12."""
+    from monai.networks.nets import SwinUNETR
+
+    return SwinUNETR(in_channels=in_channels, out_channels=out_channels, feature_size=feature_size,
+                     depths=tuple(depths), num_heads=tuple(num_heads), window_size=window_size, drop_rate=dropout,
+                     use_v2=use_v2, spatial_dims=3)
+
+
+def encoder_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters of a network's encoder (contracting path), for fine-tuning with a frozen encoder.
+
+    Supported: ``coordresunet`` (its ``encoders`` and ``downs``), MONAI ``UNet`` / ``resunet`` (the first
+    down-sampling block of every level, i.e. each nested ``SkipConnection``'s first sub-block), SwinUNETR (its
+    ``swinViT`` transformer and the ``encoder*`` blocks).
+    """
+    if hasattr(model, "encoder_parameters"):
+        return list(model.encoder_parameters())
+    if hasattr(model, "swinViT"):
+        params = list(model.swinViT.parameters())
+        for name, module in model.named_children():
+            if name.startswith("encoder"):
+                params.extend(module.parameters())
+        return params
+    from monai.networks.layers import SkipConnection
+
+    params: list[torch.nn.Parameter] = []
+    module = getattr(model, "model", None)
+    while isinstance(module, torch.nn.Sequential) and len(module) > 0:
+        params.extend(module[0].parameters())  # the down block of this level
+        nxt = module[1] if len(module) > 1 else None
+        if isinstance(nxt, SkipConnection):
+            module = nxt.submodule
+        else:
+            break
+    return params
