@@ -36,8 +36,9 @@ def _root(
 # Each command module exposes ``register(app)``; heavy imports (torch, monai) stay inside the commands.
 from tomopick.cli import evaluate as _evaluate  # noqa: E402
 from tomopick.cli import formats as _formats  # noqa: E402
+from tomopick.cli import simulate as _simulate  # noqa: E402
 
-for _module in (_formats, _evaluate):
+for _module in (_formats, _evaluate, _simulate):
     _module.register(app)
 
 
