@@ -40,7 +40,7 @@ def write_tomogram(tomogram: Tomogram, path: str | Path, *, format: str | None =
         fmt.writer(tomogram, str(path), overwrite=overwrite, **options)
         return Path(str(path).split("://", 1)[1].split("?", 1)[0])
     with atomic_output(path, overwrite=overwrite, directory=fmt.directory) as tmp:
-        fmt.writer(tomogram, tmp, **options)
+        _write_named(fmt, tomogram, tmp, path, options)
     return Path(path)
 
 
@@ -63,8 +63,18 @@ def write_picks(picks: Picks, path: str | Path, *, format: str | None = None, ov
         fmt.writer(picks, str(path), overwrite=overwrite, **options)
         return Path(str(path).split("://", 1)[1].split("?", 1)[0])
     with atomic_output(path, overwrite=overwrite, directory=fmt.directory) as tmp:
-        fmt.writer(picks, tmp, **options)
+        _write_named(fmt, picks, tmp, path, options)
     return Path(path)
+
+
+def _write_named(fmt: Format, obj: Any, tmp: Path, final: str | Path, options: dict[str, Any]) -> None:
+    """Run a writer on the temporary path; its errors name the final path, not the temporary one."""
+    try:
+        fmt.writer(obj, tmp, **options)
+    except TomopickError as exc:
+        if exc.path == str(tmp):
+            raise TomopickError(exc.message, final) from None
+        raise
 
 
 # Format modules register themselves on import (kept last to avoid import cycles).

@@ -16,6 +16,7 @@ import numpy as np
 from tomopick.data import ParticleSet, Picks, Tomogram, get_particle_set
 from tomopick.errors import TomopickError
 from tomopick.io import check_output, read_picks, read_tomogram, write_picks, write_tomogram
+from tomopick.io.formats._common import stated_voxel_size
 from tomopick.io.registry import detect, formats, get_format
 
 Kind = Literal["tomogram", "picks"]
@@ -168,6 +169,8 @@ def convert(
     vs_check = tomo.voxel_size_A if tomo is not None else voxel_size_A
     warnings = check_picks(picks, src_text, particles=pset, shape_zyx=shape, voxel_size_A=vs_check)
     wopts = {k: v for k, v in opts.items() if k != "particle"}  # names are in the picks by now
+    if "voxel_size_A" not in wopts and stated_voxel_size(picks) is not None:
+        wopts["voxel_size_A"] = stated_voxel_size(picks)  # pixel size stated by the input file
     if user_id:
         wopts["user_id"] = user_id
     if session_id:

@@ -101,3 +101,17 @@ def tomogram_centre_A(tomogram_shape_zyx: Any, voxel_size_A: Any, tomogram: Any,
         raise TomopickError("RELION 5 centred coordinates need the tomogram size: pass --tomo-shape Z,Y,X with "
                             "--voxel-size, or --tomogram FILE", path)
     return (shape * vs / 2.0)[::-1].copy()
+
+
+def with_stated_voxel_size(picks: Picks, voxel_size_A: float | None) -> Picks:
+    """Record the pixel size a pixel-format file stated (``picks.frame.attrs["voxel_size_A"]``), so that a
+    conversion to another pixel format can reuse it (see :func:`stated_voxel_size`)."""
+    if voxel_size_A is not None:
+        picks.frame.attrs["voxel_size_A"] = float(voxel_size_A)
+    return picks
+
+
+def stated_voxel_size(picks: Picks) -> float | None:
+    """The pixel size the source file stated, if the reader recorded one (lost by selections)."""
+    value = picks.frame.attrs.get("voxel_size_A")
+    return None if value is None else float(value)

@@ -21,7 +21,13 @@ import numpy as np
 from tomopick.data import Picks
 from tomopick.data.rotations import dynamo_angles_to_matrix, matrix_to_dynamo_angles
 from tomopick.errors import TomopickError
-from tomopick.io.formats._common import class_labels, class_names, positive_voxel_size, run_names
+from tomopick.io.formats._common import (
+    class_labels,
+    class_names,
+    positive_voxel_size,
+    run_names,
+    with_stated_voxel_size,
+)
 from tomopick.io.registry import Format, register
 
 N_COLUMNS = 36  # 35 standard columns + apix (36)
@@ -64,7 +70,7 @@ def read_dynamo(path: Path, *, voxel_size_A: Any = None, particle: str | None = 
     except TomopickError as exc:
         raise TomopickError(exc.message, path) from None
     rot = dynamo_angles_to_matrix(table[:, 6:9]) if len(table) else None
-    return Picks.from_arrays(xyz, names, score=table[:, 9], rotations=rot, run=runs)
+    return with_stated_voxel_size(Picks.from_arrays(xyz, names, score=table[:, 9], rotations=rot, run=runs), vs)
 
 
 def write_dynamo(picks: Picks, path: Path, *, voxel_size_A: Any = None, run: str | None = None, particles: Any = None,

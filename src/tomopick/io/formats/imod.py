@@ -16,7 +16,7 @@ import numpy as np
 
 from tomopick.data import Picks
 from tomopick.errors import TomopickError
-from tomopick.io.formats._common import class_labels, class_names, positive_voxel_size
+from tomopick.io.formats._common import class_labels, class_names, positive_voxel_size, with_stated_voxel_size
 from tomopick.io.registry import Format, register
 
 _UNITS_TO_A = {-10: 1.0, -9: 10.0, -6: 1e4}
@@ -48,7 +48,7 @@ def read_imod(path: Path, *, voxel_size_A: Any = None, particle: str | None = No
         names = class_names(labels, len(xyz), particle=particle, particles=particles)
     except TomopickError as exc:
         raise TomopickError(exc.message, path) from None
-    return Picks.from_arrays(xyz, names, run=run or "")
+    return with_stated_voxel_size(Picks.from_arrays(xyz, names, run=run or ""), vs)
 
 
 def write_imod(picks: Picks, path: Path, *, voxel_size_A: Any = None, particles: Any = None, **_: Any) -> None:

@@ -36,6 +36,7 @@ from tomopick.io.formats._common import (
     positive_voxel_size,
     run_names,
     tomogram_centre_A,
+    with_stated_voxel_size,
 )
 from tomopick.io.registry import Format, register
 
@@ -131,6 +132,7 @@ def read_star(path: Path, *, voxel_size_A: Any = None, particle: str | None = No
     tables = _read_blocks(path)
     _, df = _particle_table(tables, path)
     n = len(df)
+    stated_vs = None
     if set(_CENTRED) <= set(df.columns):
         vs = voxel_size_A
         if tomogram is not None and vs is None:
@@ -141,7 +143,10 @@ def read_star(path: Path, *, voxel_size_A: Any = None, particle: str | None = No
         missing = [c for c in _XYZ if c not in df.columns]
         if missing:
             raise TomopickError(f"STAR particle table lacks {', '.join(missing)}", path)
-        xyz = _numeric(df, _XYZ, path) * _pixel_sizes(tables, df, voxel_size_A, path)[:, None]
+        sizes = _pixel_sizes(tables, df, voxel_size_A, path)
+        xyz = _numeric(df, _XYZ, path) * sizes[:, None]
+        if len(sizes) and np.allclose(sizes, sizes[0]):
+            stated_vs = float(sizes[0])
     if {"rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst"} <= set(df.columns):
         xyz = xyz - _numeric(df, ["rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst"], path)
     if n and not np.all(np.isfinite(xyz)):
@@ -157,7 +162,8 @@ def read_star(path: Path, *, voxel_size_A: Any = None, particle: str | None = No
         names = class_names(labels, n, particle=particle, particles=particles)
     except TomopickError as exc:
         raise TomopickError(exc.message, path) from None
-    return Picks.from_arrays(xyz, names, score=score, rotations=rotations, run=_run_column(df, run))
+    picks = Picks.from_arrays(xyz, names, score=score, rotations=rotations, run=_run_column(df, run))
+    return with_stated_voxel_size(picks, stated_vs)
 
 
 def _common_columns(picks: Picks, data: dict[str, Any], particles: Any, path: Path) -> None:
