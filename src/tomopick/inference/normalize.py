@@ -37,11 +37,20 @@ class RobustStats:
         and to 1.0 for a constant volume, so that dividing by it is always safe).
     n_samples
         How many finite voxels the estimate used.
+    minimum, maximum
+        Extremes of the finite sampled voxels.
     """
 
     center: float
     scale: float
     n_samples: int
+    minimum: float = float("nan")
+    maximum: float = float("nan")
+
+    @property
+    def is_constant(self) -> bool:
+        """All sampled finite voxels are equal (nothing to normalise, nothing to find)."""
+        return bool(self.n_samples > 0 and self.minimum == self.maximum)
 
 
 def _sample(array: Any, max_samples: int) -> np.ndarray:
@@ -92,7 +101,7 @@ def robust_stats(array: Any, *, max_samples: int = DEFAULT_MAX_SAMPLES) -> Robus
         scale = float(values.std())
     if not scale > 0 or not np.isfinite(scale):
         scale = 1.0
-    return RobustStats(center, scale, int(values.size))
+    return RobustStats(center, scale, int(values.size), float(values.min()), float(values.max()))
 
 
 def normalize_robust(

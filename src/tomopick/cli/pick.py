@@ -1,0 +1,110 @@
+"""``tomopick pick [--model M] INPUT... --out OUT``: pick particles with a trained network."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from tomopick.errors import TomopickError
+
+
+def parse_thresholds(values: list[str] | None) -> float | dict[str, float] | None:
+    """``["0.4"]`` → 0.4; ``["0.5", "ribosome=0.3"]`` → ``{"*": 0.5, "ribosome": 0.3}``."""
+    if not values:
+        return None
+    out: dict[str, float] = {}
+    for item in values:
+        for part in str(item).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            name, _, value = part.rpartition("=")
+            try:
+                number = float(value)
+            except ValueError:
+                raise TomopickError(f"--threshold {part!r}: expected a number or CLASS=NUMBER") from None
+            out[name or "*"] = number
+    if list(out) == ["*"]:
+        return out["*"]
+    return out
+
+
+def parse_roi(text: str | None) -> tuple[int, int, int] | None:
+    if not text:
+        return None
+    try:
+        values = [int(v) for v in text.replace("x", ",").split(",") if v.strip()]
+    except ValueError:
+        raise TomopickError(f"--roi {text!r}: expected Z,Y,X integers") from None
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3 or min(values) < 8:
+        raise TomopickError(f"--roi {text!r}: expected three sizes >= 8 (Z,Y,X)")
+    return tuple(values)  # type: ignore[return-value]
+
+
+def pick(
+    inputs: List[str] = typer.Argument(..., metavar="INPUT...",
+                                       help="Tomograms: MRC, OME-Zarr, or copick://project?run=… (no run = all)."),
+    out: str = typer.Option(..., "--out", "-o",
+                            help="Picks file (all inputs, run column), a folder (one file per input, end with /), "
+                                 "or copick://project."),
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="Checkpoint (.pt). Default: the bundled czii-10A model."),
+    threshold: Optional[List[str]] = typer.Option(None, "--threshold", "-t",
+                                                  help="Score threshold (0.5), or CLASS=VALUE; repeatable."),
+    peak_method: str = typer.Option("maxpool", "--peak-method",
+                                    help="maxpool | mpnms (DeepETPicker) | cc (connected components) | localmax."),
+    distance: float = typer.Option(0.75, "--distance", help="Minimum pick spacing as a fraction of the radius."),
+    tta: bool = typer.Option(False, "--tta", help="Average over 4 flips (4× slower)."),
+    overlap: Optional[float] = typer.Option(None, "--overlap",
+                                            help="Window context fraction (crop: 0.2; gaussian: 0.25)."),
+    mode: str = typer.Option("crop", "--mode", help="crop (overlap-tile, fast) | gaussian (MONAI blending)."),
+    roi: Optional[str] = typer.Option(None, "--roi", help="Largest window Z,Y,X in voxels."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Windows per forward pass."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda (mixed precision on GPU)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: all cores)."),
+    voxel_size: Optional[float] = typer.Option(None, "--voxel-size", help="Override the inputs' voxel size (Å)."),
+    allow_nonfinite: bool = typer.Option(False, "--allow-nonfinite", help="Treat NaN/Inf voxels as background."),
+    save_scores: Optional[Path] = typer.Option(None, "--save-scores",
+                                               help="Folder for per-class score maps (OME-Zarr)."),
+    picks_format: Optional[str] = typer.Option(None, "--format", help="Picks format (default: from --out)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Pick particles in tomograms with a trained 3D network; writes x, y, z in Å with a score per pick."""
+    from tomopick.workflows.pick import pick as run_pick
+
+    bar = None
+
+    def progress(run: str, done: int, total: int) -> None:
+        nonlocal bar
+        from tqdm import tqdm
+
+        if bar is None or bar.desc != run:
+            if bar is not None:
+                bar.close()
+            bar = tqdm(total=total, desc=run, unit="window", file=sys.stderr, leave=False)
+        bar.update(done - bar.n)
+
+    try:
+        report = run_pick(inputs, model, out=out, threshold=parse_thresholds(threshold), peak_method=peak_method,
+                          distance_factor=distance, tta=4 if tta else 1, overlap=overlap, batch_size=batch_size,
+                          device=device, mode=mode, roi_size=parse_roi(roi), voxel_size_A=voxel_size,
+                          allow_nonfinite=allow_nonfinite, save_scores=save_scores, overwrite=overwrite,
+                          threads=threads, picks_format=picks_format, progress=None if quiet else progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    for summary in report.runs:
+        counts = ", ".join(f"{k} {v}" for k, v in summary.get("counts", {}).items()) or "no classes"
+        note = f" ({summary['note']})" if summary.get("note") else ""
+        typer.echo(f"{summary['run'] or summary.get('input')}: {counts}; {summary.get('seconds', 0):.1f} s{note}")
+    typer.echo(f"{len(report.picks)} picks written to {', '.join(report.outputs)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pick")(pick)

@@ -1,0 +1,404 @@
+"""Sliding-window prediction streamed over tomograms of any size, into a per-class score store.
+
+Two blending modes:
+
+``crop`` (default; DeepETPicker's overlap-tile strategy)
+    The volume is tiled by window *cores*; each window is predicted with a ``margin`` of context on every side
+    and only its core is kept. Every output voxel is computed exactly once (no blending, no accumulator), the
+    cores are written straight into the score store, and the input is read window by window from the (memory-
+    mapped / lazy) tomogram. Memory is therefore bounded by one batch of windows whatever the tomogram size.
+    Window sizes are chosen per axis to cover the volume with as little padding as possible.
+``gaussian`` (MONAI)
+    Blocks of the volume (plus a halo of half a window) are passed to :func:`monai.inferers.sliding_window_inference`
+    with Gaussian blending and the requested overlap; the block core is kept. MONAI's function allocates the full
+    multi-channel float32 output of what it is given, so it is run per block to keep memory bounded (the halo is
+    recomputed: this mode costs more compute than ``crop``).
+
+The per-class scores (softmax or sigmoid probabilities of the foreground classes, optionally averaged over flip
+test-time augmentation) are stored as float16 in a :class:`ScoreStore`: an in-memory array for ordinary
+tomograms, or a compressed temporary zarr array on disk above a memory budget. The full multi-channel float32
+score map of a large tomogram is never held.
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from tomopick.inference.normalize import RobustStats, normalize_robust
+
+#: Scores below this are stored as exactly 0 (they compress to nothing on disk and never reach a threshold).
+ZERO_BELOW = 2.0**-9
+#: Above this many bytes of float16 scores, the store goes to a temporary zarr array on disk.
+DEFAULT_MEMORY_BUDGET = 1 << 30
+
+
+# -- score store ------------------------------------------------------------------------------------------------
+class ScoreStore:
+    """Per-class scores ``(C, z, y, x)`` stored as float16, in memory or in a temporary zarr array on disk.
+
+    Parameters
+    ----------
+    shape
+        ``(C, z, y, x)``.
+    chunks
+        ``(z, y, x)`` chunk shape of the disk store (ideally the window cores).
+    memory_budget
+        Bytes above which the store goes to disk.
+    directory
+        Where to create the temporary disk store (default: the system temporary folder).
+    """
+
+    def __init__(self, shape: Sequence[int], *, chunks: Sequence[int] | None = None,
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET, directory: str | None = None) -> None:
+        self.shape = tuple(int(s) for s in shape)
+        nbytes = int(np.prod(self.shape)) * 2
+        self._tmp: str | None = None
+        if nbytes <= memory_budget:
+            self.array: Any = np.zeros(self.shape, dtype=np.float16)
+            self.on_disk = False
+        else:
+            import zarr
+            from numcodecs import Blosc
+
+            self._tmp = tempfile.mkdtemp(prefix="tomopick-scores-", dir=directory)
+            chunk = tuple(int(c) for c in (chunks or (64, 256, 256)))
+            chunk = tuple(min(c, s) for c, s in zip(chunk, self.shape[1:]))
+            self.array = zarr.open(os.path.join(self._tmp, "scores.zarr"), mode="w", shape=self.shape,
+                                   chunks=(1, *chunk), dtype=np.float16, fill_value=0,
+                                   compressor=Blosc(cname="lz4", clevel=5, shuffle=Blosc.BITSHUFFLE))
+            self.on_disk = True
+
+    def write(self, core: tuple[slice, slice, slice], values: np.ndarray) -> None:
+        """Store ``values`` ``(C, z, y, x)`` float32 at the ``(z, y, x)`` slices ``core``."""
+        v = np.asarray(values, dtype=np.float32)
+        v = np.where(v < ZERO_BELOW, 0.0, v).astype(np.float16)
+        self.array[(slice(None), *core)] = v
+
+    def read(self, channel: int, z: slice = slice(None)) -> np.ndarray:
+        """Scores of one channel over a z-range as float32 ``(z, y, x)``."""
+        return np.asarray(self.array[channel, z], dtype=np.float32)
+
+    def close(self) -> None:
+        """Delete the temporary disk store (if any)."""
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> "ScoreStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - safety net
+        self.close()
+
+
+# -- window planning --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AxisPlan:
+    """Windows along one axis: cores ``[start, start + core)`` (last one clipped), windows read from
+    ``start - margin`` with length ``roi``."""
+
+    starts: tuple[int, ...]
+    core: int
+    margin: int
+    roi: int
+
+
+def plan_axis(n: int, roi_max: int, margin: int, divisor: int = 16, fixed: bool = False) -> AxisPlan:
+    """Fewest windows of at most ``roi_max`` voxels (a multiple of ``divisor``) whose cores tile ``n`` voxels,
+    with cores as equal as possible (``fixed``: every window exactly ``roi_max``, for networks whose output
+    depends on the window size, e.g. coordinate channels)."""
+    roi_max = max(divisor, roi_max - roi_max % divisor)
+    margin = max(0, min(int(margin), (roi_max - divisor) // 2))
+    if fixed:
+        core = roi_max - 2 * margin
+        return AxisPlan(tuple(range(0, n, core)), core, margin, roi_max)
+    k = max(1, math.ceil(n / (roi_max - 2 * margin)))
+    while True:
+        core = math.ceil(n / k)
+        roi = int(math.ceil((core + 2 * margin) / divisor) * divisor)
+        if roi <= roi_max or core <= 1:
+            break
+        k += 1
+    starts = tuple(i * core for i in range(k) if i * core < n)
+    return AxisPlan(starts, core, margin, roi)
+
+
+@dataclass
+class InferenceSettings:
+    """How to run the network over a volume.
+
+    Attributes
+    ----------
+    mode
+        ``"crop"`` (overlap-tile, default) or ``"gaussian"`` (MONAI blending per block).
+    roi_size
+        Largest window ``(z, y, x)`` in voxels (crop mode adapts it down to tile the volume evenly).
+    overlap
+        Crop mode: fraction of each window given to context (``margin = overlap · roi / 2`` per side).
+        Gaussian mode: MONAI's window overlap.
+    tta
+        Flip test-time augmentation: 1 (none), 4 (identity + one flip per axis) or 8 (all flip combinations).
+    batch_size
+        Windows per forward pass.
+    device
+        ``"cpu"`` or ``"cuda"`` (``"cuda:1"`` …).
+    amp
+        Mixed precision (bfloat16 where supported, else float16) — GPU only; ``None`` = on for CUDA.
+    divisor
+        Window sizes are multiples of this (the network's total downsampling).
+    block_size
+        Gaussian mode: block core ``(z, y, x)``.
+    fixed_roi
+        Crop mode: always use windows of exactly ``roi_size`` (networks with coordinate channels).
+    memory_budget
+        Bytes of float16 scores kept in memory before the store goes to disk.
+    """
+
+    mode: str = "crop"
+    roi_size: tuple[int, int, int] = (96, 160, 160)
+    overlap: float = 0.2
+    tta: int = 1
+    batch_size: int = 1
+    device: str = "cpu"
+    amp: bool | None = None
+    divisor: int = 16
+    block_size: tuple[int, int, int] = (128, 256, 256)
+    memory_budget: int = DEFAULT_MEMORY_BUDGET
+    fixed_roi: bool = False
+    store_directory: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("crop", "gaussian"):
+            raise ValueError(f"unknown blending mode {self.mode!r}; use 'crop' or 'gaussian'")
+        if self.tta not in (1, 4, 8):
+            raise ValueError("tta must be 1, 4 or 8")
+        if not 0 <= self.overlap < 1:
+            raise ValueError("overlap must be in [0, 1)")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+
+
+def flip_sets(tta: int) -> list[tuple[int, ...]]:
+    """Spatial dims (of an ``(n, c, z, y, x)`` tensor) flipped by each test-time augmentation."""
+    if tta == 1:
+        return [()]
+    if tta == 4:
+        return [(), (2,), (3,), (4,)]
+    return [(), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4)]
+
+
+def make_predictor(model: Any, *, output: str, channels: Sequence[int], tta: int = 1, device: str = "cpu",
+                   amp: bool | None = None) -> Callable[[Any], Any]:
+    """``f(x)`` mapping a normalised batch ``(n, 1, z, y, x)`` to foreground probabilities ``(n, C, z, y, x)``
+    float32: flips for TTA, softmax/sigmoid, channel selection, probabilities averaged over flips."""
+    import torch
+
+    dev = torch.device(device)
+    use_amp = (dev.type == "cuda") if amp is None else (bool(amp) and dev.type == "cuda")
+    amp_dtype = torch.bfloat16 if (use_amp and torch.cuda.is_bf16_supported()) else torch.float16
+    idx = torch.as_tensor(list(channels), dtype=torch.long, device=dev)
+    flips = flip_sets(tta)
+
+    def predict(x: Any) -> Any:
+        x = x.to(dev, non_blocking=True)
+        total = None
+        for dims in flips:
+            xi = torch.flip(x, dims) if dims else x
+            with torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=use_amp):
+                logits = model(xi)
+            logits = logits.float()
+            prob = torch.softmax(logits, dim=1) if output == "softmax" else torch.sigmoid(logits)
+            prob = prob.index_select(1, idx)
+            if dims:
+                prob = torch.flip(prob, dims)
+            total = prob if total is None else total + prob
+        return total / len(flips)
+
+    return predict
+
+
+# -- reading windows ------------------------------------------------------------------------------------------
+def release_pages(array: Any) -> None:
+    """Tell the kernel the process no longer needs the pages of a memory-mapped array (they stay in the page
+    cache and are re-read on demand), so that streaming through a huge MRC does not grow the resident set."""
+    base = array
+    for _ in range(8):
+        mm = getattr(base, "_mmap", None)
+        if isinstance(mm, mmap.mmap):
+            try:
+                mm.madvise(mmap.MADV_DONTNEED)
+            except (AttributeError, OSError, ValueError):  # pragma: no cover - platform without madvise
+                pass
+            return
+        base = getattr(base, "base", None)
+        if base is None:
+            return
+
+
+def read_normalised(source: Any, start: Sequence[int], size: Sequence[int], stats: RobustStats,
+                    norm_kwargs: dict[str, Any]) -> np.ndarray:
+    """The ``size`` box at ``start`` (may extend outside the volume: zero padding, i.e. the median) of the
+    normalised volume, float32 ``(z, y, x)``."""
+    shape = source.shape
+    out = np.zeros(tuple(size), dtype=np.float32)
+    src, dst = [], []
+    for s, n, dim in zip(start, size, shape):
+        a, b = max(0, s), min(dim, s + n)
+        if b <= a:
+            return out
+        src.append(slice(a, b))
+        dst.append(slice(a - s, b - s))
+    out[tuple(dst)] = normalize_robust(source[tuple(src)], stats=stats, **norm_kwargs)
+    return out
+
+
+# -- the two modes ----------------------------------------------------------------------------------------------
+def window_plan(shape: Sequence[int], settings: InferenceSettings) -> list[AxisPlan]:
+    """Per-axis window plans of crop mode."""
+    return [plan_axis(int(n), int(r), int(round(settings.overlap * r / 2)), settings.divisor, settings.fixed_roi)
+            for n, r in zip(shape, settings.roi_size)]
+
+
+def count_windows(shape: Sequence[int], settings: InferenceSettings) -> int:
+    """Forward passes (windows × TTA flips are not counted) needed for a volume of ``shape``."""
+    if settings.mode == "crop":
+        return int(np.prod([len(p.starts) for p in window_plan(shape, settings)]))
+    return len(_blocks(shape, settings.block_size))
+
+
+def _blocks(shape: Sequence[int], block: Sequence[int]) -> list[tuple[int, int, int]]:
+    plans = [plan_axis(int(n), int(b), 0, 1) for n, b in zip(shape, block)]
+    return [(z, y, x) for z in plans[0].starts for y in plans[1].starts for x in plans[2].starts], plans  # type: ignore
+
+
+def predict_to_store(source: Any, model: Any, *, output: str, channels: Sequence[int], stats: RobustStats,
+                     norm_kwargs: dict[str, Any] | None = None, settings: InferenceSettings | None = None,
+                     progress: Callable[[int], None] | None = None) -> ScoreStore:
+    """Run the network over a whole ``(z, y, x)`` volume and return the per-class score store.
+
+    Parameters
+    ----------
+    source
+        ``(z, y, x)`` array-like (numpy, memmap, zarr) in the model's voxel grid, *not* normalised.
+    model
+        Network mapping ``(n, 1, z, y, x)`` to ``(n, C_all, z, y, x)`` logits (eval mode, on ``settings.device``).
+    output
+        ``"softmax"`` or ``"sigmoid"``.
+    channels
+        Indices of the output channels to keep (the foreground classes), in order.
+    stats
+        Robust statistics of the whole volume (:func:`~tomopick.inference.normalize.robust_stats`).
+    norm_kwargs
+        Extra keywords for :func:`~tomopick.inference.normalize.normalize_robust` (from the checkpoint).
+    progress
+        Called with the number of windows (crop) or blocks (gaussian) just finished.
+
+    Returns
+    -------
+    ScoreStore
+        ``(len(channels), z, y, x)`` float16 probabilities.
+    """
+    import torch
+
+    settings = settings or InferenceSettings()
+    norm_kwargs = dict(norm_kwargs or {})
+    shape = tuple(int(s) for s in source.shape)
+    predictor = make_predictor(model, output=output, channels=channels, tta=settings.tta, device=settings.device,
+                               amp=settings.amp)
+    if settings.mode == "crop":
+        plans = window_plan(shape, settings)
+        chunks = tuple(p.core for p in plans)
+    else:
+        chunks = tuple(min(b, s) for b, s in zip(settings.block_size, shape))
+    store = ScoreStore((len(channels), *shape), chunks=chunks, memory_budget=settings.memory_budget,
+                       directory=settings.store_directory)
+    try:
+        with torch.inference_mode():
+            if settings.mode == "crop":
+                _run_crop(source, predictor, store, plans, stats, norm_kwargs, settings, progress)
+            else:
+                _run_gaussian(source, predictor, store, stats, norm_kwargs, settings, len(channels), progress)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _run_crop(source, predictor, store, plans, stats, norm_kwargs, settings, progress) -> None:
+    import torch
+
+    pz, py, px = plans
+    roi = (pz.roi, py.roi, px.roi)
+    shape = store.shape[1:]
+
+    def windows() -> Iterator[tuple[int, int, int]]:
+        for z in pz.starts:
+            for y in py.starts:
+                for x in px.starts:
+                    yield z, y, x
+
+    batch: list[tuple[int, int, int]] = []
+    current_z = None
+
+    def flush() -> None:
+        if not batch:
+            return
+        arrays = [read_normalised(source, (z - pz.margin, y - py.margin, x - px.margin), roi, stats, norm_kwargs)
+                  for z, y, x in batch]
+        x_in = torch.from_numpy(np.stack(arrays)[:, None])
+        probs = predictor(x_in).cpu().numpy()
+        for (z, y, x), p in zip(batch, probs):
+            core = tuple(slice(s, min(s + c, n)) for s, c, n in zip((z, y, x), (pz.core, py.core, px.core), shape))
+            local = tuple(slice(m, m + (sl.stop - sl.start)) for m, sl in zip((pz.margin, py.margin, px.margin),
+                                                                               core))
+            store.write(core, p[(slice(None), *local)])
+        if progress is not None:
+            progress(len(batch))
+        batch.clear()
+
+    for z, y, x in windows():
+        if current_z is not None and z != current_z:
+            flush()
+            release_pages(source)  # a z-row of windows is done: drop its input pages from the resident set
+        current_z = z
+        batch.append((z, y, x))
+        if len(batch) >= settings.batch_size:
+            flush()
+    flush()
+    release_pages(source)
+
+
+def _run_gaussian(source, predictor, store, stats, norm_kwargs, settings, n_channels, progress) -> None:
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    shape = store.shape[1:]
+    starts, plans = _blocks(shape, settings.block_size)
+    halo = [r // 2 for r in settings.roi_size]
+    for z, y, x in starts:
+        core = tuple(slice(s, min(s + p.core, n)) for s, p, n in zip((z, y, x), plans, shape))
+        lo = [max(0, sl.start - h) for sl, h in zip(core, halo)]
+        hi = [min(n, sl.stop + h) for sl, h, n in zip(core, halo, shape)]
+        block = read_normalised(source, lo, [b - a for a, b in zip(lo, hi)], stats, norm_kwargs)
+        out = sliding_window_inference(torch.from_numpy(block)[None, None], roi_size=list(settings.roi_size),
+                                       sw_batch_size=settings.batch_size, predictor=predictor,
+                                       overlap=settings.overlap, mode="gaussian", padding_mode="constant",
+                                       sw_device=settings.device, device="cpu")
+        local = tuple(slice(sl.start - a, sl.stop - a) for sl, a in zip(core, lo))
+        store.write(core, out[0][(slice(None), *local)].numpy())
+        del out
+        release_pages(source)
+        if progress is not None:
+            progress(1)
