@@ -36,9 +36,10 @@ def _root(
 # Each command module exposes ``register(app)``; heavy imports (torch, monai) stay inside the commands.
 from tomopick.cli import evaluate as _evaluate  # noqa: E402
 from tomopick.cli import formats as _formats  # noqa: E402
+from tomopick.cli import pick as _pick  # noqa: E402
 from tomopick.cli import simulate as _simulate  # noqa: E402
 
-for _module in (_formats, _evaluate, _simulate):
+for _module in (_formats, _evaluate, _simulate, _pick):
     _module.register(app)
 
 
