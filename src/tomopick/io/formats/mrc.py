@@ -20,7 +20,11 @@ _WRITE_DTYPES = {np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.float32), np
 
 def _mode_of_header(path: Path) -> int:
     """Read the mode word straight from the header so an unsupported mode gets our message, not mrcfile's."""
-    raw = path.read_bytes()[:1024] if path.stat().st_size < 1024 else open(path, "rb").read(1024)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(1024)
+    except IsADirectoryError:
+        raise TomopickError("is a folder, not an MRC file", path) from None
     if len(raw) < 1024:
         raise TomopickError(f"not an MRC file (header is {len(raw)} bytes, expected 1024)", path)
     mode_le = int(np.frombuffer(raw[12:16], dtype="<i4")[0])
