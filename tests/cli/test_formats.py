@@ -84,14 +84,28 @@ def test_info_portal_picks(shared_data, capsys):
     assert code == 0 and "apo-ferritin" in stdout and "46" in stdout
 
 
+def test_copick_project_folder_and_uri(tmp_path, picks_csv, capsys):
+    from tomopick.data import CZII
+    from tomopick.io.copick_project import CopickProject
+
+    CopickProject.create(tmp_path / "proj", CZII)
+    code, stdout, err = run(["convert", picks_csv, f"copick://{tmp_path / 'proj'}?user=me"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "proj" / "ExperimentRuns" / "TS_1" / "Picks" / "me_0_ribosome.json").is_file()
+    code, stdout, _ = run(["info", tmp_path / "proj"], capsys)
+    assert code == 0 and "picks: 3" in stdout and "TS_1" in stdout
+    code, stdout, _ = run(["info", f"copick://{tmp_path / 'proj'}?particle=ribosome"], capsys)
+    assert code == 0 and "picks: 2" in stdout
+
+
 # -- bad input ---------------------------------------------------------------------------------------------------
 def test_missing_file(tmp_path, capsys):
     missing = tmp_path / "nope.mrc"
     code, _, err = run(["info", missing], capsys)
     assert code == 2
     assert_one_line_error(err, missing, "not found")
-    code, _, err = run(["convert", missing, tmp_path / "o.zarr"], capsys)
-    assert code == 2 and leftovers(tmp_path) == []
+    code, _, err = run(["convert", missing, tmp_path / "new" / "o.zarr"], capsys)
+    assert code == 2 and leftovers(tmp_path) == []  # not even the output's folder
 
 
 @pytest.mark.parametrize("case", ["truncated", "garbage", "mode4"])
@@ -107,7 +121,7 @@ def test_bad_mrc(tmp_path, capsys, case):
     else:
         _mrc(src, np.zeros((2, 2, 2), np.complex64))
         match = "unsupported MRC mode 4"
-    out = tmp_path / "out.zarr"
+    out = tmp_path / "sub" / "out.zarr"
     code, _, err = run(["convert", src, out], capsys)
     assert code == 2
     assert_one_line_error(err, src, match)

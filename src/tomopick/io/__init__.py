@@ -7,13 +7,17 @@ read_tomogram(path, *, format=None, **options) -> Tomogram
 write_tomogram(tomogram, path, *, format=None, overwrite=False, **options) -> Path
 read_picks(path, *, format=None, **options) -> Picks
 write_picks(picks, path, *, format=None, overwrite=False, **options) -> Path
+CopickProject.create(root, particles) / CopickProject.open(config_or_root)   (copick projects, see copick_project)
+
+Formats, what each carries and the conventions converted: ``docs/formats.md``.
 """
 
 from tomopick.io.api import read_picks, read_tomogram, write_picks, write_tomogram
 from tomopick.io.atomic import atomic_output, check_output
+from tomopick.io.copick_project import CopickProject
 from tomopick.io.registry import Format, detect, formats, get_format, register
 
 __all__ = [
-    "Format", "atomic_output", "check_output", "detect", "formats", "get_format", "read_picks", "read_tomogram",
-    "register", "write_picks", "write_tomogram",
+    "CopickProject", "Format", "atomic_output", "check_output", "detect", "formats", "get_format", "read_picks",
+    "read_tomogram", "register", "write_picks", "write_tomogram",
 ]

@@ -12,13 +12,25 @@ from typing import Iterator
 from tomopick.errors import OutputExistsError, TomopickError
 
 
-def check_output(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+def check_output(path: str | os.PathLike[str], overwrite: bool = False, create_parent: bool = True) -> Path:
     """Validate an output path before any work is done: refuse an existing output without ``overwrite`` and a
-    parent folder that cannot be created or written. Returns the path."""
+    parent folder that cannot be created or written. Returns the path.
+
+    With ``create_parent=False`` nothing is created: the nearest existing ancestor must be a writable folder
+    (use this for early checks, so that a later failure leaves no empty folders behind)."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError("output exists; pass --overwrite to replace it", path)
     parent = path.parent if str(path.parent) else Path(".")
+    if not create_parent:
+        existing = parent
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise TomopickError("cannot create output folder (Not a directory)", parent)
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise TomopickError("output folder is not writable", existing)
+        return path
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -90,6 +90,10 @@ def detect(path: str | Path, kind: Kind, *, for_writing: bool = False) -> Format
         raise TomopickError(f"no {kind} format handles URIs with scheme {scheme!r}", text)
     candidates = [(f, _suffix_match(text, f)) for f in formats(kind)]
     candidates = [(f, n) for f, n in candidates if n]
+    if not candidates and not for_writing and Path(text).exists():
+        for fmt in formats(kind):  # no extension matched: let the content decide (e.g. a copick project folder)
+            if fmt.sniff is not None and fmt.sniff(Path(text)):
+                return fmt
     if not candidates:
         exts = sorted({e for f in formats(kind) for e in f.extensions})
         raise TomopickError(f"cannot tell the {kind} format from the file name; known extensions: {', '.join(exts)}"

@@ -50,6 +50,8 @@ def detect_kind(path: str | Path, format: str | None = None) -> Kind:
         if not kinds:
             known = ", ".join(sorted({f.name for f in formats()}))
             raise TomopickError(f"unknown format {format!r}; known: {known}", text)
+    if Path(text).is_dir() and any((Path(text) / n).is_file() for n in ("copick_config.json", "config.json")):
+        return "picks"  # a copick project folder
     if text.startswith("copick://"):
         query = text.split("?", 1)[1] if "?" in text else ""
         return "tomogram" if any(k in query for k in ("tomo_type=", "voxel_size=", "level=")) else "picks"
@@ -150,10 +152,10 @@ def convert(
     fout = get_format(format_out, kind) if format_out else detect(dst_text, kind, for_writing=True)
     if fout.writer is None:
         raise TomopickError(f"format {fout.name!r} cannot be written", dst_text)
-    if not _is_uri(dst_text):
-        check_output(dst_text, overwrite)  # refuse early: before reading anything big
     if not _is_uri(src_text) and not Path(src_text).exists():
         raise TomopickError("file not found", src_text)
+    if not _is_uri(dst_text):  # refuse early, before reading anything big (creates nothing yet)
+        check_output(dst_text, overwrite, create_parent=False)
     if kind == "tomogram":
         tomo = read_tomogram(src_text, format=fin.name, voxel_size_A=voxel_size_A, level=level)
         opts: dict[str, Any] = {"levels": levels}

@@ -158,6 +158,11 @@ def read_copick_picks(path: Path | str, *, particle: str | None = None, run: str
     text = str(path)
     if text.startswith("copick://"):
         return _read_uri_picks(text, particle=particle, run=run, user_id=user_id, session_id=session_id)
+    if Path(path).is_dir():
+        from tomopick.io.copick_project import CopickProject
+
+        return CopickProject.open(path).read_picks(run=run, particle=particle, user_id=user_id,
+                                                   session_id=session_id)
     doc = _load_json(Path(path))
     if isinstance(doc, dict) and "pickable_objects" in doc:
         from tomopick.io.copick_project import CopickProject
@@ -263,6 +268,8 @@ def write_copick_tomogram(tomogram: Tomogram, path: str, *, run: str | None = No
 
 
 def _sniff_copick_json(path: Path) -> bool:
+    if path.is_dir():
+        return any((path / n).is_file() for n in ("copick_config.json", "config.json"))
     try:
         with open(path, "rb") as fh:
             head = fh.read(4096)
