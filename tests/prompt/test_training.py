@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from prompt_fixtures import SHAPES, make_scene, make_shape
+from prompt_fixtures import SHAPES, ball_rod_scene, make_shape
 from tomopick.prompt.networks import PromptEncoder
 from tomopick.prompt.picking import embed_prompts, predict_maps
 from tomopick.prompt.training import (
@@ -77,38 +77,11 @@ def test_metric_learning_brings_rotated_copies_of_a_shape_together():
     assert hist.last < 0.75 * hist.first
 
 
-def _scene(seed: int) -> Scene:
-    rng = np.random.default_rng(seed)
-    pos = [(8, 8, 8), (8, 8, 24), (8, 24, 8), (8, 24, 24), (24, 8, 8), (24, 8, 24), (24, 24, 8), (24, 24, 24)]
-    kinds = rng.permutation([0, 0, 0, 0, 1, 1, 1, 1]).tolist()
-    vol, labels, centres, kinds_a = make_scene((32, 32, 32), list(zip(kinds, pos)), rng, noise=0.3)
-    return Scene(normalise_box(vol), labels, centres, kinds_a)
-
-
-@pytest.fixture(scope="module")
-def trained():
-    """A tiny model: encoder metric-learned on 4 shapes, segmenter trained 80 steps on 3 scenes of balls and rods."""
-    from tomopick.prompt.networks import build_promptable
-
-    torch.set_num_threads(1)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = build_promptable(embed_dim=8, encoder_channels=(4, 8, 16), unet_channels=(4, 8, 16))
-    train_encoder(model.encoder, [make_shape(s) for s in SHAPES], steps=50, rng=np.random.default_rng(1),
-                  kinds_per_batch=4, views_per_kind=4, views=VIEWS, lr=3e-3)
-    scenes = [_scene(s) for s in range(3)]
-    pool = prompt_pool(scenes, size=17, per_kind=8, rng=np.random.default_rng(2))
-    enc_before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
-    hist = train_segmenter(model, scenes, pool, steps=80, rng=np.random.default_rng(3), patch=(24, 24, 24), batch=2,
-                           prompts_per_patch=2, lr=3e-3)
-    return model, pool, hist, enc_before
-
-
-def test_segmenter_training_finds_particles_and_keeps_encoder_frozen(trained):
-    model, pool, hist, enc_before = trained
+def test_segmenter_training_finds_particles_and_keeps_encoder_frozen(trained_tiny):
+    model, pool, hist, enc_before = trained_tiny
     assert hist.last < 0.7 * hist.first
     assert all(torch.equal(v, enc_before[k]) for k, v in model.encoder.state_dict().items())
-    test = _scene(10)
+    test = ball_rod_scene(10)
     maps = predict_maps(model, test.volume, embed_prompts(model, np.stack([pool[0][0], pool[1][0]])), roi=16,
                         stride=8)
     idx = test.centres_zyx_vox.astype(int)
@@ -117,16 +90,16 @@ def test_segmenter_training_finds_particles_and_keeps_encoder_frozen(trained):
     assert np.all(at_particles.min(axis=1) > background + 0.2)
 
 
-def test_finetune_changes_only_the_segmenter(trained):
+def test_finetune_changes_only_the_segmenter(trained_tiny):
     import copy
 
-    model = copy.deepcopy(trained[0])
-    scene = _scene(20)
+    model = copy.deepcopy(trained_tiny[0])
+    scene = ball_rod_scene(20)
     labels = np.where(scene.labels == 1, 1, 0)  # the user labelled the rods only
     enc = {k: v.clone() for k, v in model.encoder.state_dict().items()}
     seg = {k: v.clone() for k, v in model.segmenter.state_dict().items()}
     hist = finetune_segmenter(model, [Scene(scene.volume, labels, scene.centres_zyx_vox, scene.kinds)],
-                              trained[1][1][:2], steps=5, rng=np.random.default_rng(4), patch=(24, 24, 24))
+                              trained_tiny[1][1][:2], steps=5, rng=np.random.default_rng(4), patch=(24, 24, 24))
     assert len(hist.loss) == 5 and np.all(np.isfinite(hist.loss))
     assert all(torch.equal(v, enc[k]) for k, v in model.encoder.state_dict().items())
     assert any(not torch.equal(v, seg[k]) for k, v in model.segmenter.state_dict().items()

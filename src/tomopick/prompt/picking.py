@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from tomopick.data import Picks
 from tomopick.prompt.networks import PromptablePicker
 
 
@@ -24,7 +25,8 @@ def embed_prompts(model: PromptablePicker, boxes: np.ndarray, groups: Sequence[i
         ``(m,)`` group index ``0 … k-1`` of each box (e.g. one group per particle name); the mean embedding of a
         group is re-normalised to unit length. ``None``: each box its own group.
     """
-    boxes_t = torch.from_numpy(np.asarray(boxes, dtype=np.float32)[:, None])
+    dev = next(model.parameters()).device
+    boxes_t = torch.from_numpy(np.asarray(boxes, dtype=np.float32)[:, None]).to(dev)
     with torch.no_grad():
         z = model.embed(boxes_t)
     if groups is None:
@@ -73,5 +75,21 @@ def predict_maps(model: PromptablePicker, volume: np.ndarray, embeddings: torch.
 
     with torch.no_grad():
         out = sliding_window_inference(x, [int(r) for r in roi_a], batch_size, predictor, overlap=overlap,
-                                       mode=blend, padding_mode="constant", progress=progress)
+                                       mode=blend, padding_mode="constant", sw_device=z.device, device="cpu",
+                                       progress=progress)
     return out[0].numpy().astype(np.float32, copy=False)
+
+
+def maps_to_picks(maps: np.ndarray, names: Sequence[str], radii_vox: Sequence[float], voxel_size_A: float, *,
+                  method: str = "cc", threshold: float = 0.5, run: str = "") -> Picks:
+    """Picks from probability maps ``(k, z, y, x)`` (one per particle ``names[j]`` of radius ``radii_vox[j]``).
+
+    ``method="cc"``: connected components of ``map ≥ threshold`` whose size lies between 5 % and 8× the volume
+    of the particle's sphere, at their centroids (ProPicker-C); ``"localmax"``: local maxima ≥ ``threshold`` at
+    least 0.75 radius apart. Delegates to :func:`tomopick.peaks.find_peaks`; positions are converted to Å with
+    ``voxel_size_A`` (the maps' grid).
+    """
+    from tomopick.peaks import find_peaks
+
+    peaks = find_peaks(maps, method, threshold=threshold, radius_vox=[float(r) for r in radii_vox])
+    return Picks.from_voxels(peaks.zyx, voxel_size_A, [names[c] for c in peaks.channel], score=peaks.score, run=run)

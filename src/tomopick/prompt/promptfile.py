@@ -7,8 +7,8 @@ Keys
 ``subtomogram``   float32 ``(s, s, s)`` ``(z, y, x)``, intensities robust-normalised with the *source tomogram's*
                   statistics (``(v - median) / (1.4826 · MAD)``, clipped to ±5), protein as in the source
 ``voxel_size_A``  float64 scalar — voxel size of ``subtomogram`` in Å
-``xyz_A``         float64 ``(3,)`` — particle position ``(x, y, z)`` in Å in the source tomogram (origin at the centre
-                  of voxel (0, 0, 0))
+``xyz_A``         float64 ``(3,)`` — particle position ``(x, y, z)`` in Å in the source tomogram (origin at the
+                  centre of voxel (0, 0, 0))
 ``source``        str — the tomogram it was cut from (path or URI)
 ``particle``      str — optional name (used as the ``particle`` column of the picks; ``""`` → file stem)
 ``meta``          str — JSON: normalisation statistics, source voxel size, tomopick version

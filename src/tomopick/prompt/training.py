@@ -108,12 +108,13 @@ def train_encoder(encoder: PromptEncoder, densities: Sequence[np.ndarray], *, st
     if n_kinds < 2:
         raise ValueError("metric learning needs at least two particle kinds")
     encoder.train()
+    dev = next(encoder.parameters()).device
     for step in range(steps):
         chosen = rng.choice(n_kinds, size=min(kinds_per_batch, n_kinds), replace=False)
         boxes = [views.render(densities[k], rng) for k in chosen for _ in range(views_per_kind)]
         labels = torch.as_tensor(np.repeat(chosen, views_per_kind))
-        x = torch.from_numpy(np.stack(boxes)[:, None])
-        loss = batch_hard_triplet_loss(encoder(x), labels, margin)
+        x = torch.from_numpy(np.stack(boxes)[:, None]).to(dev)
+        loss = batch_hard_triplet_loss(encoder(x), labels.to(dev), margin)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -153,10 +154,8 @@ class Scene:
 
 def prompt_pool(scenes: Sequence[Scene], size: int = 37, per_kind: int = 16,
                 rng: np.random.Generator | None = None, kinds: Sequence[int] | None = None) -> dict[int, np.ndarray]:
-    """Prompts cut from the scenes: ``{kind: (m, size, size, size)}``, up to ``per_kind`` random copies per kind
-    (boxes re-normalised like a prompt file's)."""
-    from tomopick.prompt.views import normalise_box
-
+    """Prompts cut from the (already normalised) scenes: ``{kind: (m, size, size, size)}``, up to ``per_kind``
+    random copies per kind — what :func:`tomopick.workflows.prompt.cut_prompt` gives at the scenes' voxel size."""
     rng = rng or np.random.default_rng(0)
     entries: dict[int, list[tuple[int, int]]] = {}
     for s, scene in enumerate(scenes):
@@ -166,8 +165,8 @@ def prompt_pool(scenes: Sequence[Scene], size: int = 37, per_kind: int = 16,
     pool = {}
     for k, items in sorted(entries.items()):
         pick = rng.choice(len(items), size=min(per_kind, len(items)), replace=False)
-        boxes = [normalise_box(sample_box(scenes[items[j][0]].volume, scenes[items[j][0]].centres_zyx_vox[items[j][1]],
-                                          size)) for j in pick]
+        boxes = [sample_box(scenes[items[j][0]].volume, scenes[items[j][0]].centres_zyx_vox[items[j][1]], size)
+                 for j in pick]
         pool[k] = np.stack(boxes)
     return pool
 
@@ -239,7 +238,8 @@ def train_segmenter(model: PromptablePicker, scenes: Sequence[Scene], pool: Mapp
     for p in model.encoder.parameters():
         p.requires_grad_(train_encoder)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(float(pos_weight)))
+    dev = next(model.parameters()).device
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(float(pos_weight), device=dev))
     model.segmenter.train()
     model.encoder.train(train_encoder)
     hist = History()
@@ -250,12 +250,12 @@ def train_segmenter(model: PromptablePicker, scenes: Sequence[Scene], pool: Mapp
         x, pairs, target = segmenter_step_batch(scenes, pool, patch=patch, batch=batch,
                                                 prompts_per_patch=prompts_per_patch, rng=rng, focus=focus,
                                                 divisor=divisor)
-        prompts = torch.stack([pool_t[k][i] for row in pairs for k, i in row])
+        prompts = torch.stack([pool_t[k][i] for row in pairs for k, i in row]).to(dev)
         with torch.set_grad_enabled(train_encoder):
             z = model.embed(prompts).view(batch, prompts_per_patch, -1)
-        feats = model.segmenter.encode(torch.from_numpy(x))
+        feats = model.segmenter.encode(torch.from_numpy(x).to(dev))
         logits = torch.cat([model.segmenter.decode(feats, z[:, j]) for j in range(prompts_per_patch)], dim=1)
-        loss = loss_fn(logits, torch.from_numpy(target))
+        loss = loss_fn(logits, torch.from_numpy(target).to(dev))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -275,14 +275,16 @@ def finetune_segmenter(model: PromptablePicker, scenes: Sequence[Scene], prompts
                        callback: Callable[[int, float], None] | None = None) -> History:
     """Adapt the segmenter to a user's data: one particle kind, its prompts ``(m, s, s, s)`` fixed (their mean
     embedding is the conditioning), the prompt encoder frozen. ``scenes`` carry ``labels == 1`` at that kind."""
+    dev = next(model.parameters()).device
     with torch.no_grad():
         model.encoder.eval()
-        z = model.embed(torch.from_numpy(np.asarray(prompts, dtype=np.float32)[:, None])).mean(0, keepdim=True)
+        boxes = torch.from_numpy(np.asarray(prompts, dtype=np.float32)[:, None]).to(dev)
+        z = model.embed(boxes).mean(0, keepdim=True)
         z = nn.functional.normalize(z, dim=1)
     for p in model.encoder.parameters():
         p.requires_grad_(False)
     opt = torch.optim.AdamW(model.segmenter.parameters(), lr=lr, weight_decay=1e-4)
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(float(pos_weight)))
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(float(pos_weight), device=dev))
     model.segmenter.train()
     hist = History()
     start = time.perf_counter()
@@ -294,8 +296,8 @@ def finetune_segmenter(model: PromptablePicker, scenes: Sequence[Scene], prompts
             sl = _random_crop(scene, patch, rng, 0.7)
             xs.append(_pad_to(scene.volume[sl], divisor))
             ts.append(_pad_to((scene.labels[sl] == 1).astype(np.float32), divisor))
-        x = torch.from_numpy(np.stack(xs)[:, None].astype(np.float32))
-        loss = loss_fn(model.segmenter(x, z), torch.from_numpy(np.stack(ts)[:, None]))
+        x = torch.from_numpy(np.stack(xs)[:, None].astype(np.float32)).to(dev)
+        loss = loss_fn(model.segmenter(x, z), torch.from_numpy(np.stack(ts)[:, None]).to(dev))
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -1,0 +1,93 @@
+"""``tomopick prompt extract|train`` and ``tomopick finetune``: the promptable picker's commands.
+
+(``tomopick pick --prompt P TOMO`` lives in :mod:`tomopick.cli.pick` and calls
+:func:`tomopick.workflows.prompt.pick_with_prompts`.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from tomopick.errors import TomopickError
+
+prompt_app = typer.Typer(name="prompt", help="Promptable picking: cut prompts from tomograms, train the model.",
+                         no_args_is_help=True)
+
+
+def _parse_xyz(text: str) -> tuple[float, float, float]:
+    parts = [p for p in text.replace(" ", "").split(",") if p]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise TomopickError(f"--at expects x,y,z (three numbers separated by commas), got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+@prompt_app.command("extract")
+def extract(
+    tomogram: str = typer.Argument(..., help="Tomogram to cut the prompt from (MRC, OME-Zarr, copick URI …)."),
+    at: str = typer.Option(..., "--at", help="Particle position x,y,z in Å (origin at the centre of voxel 0), "
+                                             "or voxel indices x,y,z with --voxels."),
+    out: Path = typer.Option(..., "--out", "-o", help="Prompt file to write (.npz)."),
+    size: int = typer.Option(37, "--size", help="Box edge in voxels (of --voxel-size)."),
+    voxel_size: float = typer.Option(10.0, "--voxel-size", help="Voxel size of the prompt in Å (the model's)."),
+    particle: str = typer.Option("", "--particle", help="Particle name for picks made with it (default: file stem)."),
+    radius: Optional[float] = typer.Option(None, "--radius", help="Particle radius in Å (used when picking)."),
+    voxels: bool = typer.Option(False, "--voxels", help="--at is in voxel indices x,y,z of the tomogram."),
+    tomogram_voxel_size: Optional[float] = typer.Option(None, "--tomogram-voxel-size",
+                                                        help="Override the tomogram's header voxel size (Å)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing prompt file."),
+) -> None:
+    """Cut a prompt (a small sub-tomogram around one particle) for `tomopick pick --prompt`."""
+    from tomopick.workflows.prompt import extract_prompt
+
+    path = extract_prompt(tomogram, _parse_xyz(at), out, size=size, voxel_size_A=voxel_size, particle=particle,
+                          radius_A=radius, at_voxels=voxels, overwrite=overwrite,
+                          tomogram_voxel_size_A=tomogram_voxel_size)
+    typer.echo(f"wrote {path} ({size}³ voxels at {voxel_size:g} Å)")
+
+
+@prompt_app.command("train")
+def train(
+    config: Path = typer.Argument(..., help="Training recipe (YAML), e.g. configs/prompt-10A.yaml."),
+    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint to write (.pt)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint."),
+    device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda)."),
+) -> None:
+    """Train a promptable model on simulated data (encoder by metric learning, then the FiLM U-Net)."""
+    from tomopick.workflows.prompt import train_promptable
+
+    result = train_promptable(config, out, overwrite=overwrite, device=device, progress=typer.echo)
+    typer.echo(f"wrote {result}")
+
+
+def finetune(
+    tomograms: List[str] = typer.Argument(..., help="Labelled tomogram(s)."),
+    prompt: List[str] = typer.Option(..., "--prompt", "-p", help="Prompt file(s) of the particle (repeatable)."),
+    picks: str = typer.Option(..., "--picks", help="Picks of that particle in those tomograms (any pick format)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Fine-tuned checkpoint to write (.pt)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Promptable checkpoint (default: bundled)."),
+    steps: int = typer.Option(200, "--steps", help="Optimiser steps."),
+    patch: int = typer.Option(48, "--patch", help="Training sub-volume edge (voxels)."),
+    lr: float = typer.Option(3e-4, "--lr", help="Learning rate."),
+    radius: Optional[float] = typer.Option(None, "--radius", help="Particle radius in Å (default: the prompt's)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    voxel_size: Optional[float] = typer.Option(None, "--voxel-size", help="Override the tomograms' voxel size (Å)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint."),
+) -> None:
+    """Fine-tune the promptable segmenter on a few labelled tomograms (prompt and encoder frozen)."""
+    from tomopick.workflows.prompt import finetune as run_finetune
+
+    path = run_finetune(tomograms, prompt, picks, out, model, steps=steps, patch=patch, lr=lr, radius_A=radius,
+                        seed=seed, voxel_size_A=voxel_size, overwrite=overwrite, progress=typer.echo)
+    typer.echo(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(prompt_app, name="prompt")
+    app.command("finetune")(finetune)
