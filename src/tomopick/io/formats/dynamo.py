@@ -2,7 +2,7 @@
 
 Columns used (1-based, Dynamo's table convention): 1 tag, 2 aligned, 3 averaged, 4-6 ``dx dy dz`` shifts
 (pixels), 7-9 ``tdrot tilt narot`` (Dynamo ZXZ; converted with :func:`tomopick.data.rotations.dynamo_angles_to_matrix`),
-10 ``cc`` (score), 20 ``tomo`` (tomogram index), 21 ``reg`` (region), 22 ``class`` (particle label),
+10 ``cc`` (score; all zeros = unscored), 20 ``tomo`` (tomogram index), 21 ``reg`` (region), 22 ``class`` (particle label),
 24-26 ``x y z`` (pixels; the particle centre is ``x + dx`` …). Written with the standard 35 columns + ``apix``
 (column 36, Dynamo's pixel size), so the pixel size round-trips; reading takes ``voxel_size_A=`` first, else
 a positive ``apix``, else asks for ``--voxel-size``.
@@ -70,7 +70,8 @@ def read_dynamo(path: Path, *, voxel_size_A: Any = None, particle: str | None = 
     except TomopickError as exc:
         raise TomopickError(exc.message, path) from None
     rot = dynamo_angles_to_matrix(table[:, 6:9]) if len(table) else None
-    return with_stated_voxel_size(Picks.from_arrays(xyz, names, score=table[:, 9], rotations=rot, run=runs), vs)
+    score = table[:, 9] if np.any(table[:, 9] != 0) else None  # an all-zero cc column means "not scored"
+    return with_stated_voxel_size(Picks.from_arrays(xyz, names, score=score, rotations=rot, run=runs), vs)
 
 
 def write_dynamo(picks: Picks, path: Path, *, voxel_size_A: Any = None, run: str | None = None, particles: Any = None,
