@@ -37,9 +37,10 @@ def _root(
 from tomopick.cli import evaluate as _evaluate  # noqa: E402
 from tomopick.cli import formats as _formats  # noqa: E402
 from tomopick.cli import pick as _pick  # noqa: E402
+from tomopick.cli import prompt as _prompt  # noqa: E402
 from tomopick.cli import simulate as _simulate  # noqa: E402
 
-for _module in (_formats, _evaluate, _simulate, _pick):
+for _module in (_formats, _evaluate, _simulate, _pick, _prompt):
     _module.register(app)
 
 
