@@ -106,7 +106,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[str]:
             from tomopick.io.formats.copick import parse_copick_uri
 
             target, _ = parse_copick_uri(text)
-            runs = CopickProject.open(target).runs
+            runs = CopickProject.open(target).runs()
             if not runs:
                 raise TomopickError("the copick project has no runs", text)
             sep = "&" if "?" in text else "?"
@@ -131,7 +131,7 @@ def _folder_extension() -> str:
     from tomopick.io import formats
 
     exts = [e for f in formats("picks") for e in f.extensions if f.writer is not None]
-    for preferred in (".csv", ".star", ".json"):
+    for preferred in (".star", ".csv"):  # RELION STAR keeps run, class and score
         if preferred in exts:
             return preferred
     if not exts:
@@ -268,11 +268,20 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, *, run: str = "", threshold: 
     return picks, summary
 
 
-def _thresholds(threshold: Any, names: list[str], source: str | None) -> list[float]:
+def _thresholds(threshold: Any, names: list[str], source: str | None = None) -> list[float]:
+    """Per-class thresholds (model order) from one value, a list, or ``{class: value}`` (``"*"``: the rest)."""
+    values = _threshold_values(threshold, names)
+    bad = [v for v in values if not 0 < v <= 1]
+    if bad:
+        raise TomopickError(f"score thresholds must be in (0, 1], got {bad[0]:g}", source)
+    return values
+
+
+def _threshold_values(threshold: Any, names: list[str]) -> list[float]:
     if threshold is None:
         return [0.5] * len(names)
     if isinstance(threshold, dict):
-        unknown = sorted(set(threshold) - set(names))
+        unknown = sorted(set(threshold) - set(names) - {"*"})
         if unknown:
             raise TomopickError(f"threshold given for unknown class(es) {', '.join(unknown)}; "
                                 f"the model's classes: {', '.join(names)}")
@@ -443,8 +452,11 @@ def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], mode
             progress=None if progress is None else (lambda d, t, r=run: progress(r, d, t)))
         picks = picks.with_columns(user=user_id, session=session_id) if len(picks) else picks
         summary["input"] = item
+        vs = float(np.mean(tomogram.voxel_size_A))
+        summary["writer_options"] = {"voxel_size_A": vs, "tomogram_shape_zyx": tomogram.shape}
         if kind == "folder":
-            write_picks(picks, targets[run], overwrite=overwrite, format=picks_format)
+            write_picks(picks, targets[run], overwrite=overwrite, format=picks_format,
+                        **summary["writer_options"])
             report.outputs.append(str(targets[run]))
         elif kind == "copick":
             write_picks(picks, out_text, overwrite=overwrite, run=run, user_id=user_id, session_id=session_id)
@@ -453,6 +465,9 @@ def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], mode
         all_picks.append(picks)
     report.picks = Picks.concat(all_picks)
     if kind == "file":
-        write_picks(report.picks, out_text, overwrite=overwrite, format=picks_format)
+        # pixel-based formats need a pixel size (and RELION 5 the tomogram size): given when all inputs agree
+        options = [r["writer_options"] for r in report.runs]
+        common = {k: v for k, v in options[0].items() if all(o[k] == v for o in options)}
+        write_picks(report.picks, out_text, overwrite=overwrite, format=picks_format, **common)
         report.outputs.append(out_text)
     return report
