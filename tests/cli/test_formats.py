@@ -138,6 +138,7 @@ def test_voxel_size_zero_asks_for_option(tmp_path, capsys):
     assert code == 0 and float(mrcfile.open(tmp_path / "o.mrc").voxel_size.x) == pytest.approx(7.0)
 
 
+@pytest.mark.filterwarnings("ignore:Data array contains NaN:RuntimeWarning")
 def test_nonfinite_values_reported(tmp_path, capsys):
     vol = np.ones((3, 4, 5), np.float32)
     vol[0, 0, 0] = np.nan

@@ -7,7 +7,7 @@ Each format module registers itself with :func:`register`; :mod:`tomopick.io` im
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
 

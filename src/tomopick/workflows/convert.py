@@ -44,7 +44,8 @@ def detect_kind(path: str | Path, format: str | None = None) -> Kind:
     """Whether ``path`` holds a tomogram or picks (by ``format`` name, URI query, or file name)."""
     text = str(path)
     if format:
-        kinds = [k for k in ("tomogram", "picks") if any(f.name == format for f in formats(k))]  # type: ignore[arg-type]
+        kinds = [k for k in ("tomogram", "picks")
+                 if any(f.name == format for f in formats(k))]  # type: ignore[arg-type]
         if len(kinds) == 1:
             return kinds[0]  # type: ignore[return-value]
         if not kinds:

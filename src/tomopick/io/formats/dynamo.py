@@ -2,7 +2,8 @@
 
 Columns used (1-based, Dynamo's table convention): 1 tag, 2 aligned, 3 averaged, 4-6 ``dx dy dz`` shifts
 (pixels), 7-9 ``tdrot tilt narot`` (Dynamo ZXZ; converted with :func:`tomopick.data.rotations.dynamo_angles_to_matrix`),
-10 ``cc`` (score; all zeros = unscored), 20 ``tomo`` (tomogram index), 21 ``reg`` (region), 22 ``class`` (particle label),
+10 ``cc`` (score; all zeros = unscored), 20 ``tomo`` (tomogram index), 21 ``reg`` (region),
+22 ``class`` (particle label),
 24-26 ``x y z`` (pixels; the particle centre is ``x + dx`` …). Written with the standard 35 columns + ``apix``
 (column 36, Dynamo's pixel size), so the pixel size round-trips; reading takes ``voxel_size_A=`` first, else
 a positive ``apix``, else asks for ``--voxel-size``.
