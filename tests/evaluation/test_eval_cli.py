@@ -105,3 +105,16 @@ def test_portal_layout_with_one_class_missing(shared_data, tmp_path):
     assert res.result.runs == ("TS_5_4",)
     assert res.result.table.set_index("particle").loc["beta-galactosidase", "fn"] == 12
     assert res.result.score == pytest.approx(5 / 7)
+
+
+def test_runs_option_restricts_both_sides(tmp_path):
+    truth = Picks.concat([truth_picks("a"), truth_picks("b")])
+    write_folder(tmp_path / "truth", truth)
+    write_folder(tmp_path / "picks", truth_picks("b"))
+    everything = evaluate(tmp_path / "truth", tmp_path / "picks")
+    assert everything.result.score == pytest.approx(17 * 0.5 / 16.5)  # run a all missed: R = 1/2
+    only_b = evaluate(tmp_path / "truth", tmp_path / "picks", runs=["b"])
+    assert only_b.result.score == 1.0 and only_b.result.runs == ("b",)
+    out = runner.invoke(app, ["evaluate", "-t", str(tmp_path / "truth"), "-p", str(tmp_path / "picks"),
+                              "--runs", "zz"])
+    assert out.exit_code != 0

@@ -38,6 +38,7 @@ def evaluate(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report folder."),
     truth_user: Optional[str] = typer.Option(None, "--truth-user", help="copick user_id of the truth (e.g. curation)."),
     picks_user: Optional[str] = typer.Option(None, "--picks-user", help="copick user_id of the picks."),
+    runs: Optional[str] = typer.Option(None, "--runs", help="Only these runs, comma-separated (e.g. test runs)."),
 ) -> None:
     """Score picks against ground truth, per class and matched within each run.
 
@@ -51,7 +52,8 @@ def evaluate(
 
     outcome = run_evaluate(truth, picks, particles=particles, metric=metric, beta=beta,
                            distance_factor=distance_factor, distance_A=distance_A, sweep=sweep, report_dir=report,
-                           overwrite=overwrite, truth_user=truth_user, picks_user=picks_user)
+                           overwrite=overwrite, truth_user=truth_user, picks_user=picks_user,
+                           runs=[r for r in (runs or "").split(",") if r] or None)
     if as_json:
         typer.echo(json.dumps(outcome.to_dict(), indent=2))
         return

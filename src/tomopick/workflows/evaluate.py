@@ -139,7 +139,8 @@ def evaluate(truth: str | Path, picks: str | Path, *, particles: str | Path | Pa
              metric: str = "czii", beta: float | None = None, distance_factor: float | None = None,
              distance_A: float | None = None, sweep: bool = False, report_dir: str | Path | None = None,
              overwrite: bool = False, truth_user: str | None = None, picks_user: str | None = None,
-             truth_format: str | None = None, picks_format: str | None = None) -> EvaluateOutcome:
+             truth_format: str | None = None, picks_format: str | None = None,
+             runs: list[str] | None = None) -> EvaluateOutcome:
     """Score the picks in ``picks`` against the ground truth in ``truth``.
 
     Parameters
@@ -160,6 +161,8 @@ def evaluate(truth: str | Path, picks: str | Path, *, particles: str | Path | Pa
         copick ``user_id`` filters (e.g. ``"curation"`` for the portal's ground truth).
     truth_format, picks_format
         Force pick formats.
+    runs
+        Evaluate only these runs (e.g. the test runs of a copick project whose truth covers every run).
     """
     if report_dir is not None:
         check_output(report_dir, overwrite)
@@ -169,6 +172,13 @@ def evaluate(truth: str | Path, picks: str | Path, *, particles: str | Path | Pa
     if len(t) == 0:
         raise TomopickError("the ground truth holds no picks", truth)
     t, p = align_runs(t, p)
+    if runs:
+        missing = sorted(set(runs) - set(t.runs))
+        if missing:
+            raise TomopickError(f"run(s) {', '.join(missing)} not in the ground truth "
+                                f"(runs: {', '.join(sorted(t.runs)[:10])})", truth)
+        t = t.select(t.frame["run"].isin(runs))
+        p = p.select(p.frame["run"].isin(runs))
     result = evaluate_picks(t, p, pset, metric, beta=beta, distance_factor=distance_factor,  # type: ignore[arg-type]
                             distance_A=distance_A)
     swept = (threshold_sweep(t, p, pset, metric, beta=beta, distance_factor=distance_factor,  # type: ignore[arg-type]
