@@ -89,8 +89,10 @@ def test_pick_with_prompts_finds_the_particles(scene_files, checkpoint):
     back = read_picks(out)
     assert np.allclose(back.xyz_A, picks.xyz_A, atol=1e-3)
     # local maxima give the same particles
-    lm = pick_with_prompts(mrc, [prompt], model=checkpoint, method="localmax", threshold=0.5, roi=16, stride=8)
+    lm = pick_with_prompts(mrc, [prompt], model=checkpoint, method="localmax", threshold=0.5, roi=16, stride=8,
+                           out=f"{folder}/per_run/", overwrite=True)
     assert np.all(np.linalg.norm(lm.xyz_A[:, None] - truth[None], axis=2).min(axis=1) <= 15.0)
+    assert len(read_picks(folder / "per_run" / "scene10.csv")) == len(lm)
 
 
 def test_pick_errors_are_one_line(scene_files, checkpoint, tmp_path):

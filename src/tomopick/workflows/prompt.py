@@ -190,8 +190,9 @@ def pick_with_prompts(tomogram_paths: Sequence[PathLike] | PathLike, prompt_path
                       model: Any = None, out: PathLike | None = None, *, method: str = "cc",
                       threshold: float = 0.5, roi: int = 64, stride: int | None = None, batch_size: int = 2,
                       radius_A: float | None = None, overwrite: bool = False, voxel_size_A: float | None = None,
-                      maps_out: PathLike | None = None, progress: Callable[[str], None] | None = None,
-                      **read_options: Any) -> Picks:
+                      maps_out: PathLike | None = None, device: str = "cpu", threads: int | None = None,
+                      picks_format: str | None = None, user_id: str = "tomopick", session_id: str = "0",
+                      progress: Callable[[str], None] | None = None, **read_options: Any) -> Picks:
     """Pick every copy of the prompted particles in tomograms.
 
     Prompts of the same ``particle`` name (or file stem when unnamed) are averaged (mean embedding); each
@@ -202,11 +203,14 @@ def pick_with_prompts(tomogram_paths: Sequence[PathLike] | PathLike, prompt_path
     Parameters
     ----------
     tomogram_paths, prompt_paths
-        One path or a list each (tomograms: any format :func:`tomopick.io.read_tomogram` reads).
+        One path or a list each (tomograms: any format :func:`tomopick.io.read_tomogram` reads, ``copick://``
+        URIs included; a copick URI without ``run=`` means every run).
     model
         Checkpoint path / ``LoadedModel``; ``None``: the bundled promptable model.
     out
-        Picks file to write (format from the extension); ``None``: only return the picks.
+        Picks file to write (format from the extension or ``picks_format``; ``run`` column = tomogram), a folder
+        (ends with ``/`` or exists: one ``<run>.csv`` per tomogram) or a ``copick://`` project; ``None``: only
+        return the picks.
     method
         ``"cc"`` (connected components of ``map ≥ threshold`` with a size filter from the radius: ProPicker-C)
         or ``"localmax"`` (local maxima ≥ ``threshold`` at least 0.75 radius apart); any method of
@@ -222,6 +226,10 @@ def pick_with_prompts(tomogram_paths: Sequence[PathLike] | PathLike, prompt_path
         Override the tomograms' header voxel size.
     maps_out
         Optional folder: the probability maps are written there as ``<run>__<particle>.mrc`` (model voxel size).
+    device, threads
+        Torch device (``cpu``/``cuda``) and CPU threads.
+    user_id, session_id
+        copick user/session recorded with the picks.
 
     Returns
     -------
@@ -231,21 +239,33 @@ def pick_with_prompts(tomogram_paths: Sequence[PathLike] | PathLike, prompt_path
     import torch
 
     from tomopick.inference.normalize import normalisation_kwargs
-    from tomopick.io import check_output, read_picks, read_tomogram, write_picks, write_tomogram  # noqa: F401
+    from tomopick.io import check_output, read_tomogram, write_picks, write_tomogram
     from tomopick.prompt.picking import embed_prompts, maps_to_picks, predict_maps
     from tomopick.prompt.promptfile import read_prompt
 
+    from tomopick.workflows.pick import expand_inputs, run_name
+
     tomogram_paths = [tomogram_paths] if isinstance(tomogram_paths, (str, os.PathLike)) else list(tomogram_paths)
     prompt_paths = [prompt_paths] if isinstance(prompt_paths, (str, os.PathLike)) else list(prompt_paths)
-    if not tomogram_paths:
-        raise TomopickError("no tomograms given")
     if not prompt_paths:
         raise TomopickError("no prompts given (pass --prompt PROMPT.npz, from `tomopick prompt extract`)")
-    if out is not None:
-        check_output(out, overwrite)
+    tomogram_paths = expand_inputs(tomogram_paths)
+    runs = [run_name(p) for p in tomogram_paths]
+    out_text = None if out is None else str(out)
+    folder_out = out_text is not None and not out_text.startswith("copick://") and (
+        out_text.endswith(("/", os.sep)) or Path(out_text).is_dir())
+    if folder_out:
+        for r in runs:
+            check_output(Path(out_text) / f"{r}.csv", overwrite)
+    elif out_text is not None and not out_text.startswith("copick://"):
+        check_output(out_text, overwrite)
     say = progress or (lambda _msg: None)
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise TomopickError("--device cuda was asked for but no CUDA GPU is available")
     loaded = load_promptable(model)
-    net = loaded.model
+    net = loaded.model.to(device)
     model_vs = loaded.voxel_size_A
     box = int(loaded.config.get("prompt", {}).get("box", 37))
     prompts = [read_prompt(p) for p in prompt_paths]
@@ -264,17 +284,18 @@ def pick_with_prompts(tomogram_paths: Sequence[PathLike] | PathLike, prompt_path
     if voxel_size_A is not None:
         options["voxel_size_A"] = voxel_size_A
     found = []
-    for path in tomogram_paths:
+    for path, run in zip(tomogram_paths, runs):
         start = time.perf_counter()
         tomo = read_tomogram(path, **options)
-        run = Path(str(path).rstrip("/")).name.split(".")[0]
         volume = _model_grid(tomo, model_vs, norm_kwargs)
         with torch.inference_mode():
             maps = predict_maps(net, volume, embeddings, roi=roi, stride=stride, batch_size=batch_size)
         picks = maps_to_picks(maps, names, [r / model_vs for r in radii_A], model_vs, method=method,
                               threshold=threshold, run=run)
         keep = picks.inside(tomo.shape, tomo.voxel_size_A)
-        found.append(picks.select(keep))
+        found.append(picks.select(keep).with_columns(user=user_id, session=session_id))
+        if folder_out:
+            write_picks(found[-1], Path(out_text) / f"{run}.csv", overwrite=overwrite)
         if maps_out is not None:
             folder = Path(maps_out)
             folder.mkdir(parents=True, exist_ok=True)
@@ -284,8 +305,8 @@ def pick_with_prompts(tomogram_paths: Sequence[PathLike] | PathLike, prompt_path
         say(f"{path}: {len(found[-1])} picks ({', '.join(f'{k}: {v}' for k, v in found[-1].counts().items())}) "
             f"in {time.perf_counter() - start:.1f} s")
     picks = Picks.concat(found)
-    if out is not None:
-        write_picks(picks, out, overwrite=overwrite)
+    if out_text is not None and not folder_out:
+        write_picks(picks, out_text, format=picks_format, overwrite=overwrite)
     return picks
 
 
@@ -316,6 +337,7 @@ def finetune(tomogram_paths: Sequence[PathLike] | PathLike, prompt_paths: Sequen
     from tomopick.models import save_checkpoint
     from tomopick.prompt.promptfile import read_prompt
     from tomopick.prompt.training import Scene, finetune_segmenter
+    from tomopick.workflows.pick import run_name
 
     tomogram_paths = [tomogram_paths] if isinstance(tomogram_paths, (str, os.PathLike)) else list(tomogram_paths)
     prompt_paths = [prompt_paths] if isinstance(prompt_paths, (str, os.PathLike)) else list(prompt_paths)
@@ -346,7 +368,7 @@ def finetune(tomogram_paths: Sequence[PathLike] | PathLike, prompt_paths: Sequen
     scenes, n_used = [], 0
     for path in tomogram_paths:
         tomo = read_tomogram(path, **options)
-        run = Path(str(path).rstrip("/")).name.split(".")[0]
+        run = run_name(str(path))
         mine = all_picks.for_run(run)
         if len(mine) == 0 and len(tomogram_paths) == 1:
             mine = all_picks.select(np.isin(all_picks.frame["run"].to_numpy(), ["", run]))
