@@ -118,3 +118,23 @@ def test_runs_option_restricts_both_sides(tmp_path):
     out = runner.invoke(app, ["evaluate", "-t", str(tmp_path / "truth"), "-p", str(tmp_path / "picks"),
                               "--runs", "zz"])
     assert out.exit_code != 0
+
+
+def test_cli_on_the_real_kaggle_csv(shared_data, tmp_path):
+    import pandas as pd
+
+    truth = shared_data / "czii_train_picks.csv"
+    df = pd.read_csv(truth)
+    sub = df[df["particle_type"] != "thyroglobulin"].copy()
+    sub.insert(0, "id", range(len(sub)))
+    sub[["id", "experiment", "particle_type", "x", "y", "z"]].to_csv(tmp_path / "submission.csv", index=False)
+    out = runner.invoke(app, ["evaluate", "-t", str(truth), "-p", str(tmp_path / "submission.csv"), "--json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    assert len(doc["runs"]) == 7 and doc["score"] == pytest.approx(5 / 7)
+    assert {c["particle"]: c["fn"] for c in doc["classes"]}["thyroglobulin"] == 251
+    pd.DataFrame(columns=["id", "experiment", "particle_type", "x", "y", "z"]).to_csv(tmp_path / "empty.csv",
+                                                                                       index=False)
+    out = runner.invoke(app, ["evaluate", "-t", str(truth), "-p", str(tmp_path / "empty.csv"), "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["score"] == 0.0
