@@ -32,7 +32,7 @@ def simulate(
     n: int = typer.Option(8, "--n", help="Number of tomograms."),
     seed: int = typer.Option(0, "--seed", help="Dataset seed (each tomogram's own seed is recorded in its YAML)."),
     preset: str = typer.Option("czii", "--preset", "--particles", help="Particle set: built-in name or YAML file."),
-    snr: Optional[float] = typer.Option(None, "--snr", help="Signal-to-noise ratio inside the ice (default 0.3; "
+    snr: Optional[float] = typer.Option(None, "--snr", help="Particle signal-to-noise ratio (default 3; "
                                                             "see docs/simulate.md)."),
     imaging: Optional[str] = typer.Option(None, "--imaging", help="fast (default: Fourier-space wedge + CTF + "
                                                                   "noise) or full (tilt series + CTF + noise + "

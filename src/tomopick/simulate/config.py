@@ -85,7 +85,10 @@ class SimulationConfig(BaseModel):
         ``"fast"``: missing-wedge mask + CTF envelope + coloured noise in Fourier space;
         ``"full"``: tilt series, CTF per tilt, dose-dependent noise and weighted back-projection.
     snr
-        Variance of the noise-free tomogram over variance of its noise, both inside the ice slab (see docs).
+        Particle signal-to-noise ratio: mean squared contrast of the noise-free tomogram over the particle masks
+        (relative to the mean of the empty ice) divided by the noise variance (see docs/simulate.md).
+    snr_range
+        ``(low, high)``: draw the SNR log-uniformly per tomogram instead (domain randomisation); overrides ``snr``.
     tilt_min_deg, tilt_max_deg, tilt_step_deg, tilt_order
         Tilt scheme about the y axis.
     voltage_kV, cs_mm, amplitude_contrast, defocus_um, defocus_spread_um, b_factor_A2
@@ -125,7 +128,8 @@ class SimulationConfig(BaseModel):
     filament_length_A: tuple[float, float] = (1500.0, 5000.0)
     # -- imaging --
     imaging: Literal["fast", "full"] = "fast"
-    snr: float = Field(default=0.3, gt=0)
+    snr: float = Field(default=3.0, gt=0)
+    snr_range: tuple[float, float] | None = None
     tilt_min_deg: float = Field(default=-60.0, ge=-90, le=90)
     tilt_max_deg: float = Field(default=60.0, ge=-90, le=90)
     tilt_step_deg: float = Field(default=3.0, gt=0)
@@ -157,7 +161,9 @@ class SimulationConfig(BaseModel):
     def _ranges(self) -> "SimulationConfig":
         if self.tilt_min_deg >= self.tilt_max_deg:
             raise ValueError("tilt_min_deg must be below tilt_max_deg")
-        for name in ("vesicle_radius_A", "filament_length_A", "defocus_range_um"):
+        for name in ("vesicle_radius_A", "filament_length_A", "defocus_range_um", "snr_range"):
+            if getattr(self, name) is None:
+                continue
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
                 raise ValueError(f"{name} must be (low, high) with 0 < low ≤ high")

@@ -32,6 +32,8 @@ class SimulationResult:
         float32 specimen potential (protein bright, contrast units) or None (``keep_noiseless=False``).
     signal
         float32 noise-free reconstruction on the tomogram's scale (``tomogram − signal`` is the noise) or None.
+    slab_mask, occupied
+        Boolean volumes (kept with ``keep_noiseless``): inside the ice; covered by any object.
     params
         Every parameter (the config, the seed actually used, drawn values such as defocus and ice geometry,
         requested/placed counts, measured SNR, timings).
@@ -48,6 +50,37 @@ class SimulationResult:
     particle_set: ParticleSet
     signal: np.ndarray | None = None
     slab_mask: np.ndarray | None = field(default=None, repr=False)
+    occupied: np.ndarray | None = field(default=None, repr=False)
+
+
+SNR_DEFINITION = {
+    "particles": "mean over particle-mask voxels of (noise-free tomogram - mean of empty ice)^2 / noise variance "
+                 "in the ice",
+    "slab": "variance of the noise-free tomogram in the ice / noise variance in the ice (scene without particles)",
+}
+
+
+def particle_signal_power(signal: np.ndarray, scene: Scene, slab: np.ndarray) -> tuple[float, str]:
+    """Signal power that the SNR refers to.
+
+    With particles: the mean squared contrast of ``signal`` over the particle masks relative to the mean of the
+    empty ice (slab voxels not covered by any object) — independent of how many particles, vesicles or gold beads
+    the scene holds. Without particles: the variance of ``signal`` inside the ice.
+
+    Returns
+    -------
+    power, reference
+        The power and ``"particles"`` or ``"slab"``.
+    """
+    inside = scene.instance_labels > 0
+    if inside.any():
+        empty = slab & ~scene.occupied if scene.occupied is not None else slab & ~inside
+        if empty.any():
+            m_bg, _ = im.masked_mean_var(signal, empty)
+            m_in, v_in = im.masked_mean_var(signal, inside)
+            return v_in + (m_in - m_bg) ** 2, "particles"
+    _, v = im.masked_mean_var(signal, slab)
+    return v, "slab"
 
 
 def _seed_from(config: SimulationConfig, seed_or_rng: int | np.random.Generator | None) -> int:
@@ -102,10 +135,12 @@ def simulate_tomogram(config: SimulationConfig | None = None, seed_or_rng: int |
         signal, noise = im.image_full(scene.potential, ICE_DENSITY, vs, scheme, **kw)
     t_imaging = time.perf_counter() - t1
 
+    snr = (float(np.exp(imaging_rng.uniform(*np.log(config.snr_range)))) if config.snr_range is not None
+           else float(config.snr))
     slab = scene.slab_mask()
-    _, var_signal = im.masked_mean_var(signal, slab)
     _, var_noise = im.masked_mean_var(noise, slab)
-    scale = np.sqrt(var_signal / (config.snr * var_noise)) if var_noise > 0 and var_signal > 0 else 0.0
+    signal_power, reference = particle_signal_power(signal, scene, slab)
+    scale = np.sqrt(signal_power / (snr * var_noise)) if var_noise > 0 and signal_power > 0 else 0.0
     noise *= np.float32(scale)
     noise += signal  # noise now holds the tomogram
     tomo = noise
@@ -113,13 +148,12 @@ def simulate_tomogram(config: SimulationConfig | None = None, seed_or_rng: int |
     sd = np.sqrt(var) if var > 0 else 1.0
     tomo -= np.float32(mean)
     tomo /= np.float32(sd)
+    measured = signal_power / (var_noise * scale * scale) if scale else float("inf")
     if config.keep_noiseless:
         signal -= np.float32(mean)
         signal /= np.float32(sd)
-        measured = var_signal / (var_noise * scale * scale) if scale else float("inf")
     else:
         signal = None
-        measured = config.snr
 
     params: dict[str, Any] = {
         "config": config.model_dump(mode="json"),
@@ -128,7 +162,9 @@ def simulate_tomogram(config: SimulationConfig | None = None, seed_or_rng: int |
         "defocus_um": defocus_um,
         "tilt_angles_deg": [float(a) for a in scheme.angles_deg],
         "defocus_per_tilt_um": [float(d) / 1e4 for d in scheme.defocus_true_A],
-        "snr_definition": "var(noise-free tomogram) / var(noise), both over the ice slab",
+        "snr": snr,
+        "snr_reference": reference,
+        "snr_definition": SNR_DEFINITION[reference],
         "snr_measured": float(measured),
         "scene": scene.context,
         "timings_s": {"scene": round(t_scene, 3), "imaging": round(t_imaging, 3)},
@@ -140,4 +176,5 @@ def simulate_tomogram(config: SimulationConfig | None = None, seed_or_rng: int |
         tomogram=tomogram, picks=scene.picks, instance_labels=scene.instance_labels,
         class_labels=scene.class_labels, noiseless=scene.potential if config.keep_noiseless else None,
         params=params, particle_set=pset, signal=signal, slab_mask=slab if config.keep_noiseless else None,
+        occupied=scene.occupied if config.keep_noiseless else None,
     )

@@ -13,7 +13,8 @@ Physics (both models; details in ``docs/simulate.md``)
   nominal value, like real processing.
 * Shot noise is white in each image with variance ∝ 1 / (dose per pixel · exp(−t / (λ_in cos θ))) (thicker path at
   high tilt → fewer elastic electrons through the energy filter).
-* Weighted back-projection: ramp ``|k_u|`` across the tilt axis, Hann-tapered near Nyquist.
+* Weighted back-projection: ramp ``|k_u|`` across the tilt axis with IMOD's default radial filter (flat to 0.35
+  cycles/voxel, Gaussian fall-off σ = 0.035 beyond).
 
 The output tomogram keeps protein dark, is standardised (mean 0, std 1 over the volume) and its noise is scaled so
 that ``var(signal) / var(noise) = snr`` inside the ice slab exactly (signal = the noise-free reconstruction).
@@ -73,10 +74,11 @@ def correction_filter(ctf_nominal: np.ndarray, mode: str, wiener_eps: float = 0.
     return np.ones_like(ctf_nominal)
 
 
-def taper(k_cycles_per_vox: np.ndarray) -> np.ndarray:
-    """Hann taper from 0.4 to 0.5 cycles/voxel (1 below, 0 at Nyquist and beyond)."""
-    t = np.clip((k_cycles_per_vox - 0.4) / 0.1, 0.0, 1.0)
-    return 0.5 * (1.0 + np.cos(np.pi * t))
+def taper(k_cycles_per_vox: np.ndarray, cutoff: float = 0.35, falloff: float = 0.035) -> np.ndarray:
+    """Radial filter of weighted back-projection (IMOD's convention): 1 up to ``cutoff`` cycles/voxel, then a
+    Gaussian fall-off of width ``falloff``."""
+    excess = np.maximum(k_cycles_per_vox - cutoff, 0.0)
+    return np.exp(-0.5 * (excess / falloff) ** 2)
 
 
 def lowpass(k_per_A: np.ndarray, cutoff_A: float | None) -> np.ndarray | float:

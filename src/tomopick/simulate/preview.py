@@ -8,7 +8,7 @@ from tomopick.data import ParticleSet, Picks
 
 
 def preview_figure(volume: np.ndarray, picks: Picks, particle_set: ParticleSet, voxel_size_A: float,
-                   z_index: int | None = None, y_index: int | None = None, slab_vox: int = 5, title: str = ""):
+                   z_index: int | None = None, y_index: int | None = None, slab_vox: int = 1, title: str = ""):
     """A matplotlib figure (Agg) of a tomogram with ground-truth picks.
 
     Parameters

@@ -47,6 +47,8 @@ class Scene:
         Ground-truth picks of the labelled particles.
     context
         Everything else placed (vesicles, beads, filaments, distractors, clutter) and placement statistics.
+    occupied
+        Boolean: voxels covered by any object's mask (particles, membranes, beads, filaments, clutter).
     """
 
     potential: np.ndarray
@@ -55,6 +57,7 @@ class Scene:
     slab_bounds: tuple[np.ndarray, np.ndarray] | None
     picks: Picks
     context: dict[str, Any] = field(default_factory=dict)
+    occupied: np.ndarray | None = None
 
     def slab_mask(self) -> np.ndarray:
         """Boolean ``(z, y, x)``: voxels inside the ice (everything when there is no slab)."""
@@ -429,4 +432,4 @@ def build_scene(cfg: SimulationConfig, particle_set: ParticleSet, rng: np.random
     b.context["requested_counts"] = counts
     b.context["placed_counts"] = placed_counts
     b.context["templates"] = {k: t.name for k, t in templates.items()}
-    return Scene(b.potential, b.instances, b.classes, b.slab_bounds, picks, b.context)
+    return Scene(b.potential, b.instances, b.classes, b.slab_bounds, picks, b.context, b.occupied)
