@@ -221,3 +221,20 @@ def test_failed_write_leaves_no_temp_file(tmp_path, capsys):
     assert code == 2
     assert_one_line_error(err, out, "one particle class")
     assert leftovers(tmp_path) == ["two.csv"]
+
+
+def test_relion5_with_tomogram_file(tmp_path, picks_csv, capsys):
+    """--tomogram gives RELION 5 the shape and voxel size, and the outside-the-volume check."""
+    tomo = _mrc(tmp_path / "t.mrc", np.zeros((8, 9, 10), np.float32), voxel=10.0)
+    out = tmp_path / "r5.star"
+    code, _, err = run(["convert", picks_csv, out, "--format-out", "relion5", "--tomogram", tomo], capsys)
+    assert code == 0
+    assert "2 of 3 pick(s) lie outside the 8x9x10 volume" in err  # x = 400 Å and 5000 Å exceed 10 voxels
+    import starfile
+
+    df = starfile.read(out)
+    assert df["rlnCenteredCoordinateXAngst"].iat[0] == pytest.approx(10.0 - 50.0)  # centre x = 10/2 × 10 Å
+    from tomopick.io import read_tomogram
+
+    back = read_picks(out, tomogram=read_tomogram(tomo))
+    np.testing.assert_allclose(back.xyz_A, read_picks(picks_csv).xyz_A, atol=1e-6)
