@@ -46,6 +46,9 @@ def test_cli_json_on_copick_folders(tmp_path):
     table = runner.invoke(app, ["evaluate", "-t", str(tmp_path / "truth"), "-p", str(tmp_path / "picks"),
                                 "-m", "f1"])
     assert table.exit_code == 0 and "f1: β = 1" in table.output and "thyroglobulin" in table.output
+    table = runner.invoke(app, ["evaluate", "-t", str(tmp_path / "truth"), "-p", str(tmp_path / "picks"),
+                                "--per-run"])
+    assert table.exit_code == 0 and "per run" in table.output
 
 
 def test_cli_copick_project_users_report_and_overwrite(tmp_path):
@@ -71,6 +74,7 @@ def test_cli_copick_project_users_report_and_overwrite(tmp_path):
     assert doc["score"] == pytest.approx(6 / 7) and doc["sweep"]["score"] == pytest.approx(6 / 7)
     assert {c["particle"]: c["rmse_A"] for c in doc["classes"]}["apo-ferritin"] == pytest.approx(20.0)
     assert "| ribosome |" in (report / "report.md").read_text()
+    assert "## Per run" not in (report / "report.md").read_text()  # one run only
     with pytest.raises(SystemExit) as exc:
         main(args)
     assert exc.value.code == 2

@@ -39,6 +39,7 @@ def evaluate(
     truth_user: Optional[str] = typer.Option(None, "--truth-user", help="copick user_id of the truth (e.g. curation)."),
     picks_user: Optional[str] = typer.Option(None, "--picks-user", help="copick user_id of the picks."),
     runs: Optional[str] = typer.Option(None, "--runs", help="Only these runs, comma-separated (e.g. test runs)."),
+    per_run: bool = typer.Option(False, "--per-run", help="Also print TP/FP/FN per run and class."),
 ) -> None:
     """Score picks against ground truth, per class and matched within each run.
 
@@ -68,6 +69,13 @@ def evaluate(
     for _, row in res.table.iterrows():
         name = row["particle"] + ("" if row["scored"] else " (not in truth)")
         table.add_row(name, *(_num(row[c]) if c != "weight" else f"{row[c]:g}" for c in cols[1:]))
+    if per_run:
+        pr = Table(title="per run")
+        for c in res.per_run.columns:
+            pr.add_column(c, justify="left" if c in ("run", "particle") else "right", no_wrap=True)
+        for _, row in res.per_run.iterrows():
+            pr.add_row(*(str(v) for v in row.tolist()))
+        console.print(pr)
     console.print(table)
     typer.echo(f"score (weighted F{res.beta:g}): {_num(res.score, 4)}    unweighted mean: {_num(res.mean_fbeta, 4)}")
     if res.ignored_runs:

@@ -70,6 +70,8 @@ def markdown_report(result: EvaluationResult, sweep: SweepResult | None = None, 
                                           "recall", "fbeta", "mean_distance_A", "rmse_A", "rmse_radius"]),
             "", "Localisation error (mean distance, RMSE) is over one-to-one matched pairs within the matching "
             "distance; `rmse_radius` is the RMSE as a fraction of the particle radius.", ""]
+    if len(result.runs) > 1 and len(result.per_run):
+        out += ["## Per run", "", markdown_table(result.per_run, list(result.per_run.columns)), ""]
     if sweep is not None:
         out += ["## Best-case thresholds (per class)", "",
                 f"Score with every class at its best threshold: **{_fmt(sweep.score, 4)}** (optimistic: the "
