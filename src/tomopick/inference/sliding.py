@@ -82,9 +82,10 @@ class ScoreStore:
         v = np.where(v < ZERO_BELOW, 0.0, v).astype(np.float16)
         self.array[(slice(None), *core)] = v
 
-    def read(self, channel: int, z: slice = slice(None)) -> np.ndarray:
-        """Scores of one channel over a z-range as float32 ``(z, y, x)``."""
-        return np.asarray(self.array[channel, z], dtype=np.float32)
+    def read(self, channel: int, region: slice | tuple[slice, ...] = slice(None)) -> np.ndarray:
+        """Scores of one channel over a z-range or a ``(z, y, x)`` box, as float32."""
+        region = region if isinstance(region, tuple) else (region,)
+        return np.asarray(self.array[(channel, *region)], dtype=np.float32)
 
     def close(self) -> None:
         """Delete the temporary disk store (if any)."""
@@ -237,6 +238,8 @@ def release_pages(array: Any) -> None:
     for _ in range(8):
         mm = getattr(base, "_mmap", None)
         if isinstance(mm, mmap.mmap):
+            if getattr(base, "mode", "r") == "c":  # copy-on-write: private changes would be lost
+                return
             try:
                 mm.madvise(mmap.MADV_DONTNEED)
             except (AttributeError, OSError, ValueError):  # pragma: no cover - platform without madvise
@@ -245,6 +248,27 @@ def release_pages(array: Any) -> None:
         base = getattr(base, "base", None)
         if base is None:
             return
+
+
+class ReleasingArray:
+    """A view of a ``(z, y, x)`` array-like that drops memory-mapped pages after every read or write
+    (:func:`release_pages`), so that whole-volume passes (finite check, statistics, rescaling) keep a bounded
+    resident set."""
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+        self.shape = tuple(int(s) for s in array.shape)
+        self.dtype = np.dtype(array.dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        out = np.array(self.array[key])
+        release_pages(self.array)
+        return out
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.array[key] = value
+        release_pages(self.array)
 
 
 def read_normalised(source: Any, start: Sequence[int], size: Sequence[int], stats: RobustStats,

@@ -1,6 +1,6 @@
 """Score maps → picks: max-pool NMS, DeepETPicker MP-NMS, connected components, local maxima, masks."""
 
-from tomopick.peaks.stream import find_peaks_slabs
+from tomopick.peaks.stream import block_grid, find_peaks_blocks
 from tomopick.peaks.core import (
     METHODS,
     Peaks,
@@ -15,5 +15,5 @@ from tomopick.peaks.core import (
     suppress_close,
 )
 
-__all__ = ["METHODS", "Peaks", "apply_mask", "connected_components", "find_peaks", "find_peaks_slabs", "halo_vox", "local_maxima",
+__all__ = ["METHODS", "Peaks", "apply_mask", "connected_components", "block_grid", "find_peaks", "find_peaks_blocks", "halo_vox", "local_maxima",
            "maxpool_nms", "mp_nms", "mp_passes", "suppress_close"]

@@ -1,63 +1,86 @@
-"""Peak extraction over a score map too large to hold: z-slabs with a halo, merged (bounded memory)."""
+"""Peak extraction over a score map too large to hold: 3D blocks with a halo, merged (bounded memory)."""
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import numpy as np
 
 from tomopick.peaks.core import Peaks, find_peaks, halo_vox, suppress_close
 
+#: Default voxels per block core: 32 M (128 MB as float32; the pooling methods hold ~4 such arrays).
+DEFAULT_BLOCK_VOXELS = 1 << 25
 
-def find_peaks_slabs(read: Callable[[int, slice], np.ndarray], shape: Sequence[int], method: str = "maxpool", *,
-                     threshold: float | Sequence[float] = 0.5, radius_vox: float | Sequence[float] = 5.0,
-                     distance_factor: float = 0.75, mask: np.ndarray | None = None, device: str | None = None,
-                     slab_voxels: int = 1 << 26) -> Peaks:
-    """:func:`~tomopick.peaks.core.find_peaks` on a ``(C, z, y, x)`` score map read one channel-slab at a time.
+
+def block_grid(shape_zyx: Sequence[int], block_voxels: int, halo: int = 0) -> list[tuple[slice, slice, slice]]:
+    """Core blocks tiling ``shape_zyx`` such that each block plus ``halo`` voxels per side holds at most about
+    ``block_voxels`` voxels (one block when the whole volume fits)."""
+    nz, ny, nx = (int(s) for s in shape_zyx)
+    if nz * ny * nx <= block_voxels:
+        return [(slice(0, nz), slice(0, ny), slice(0, nx))]
+    edge = max(16, int(round(block_voxels ** (1 / 3))) - 2 * halo)
+    bz = min(nz, edge)
+    side = max(16, int(math.sqrt(block_voxels / (bz + 2 * halo))) - 2 * halo)
+    by, bx = min(ny, side), min(nx, side)
+    return [(slice(z, min(z + bz, nz)), slice(y, min(y + by, ny)), slice(x, min(x + bx, nx)))
+            for z in range(0, nz, bz) for y in range(0, ny, by) for x in range(0, nx, bx)]
+
+
+def find_peaks_blocks(read: Callable[[int, tuple[slice, slice, slice]], np.ndarray], shape: Sequence[int],
+                      method: str = "maxpool", *, threshold: float | Sequence[float] = 0.5,
+                      radius_vox: float | Sequence[float] = 5.0, distance_factor: float = 0.75,
+                      mask: np.ndarray | None = None, device: str | None = None,
+                      block_voxels: int = DEFAULT_BLOCK_VOXELS) -> Peaks:
+    """:func:`~tomopick.peaks.core.find_peaks` on a ``(C, z, y, x)`` score map read one channel-block at a time.
 
     Parameters
     ----------
     read
-        ``read(channel, z_slice) -> (z, y, x) float32`` (e.g. :meth:`tomopick.inference.sliding.ScoreStore.read`).
+        ``read(channel, (z, y, x) slices) -> float32 array`` (e.g. :meth:`~tomopick.inference.sliding.ScoreStore.read`).
     shape
         ``(C, z, y, x)``.
     threshold, radius_vox
         One value or one per channel (radius in voxels of the score map).
     mask
-        Optional ``(z, y, x)`` boolean array-like (sliced per slab).
-    slab_voxels
-        Voxels per slab including the halo (the memory bound: about 8 bytes each).
+        Optional ``(z, y, x)`` boolean array-like (sliced per block).
+    block_voxels
+        Voxels per block core (the memory bound; the halo adds :func:`~tomopick.peaks.core.halo_vox` per side).
 
     Returns
     -------
     Peaks
-        Positions in voxels of the whole map. Each slab keeps the peaks of its core (z in ``[z0, z1)``); the halo
-        (:func:`~tomopick.peaks.core.halo_vox`) makes them the peaks the whole map would give, and a final
-        distance suppression removes any duplicate across slab borders.
+        Positions in voxels of the whole map. Each block keeps the peaks of its core; the halo makes them the
+        peaks the whole map would give, and a final distance suppression removes duplicates across borders.
     """
-    n_ch, nz, ny, nx = (int(s) for s in shape)
+    n_ch = int(shape[0])
+    dims = tuple(int(s) for s in shape[1:])
     thresholds = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (n_ch,))
     radii = np.broadcast_to(np.asarray(radius_vox, dtype=np.float64), (n_ch,))
     found = []
+    several = False
     for c in range(n_ch):
         halo = halo_vox(method, float(radii[c]), distance_factor)
-        depth = max(8, int(slab_voxels // max(1, ny * nx)) - 2 * halo)
-        for z0 in range(0, nz, depth):
-            z1 = min(nz, z0 + depth)
-            lo, hi = (0, nz) if depth >= nz else (max(0, z0 - halo), min(nz, z1 + halo))
-            slab = read(c, slice(lo, hi))
-            if slab.size == 0 or not float(slab.max()) >= thresholds[c]:
+        blocks = block_grid(dims, block_voxels, halo)
+        several = several or len(blocks) > 1
+        for core in blocks:
+            lo = [max(0, s.start - halo) for s in core]
+            hi = [min(n, s.stop + halo) for s, n in zip(core, dims)]
+            region = tuple(slice(a, b) for a, b in zip(lo, hi))
+            values = read(c, region)
+            if values.size == 0 or not float(values.max()) >= thresholds[c]:
                 continue
-            sub_mask = None if mask is None else np.asarray(mask[lo:hi])
-            p = find_peaks(slab, method, threshold=float(thresholds[c]), radius_vox=float(radii[c]),
-                           distance_factor=distance_factor, mask=sub_mask, device=device)
-            p = p.shifted((lo, 0, 0))
-            if z0 > 0 or z1 < nz:
-                p = p.select((p.zyx[:, 0] >= z0 - 0.5) & (p.zyx[:, 0] < z1 - 0.5))
+            sub_mask = None if mask is None else np.asarray(mask[region])
+            p = find_peaks(values, method, threshold=float(thresholds[c]), radius_vox=float(radii[c]),
+                           distance_factor=distance_factor, mask=sub_mask, device=device).shifted(lo)
+            if len(blocks) > 1:
+                keep = np.ones(len(p), dtype=bool)
+                for axis, s in enumerate(core):
+                    keep &= (p.zyx[:, axis] >= s.start - 0.5) & (p.zyx[:, axis] < s.stop - 0.5)
+                p = p.select(keep)
             found.append(Peaks(p.zyx, p.score, np.full(len(p), c, dtype=np.int64)))
     peaks = Peaks.concat(found)
-    if method != "cc" and len(peaks):
-        merged = [suppress_close(peaks.select(peaks.channel == c), distance_factor * float(radii[c]))
-                  for c in range(n_ch)]
-        peaks = Peaks.concat(merged)
+    if method != "cc" and several and len(peaks):
+        peaks = Peaks.concat([suppress_close(peaks.select(peaks.channel == c), distance_factor * float(radii[c]))
+                              for c in range(n_ch)])
     return peaks.sorted()

@@ -178,8 +178,10 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, *, run: str = "", threshold: 
 
     from tomopick.inference.normalize import normalisation_kwargs, robust_stats
     from tomopick.inference.rescale import rescale_factors, rescale_volume, rescaled_shape
-    from tomopick.inference.sliding import InferenceSettings, count_windows, predict_to_store, release_pages
-    from tomopick.peaks import find_peaks_slabs
+    from tomopick.inference.sliding import (
+        InferenceSettings, ReleasingArray, count_windows, predict_to_store,
+    )
+    from tomopick.peaks import find_peaks_blocks
 
     t0 = time.perf_counter()
     source_name = tomogram.source or run or None
@@ -187,8 +189,8 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, *, run: str = "", threshold: 
     settings = settings or InferenceSettings()
     channels, names = _foreground(config)
     summary: dict[str, Any] = {"run": run, "shape_zyx": list(tomogram.shape), "voxel_size_A": tomogram.voxel_size_A}
-    tomogram.check_finite(allow_nonfinite=allow_nonfinite)
-    release_pages(tomogram.data)
+    # whole-volume passes go through a view that drops memory-mapped pages as it goes (bounded resident set)
+    tomogram.with_data(ReleasingArray(tomogram.data)).check_finite(allow_nonfinite=allow_nonfinite)
     if min(tomogram.shape) == 0:
         summary.update(counts={}, seconds=time.perf_counter() - t0, note="empty tomogram")
         return Picks.empty(), summary
@@ -209,12 +211,14 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, *, run: str = "", threshold: 
                                                 dtype=np.float32, shape=shape)
             else:
                 out = None
-            source = rescale_volume(tomogram.data, factors, out=out)
+            if out is None:
+                source = rescale_volume(ReleasingArray(tomogram.data), factors)
+            else:
+                rescale_volume(ReleasingArray(tomogram.data), factors, out=ReleasingArray(out))
+                source = out
             grid_vs = grid_vs / factors
-            release_pages(tomogram.data)
         summary["rescale_factors_zyx"] = None if factors is None else [float(f) for f in factors]
-        stats = robust_stats(source, **{k: v for k, v in norm_kwargs.items() if k == "max_samples"})
-        release_pages(source)
+        stats = robust_stats(ReleasingArray(source), **{k: v for k, v in norm_kwargs.items() if k == "max_samples"})
         if stats.n_samples == 0 or stats.is_constant:
             summary.update(counts={n: 0 for n in names}, seconds=time.perf_counter() - t0,
                            note="constant tomogram: nothing to pick")
@@ -240,7 +244,7 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, *, run: str = "", threshold: 
                           for n in names]
             grid_mask = _mask_on_grid(mask, tomogram.shape, store.shape[1:])
             device = settings.device if peak_method in ("maxpool", "mpnms") else None
-            peaks = find_peaks_slabs(store.read, store.shape, peak_method, threshold=thresholds,
+            peaks = find_peaks_blocks(store.read, store.shape, peak_method, threshold=thresholds,
                                      radius_vox=radius_vox, distance_factor=distance_factor, mask=grid_mask,
                                      device=device)
             if scores_out is not None:
