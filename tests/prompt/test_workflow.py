@@ -95,6 +95,27 @@ def test_pick_with_prompts_finds_the_particles(scene_files, checkpoint):
     assert len(read_picks(folder / "per_run" / "scene10.csv")) == len(lm)
 
 
+def test_pick_cli_with_prompt_dispatches_to_the_promptable_picker(scene_files, checkpoint, capsys):
+    from tomopick.io import read_picks
+    from tomopick.workflows.prompt import extract_prompt
+
+    folder, mrc, scene = scene_files
+    ball = int(np.flatnonzero(scene.kinds == 0)[0])
+    z, y, x = POSITIONS[ball]
+    prompt = extract_prompt(mrc, (x * VS, y * VS, z * VS), folder / "ball.npz", size=17, particle="ball",
+                            overwrite=True)
+    out = folder / "cli_picks.csv"
+    assert run_cli(["pick", "--prompt", str(prompt), "--model", str(checkpoint), str(mrc), "--out", str(out),
+                    "--roi", "16", "--stride", "8", "--radius", "40", "-t", "ball=0.5", "--quiet"]) == 0
+    picks = read_picks(out)
+    assert picks.particles == ["ball"] and f"{len(picks)} picks written" in capsys.readouterr().out
+    truth = np.asarray(POSITIONS, dtype=float)[:, ::-1] * VS
+    assert np.all(np.linalg.norm(picks.xyz_A[:, None] - truth[None], axis=2).min(axis=1) <= 15.0)
+    assert run_cli(["pick", "--prompt", str(prompt), "--model", str(checkpoint), str(mrc), "--out",
+                    str(folder / "x.csv"), "--tta"]) == 2
+    assert "not supported with --prompt" in capsys.readouterr().err
+
+
 def test_pick_errors_are_one_line(scene_files, checkpoint, tmp_path):
     from tomopick.workflows.prompt import pick_with_prompts
 

@@ -56,8 +56,9 @@ def pick(
                                         help="Checkpoint (.pt). Default: the bundled czii-10A model."),
     threshold: Optional[List[str]] = typer.Option(None, "--threshold", "-t",
                                                   help="Score threshold (0.5), or CLASS=VALUE; repeatable."),
-    peak_method: str = typer.Option("maxpool", "--peak-method",
-                                    help="maxpool | mpnms (DeepETPicker) | cc (connected components) | localmax."),
+    peak_method: Optional[str] = typer.Option(
+        None, "--peak-method",
+        help="maxpool (default) | mpnms (DeepETPicker) | cc (connected components; --prompt default) | localmax."),
     distance: float = typer.Option(0.75, "--distance", help="Minimum pick spacing as a fraction of the radius."),
     tta: bool = typer.Option(False, "--tta", help="Average over 4 flips (4× slower)."),
     overlap: Optional[float] = typer.Option(None, "--overlap",
@@ -74,8 +75,22 @@ def pick(
     picks_format: Optional[str] = typer.Option(None, "--format", help="Picks format (default: from --out)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    prompt: Optional[List[str]] = typer.Option(
+        None, "--prompt", "-p", help="Prompt file(s) from `tomopick prompt extract`: pick that particle with a "
+                                     "promptable model (repeatable; see docs/prompt.md)."),
+    stride: Optional[int] = typer.Option(None, "--stride", min=1, help="With --prompt: sliding-window step (voxels)."),
+    radius: Optional[float] = typer.Option(None, "--radius", help="With --prompt: particle radius in Å."),
 ) -> None:
     """Pick particles in tomograms with a trained 3D network; writes x, y, z in Å with a score per pick."""
+    if prompt:
+        from tomopick.cli.prompt import pick_prompted
+
+        pick_prompted(inputs, prompt, out=out, model=model, threshold=parse_thresholds(threshold),
+                      peak_method=peak_method, distance=distance, roi=parse_roi(roi), stride=stride, overlap=overlap,
+                      batch_size=batch_size, device=device, threads=threads, voxel_size=voxel_size,
+                      allow_nonfinite=allow_nonfinite, save_scores=save_scores, picks_format=picks_format,
+                      radius=radius, tta=tta, overwrite=overwrite, quiet=quiet)
+        return
     from tomopick.workflows.pick import pick as run_pick
 
     bar = None
@@ -91,7 +106,8 @@ def pick(
         bar.update(done - bar.n)
 
     try:
-        report = run_pick(inputs, model, out=out, threshold=parse_thresholds(threshold), peak_method=peak_method,
+        report = run_pick(inputs, model, out=out, threshold=parse_thresholds(threshold),
+                          peak_method=peak_method or "maxpool",
                           distance_factor=distance, tta=4 if tta else 1, overlap=overlap, batch_size=batch_size,
                           device=device, mode=mode, roi_size=parse_roi(roi), voxel_size_A=voxel_size,
                           allow_nonfinite=allow_nonfinite, save_scores=save_scores, overwrite=overwrite,

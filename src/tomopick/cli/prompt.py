@@ -88,6 +88,30 @@ def finetune(
     typer.echo(f"wrote {path}")
 
 
+def pick_prompted(inputs: List[str], prompts: List[str], *, out: str, model: Optional[str],
+                  threshold: float | dict[str, float] | None, peak_method: Optional[str], distance: float,
+                  roi: tuple[int, int, int] | None, stride: Optional[int], overlap: Optional[float],
+                  batch_size: Optional[int], device: str, threads: Optional[int], voxel_size: Optional[float],
+                  allow_nonfinite: bool, save_scores: Optional[Path], picks_format: Optional[str],
+                  radius: Optional[float], tta: bool, overwrite: bool, quiet: bool) -> None:
+    """``tomopick pick --prompt P …``: the options of ``tomopick pick`` mapped onto
+    :func:`tomopick.workflows.prompt.pick_with_prompts` (called by :mod:`tomopick.cli.pick`)."""
+    from tomopick.workflows.prompt import pick_with_prompts
+
+    if tta:
+        raise TomopickError("--tta is not supported with --prompt")
+    window = roi or (64, 64, 64)
+    step = stride if stride is not None else (
+        tuple(max(1, int(round(r * (1.0 - overlap)))) for r in window) if overlap is not None else None)
+    picks = pick_with_prompts(
+        inputs, prompts, model, out=out, method=peak_method or "cc",
+        threshold=0.5 if threshold is None else threshold,
+        distance_factor=distance, roi=window, stride=step, batch_size=batch_size or 2, radius_A=radius,
+        overwrite=overwrite, voxel_size_A=voxel_size, maps_out=save_scores, device=device, threads=threads,
+        picks_format=picks_format, allow_nonfinite=allow_nonfinite, progress=None if quiet else typer.echo)
+    typer.echo(f"{len(picks)} picks written to {out}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(prompt_app, name="prompt")
     app.command("finetune")(finetune)

@@ -81,15 +81,18 @@ def predict_maps(model: PromptablePicker, volume: np.ndarray, embeddings: torch.
 
 
 def maps_to_picks(maps: np.ndarray, names: Sequence[str], radii_vox: Sequence[float], voxel_size_A: float, *,
-                  method: str = "cc", threshold: float = 0.5, run: str = "") -> Picks:
+                  method: str = "cc", threshold: float | Sequence[float] = 0.5, distance_factor: float = 0.75,
+                  run: str = "") -> Picks:
     """Picks from probability maps ``(k, z, y, x)`` (one per particle ``names[j]`` of radius ``radii_vox[j]``).
 
     ``method="cc"``: connected components of ``map ≥ threshold`` whose size lies between 5 % and 8× the volume
     of the particle's sphere, at their centroids (ProPicker-C); ``"localmax"``: local maxima ≥ ``threshold`` at
-    least 0.75 radius apart. Delegates to :func:`tomopick.peaks.find_peaks`; positions are converted to Å with
-    ``voxel_size_A`` (the maps' grid).
+    least ``distance_factor`` × radius apart. ``threshold`` is one value or one per map. Delegates to
+    :func:`tomopick.peaks.find_peaks`; positions are converted to Å with ``voxel_size_A`` (the maps' grid).
     """
     from tomopick.peaks import find_peaks
 
-    peaks = find_peaks(maps, method, threshold=threshold, radius_vox=[float(r) for r in radii_vox])
+    thr = float(threshold) if np.ndim(threshold) == 0 else [float(t) for t in threshold]  # type: ignore[union-attr]
+    peaks = find_peaks(maps, method, threshold=thr, radius_vox=[float(r) for r in radii_vox],
+                       distance_factor=distance_factor)
     return Picks.from_voxels(peaks.zyx, voxel_size_A, [names[c] for c in peaks.channel], score=peaks.score, run=run)

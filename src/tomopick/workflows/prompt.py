@@ -175,20 +175,27 @@ def _group_prompts(prompts, paths: Sequence[PathLike]) -> tuple[list[str], list[
     return names, groups
 
 
-def _model_grid(tomo: Tomogram, model_vs: float, norm_kwargs: dict[str, Any]) -> np.ndarray:
+def _model_grid(tomo: Tomogram, model_vs: float, norm_kwargs: dict[str, Any],
+                allow_nonfinite: bool = False) -> np.ndarray:
     """The tomogram resampled to the model's voxel size and robust-normalised, float32 ``(z, y, x)``."""
-    from tomopick.inference.normalize import normalize_robust
+    from tomopick.inference.normalize import normalize_robust, robust_stats
     from tomopick.inference.rescale import rescale_factors, rescale_volume
 
-    tomo.check_finite(allow_nonfinite=False)
+    bad = tomo.check_finite(allow_nonfinite=allow_nonfinite)
     factors = rescale_factors(tomo.voxel_size_A, model_vs, source=tomo.source or None)
-    volume = tomo.load(np.float32) if factors is None else rescale_volume(tomo.data, factors)
+    data: Any = tomo.data
+    if bad:  # NaN/Inf → the median before resampling spreads them
+        data = tomo.load(np.float32)
+        data = np.where(np.isfinite(data), data, robust_stats(data).center).astype(np.float32)
+    volume = np.asarray(data, dtype=np.float32) if factors is None else rescale_volume(data, factors)
     return normalize_robust(volume, **norm_kwargs)
 
 
 def pick_with_prompts(tomogram_paths: Sequence[PathLike] | PathLike, prompt_paths: Sequence[PathLike] | PathLike,
                       model: Any = None, out: PathLike | None = None, *, method: str = "cc",
-                      threshold: float = 0.5, roi: int = 64, stride: int | None = None, batch_size: int = 2,
+                      threshold: float | dict[str, float] = 0.5, distance_factor: float = 0.75,
+                      roi: int | Sequence[int] = 64, stride: int | Sequence[int] | None = None, batch_size: int = 2,
+                      allow_nonfinite: bool = False,
                       radius_A: float | None = None, overwrite: bool = False, voxel_size_A: float | None = None,
                       maps_out: PathLike | None = None, device: str = "cpu", threads: int | None = None,
                       picks_format: str | None = None, user_id: str = "tomopick", session_id: str = "0",
@@ -216,9 +223,14 @@ def pick_with_prompts(tomogram_paths: Sequence[PathLike] | PathLike, prompt_path
         or ``"localmax"`` (local maxima ≥ ``threshold`` at least 0.75 radius apart); any method of
         :func:`tomopick.peaks.find_peaks` works.
     threshold
-        Probability threshold.
+        Probability threshold: one value, or ``{particle: value}`` with ``"*"`` as the default for the others.
+    distance_factor
+        ``localmax``/``maxpool``: minimum pick spacing as a fraction of the radius.
     roi, stride
-        Sliding window edge and step (voxels at the model's voxel size); stride defaults to ``roi // 2``.
+        Sliding window edge(s) and step(s) (voxels at the model's voxel size, ``(z, y, x)`` or one number);
+        stride defaults to ``roi // 2``.
+    allow_nonfinite
+        Treat NaN/Inf voxels as the median instead of refusing the tomogram.
     radius_A
         Particle radius in Å for every prompt (overrides the prompts' own ``radius_A``; default when neither is
         given: a quarter of the prompt box edge).
@@ -278,6 +290,13 @@ def pick_with_prompts(tomogram_paths: Sequence[PathLike] | PathLike, prompt_path
         radii_A.append(float(radius_A) if radius_A is not None else (float(np.mean(given)) if given else default))
     if any(not r > 0 for r in radii_A):
         raise TomopickError(f"particle radius must be > 0 Å, got {radii_A}")
+    if isinstance(threshold, dict):
+        unknown = sorted(set(threshold) - set(names) - {"*"})
+        if unknown:
+            raise TomopickError(f"threshold given for {', '.join(unknown)}, but the prompts name {', '.join(names)}")
+        thresholds = [float(threshold.get(n, threshold.get("*", 0.5))) for n in names]
+    else:
+        thresholds = [float(threshold)] * len(names)
     norm_kwargs = normalisation_kwargs(loaded.config.get("normalisation"))
     embeddings = embed_prompts(net, _prompt_boxes(prompts, prompt_paths, model_vs, box), groups)
     options = dict(read_options)
@@ -287,11 +306,11 @@ def pick_with_prompts(tomogram_paths: Sequence[PathLike] | PathLike, prompt_path
     for path, run in zip(tomogram_paths, runs):
         start = time.perf_counter()
         tomo = read_tomogram(path, **options)
-        volume = _model_grid(tomo, model_vs, norm_kwargs)
+        volume = _model_grid(tomo, model_vs, norm_kwargs, allow_nonfinite)
         with torch.inference_mode():
             maps = predict_maps(net, volume, embeddings, roi=roi, stride=stride, batch_size=batch_size)
         picks = maps_to_picks(maps, names, [r / model_vs for r in radii_A], model_vs, method=method,
-                              threshold=threshold, run=run)
+                              threshold=thresholds, distance_factor=distance_factor, run=run)
         keep = picks.inside(tomo.shape, tomo.voxel_size_A)
         found.append(picks.select(keep).with_columns(user=user_id, session=session_id))
         if folder_out:
