@@ -173,29 +173,42 @@ def image_fast(potential: np.ndarray, voxel_size_A: float, scheme: TiltScheme, *
     sorted_angles = angles[order]
     step = np.min(np.diff(sorted_angles)) if len(angles) > 1 else 1.0
     lo, hi = sorted_angles[0] - step / 2, sorted_angles[-1] + step / 2
-    # per-tilt quantities
-    defocus_true = scheme.defocus_true_A[order].astype(np.float32)
-    dose = scheme.cumulative_dose[order].astype(np.float32)
-    nstd = scheme.noise_std[order].astype(np.float32)
+    # Radial transfer per tilt, tabulated on a fine |k| grid (Δk = 1e-4 cycles/voxel: the CTF phase changes by
+    # < 0.01 rad per bin at 10 Å and 5 µm defocus), then gathered per voxel — far cheaper than evaluating
+    # sin/cos/exp on 36 M frequencies.
+    n_bins = 8192
+    k_max = float(np.sqrt(3.0) * 0.5) + 1e-3
+    kc = (np.arange(n_bins, dtype=np.float64) + 0.0) * (k_max / (n_bins - 1))  # cycles/voxel
+    kA = kc / voxel_size_A
+    c_nom = ctf(kA, scheme.defocus_nominal_A, voltage_kV, cs_mm, amplitude_contrast)
+    corr = correction_filter(c_nom, ctf_correction)
+    radial = taper(kc) * lowpass(kA, lowpass_A)
+    benv = np.exp(-b_factor_A2 * kA * kA / 4.0)
+    ne = critical_exposure(kA, voltage_kV)
+    s_tab = np.empty((len(angles), n_bins), dtype=np.float32)
+    n_tab = np.empty((len(angles), n_bins), dtype=np.float32)
+    for j, t in enumerate(order):
+        c_true = ctf(kA, scheme.defocus_true_A[t], voltage_kV, cs_mm, amplitude_contrast)
+        dmg = np.exp(-scheme.cumulative_dose[t] / (2.0 * ne))
+        s_tab[j] = c_true * corr * benv * dmg * radial
+        n_tab[j] = scheme.noise_std[t] * np.abs(corr) * radial
+    inv_dk = np.float32((n_bins - 1) / k_max)
     ky2 = (ky * ky)[:, None]
     kxg = kx[None, :]
     for iz in range(nz):
         kzv = kz[iz]
-        kxz = np.sqrt(kzv * kzv + kxg * kxg)  # (1, nx//2+1) cycles/voxel
         theta = np.degrees(np.arctan2(kzv, kxg))  # (1, nxr)
         measured = (theta >= lo) & (theta <= hi)
-        ti = np.clip(np.searchsorted(sorted_angles, theta) , 0, len(angles) - 1)
+        ti = np.clip(np.searchsorted(sorted_angles, theta), 0, len(angles) - 1)
         prev = np.clip(ti - 1, 0, len(angles) - 1)
         ti = np.where(np.abs(sorted_angles[prev] - theta) < np.abs(sorted_angles[ti] - theta), prev, ti)
-        kcyc = np.sqrt(ky2 + kzv * kzv + kxg * kxg)  # (ny, nxr)
-        kA = kcyc / voxel_size_A
-        c_true = ctf(kA, defocus_true[ti], voltage_kV, cs_mm, amplitude_contrast)
-        c_nom = ctf(kA, scheme.defocus_nominal_A, voltage_kV, cs_mm, amplitude_contrast)
-        corr = correction_filter(c_nom, ctf_correction)
-        env = np.exp(-b_factor_A2 * kA * kA / 4.0) * np.exp(-dose[ti] / (2.0 * critical_exposure(kA, voltage_kV)))
-        tp = taper(kcyc) * lowpass(kA, lowpass_A) * measured
-        h_sig = (c_true * corr * env * tp).astype(np.float32)
-        h_noise = (nstd[ti] * np.abs(corr) * np.sqrt(kxz / 0.5) * tp).astype(np.float32)
+        ramp = (np.sqrt((kzv * kzv + kxg * kxg) / 0.5) * measured).astype(np.float32)  # (1, nxr)
+        kbin = np.rint(np.sqrt(ky2 + (kzv * kzv + kxg * kxg)) * inv_dk).astype(np.intp)  # (ny, nxr)
+        flat = ti.astype(np.intp) * n_bins + kbin  # index into the (tilt, bin) tables
+        h_sig = s_tab.ravel().take(flat)
+        h_sig *= measured
+        h_noise = n_tab.ravel().take(flat)
+        h_noise *= ramp
         spec[iz] *= h_sig
         white = rng.standard_normal((ny, 2 * kx.size), dtype=np.float32).view(np.complex64)
         white *= h_noise
