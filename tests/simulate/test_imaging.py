@@ -148,3 +148,40 @@ def test_bad_config_values_are_rejected():
         SimulationConfig(shape_zyx=(4, 64, 64))
     with pytest.raises(ValidationError):
         SimulationConfig(snr=0)
+
+
+@pytest.mark.parametrize("imaging", ["fast", "full"])
+def test_odd_shapes_and_other_voxel_sizes(imaging):
+    """Odd, non-cubic volumes and a coarser grid: particles rescaled from the 10 Å maps, wedge still there."""
+    cfg = SimulationConfig(shape_zyx=(33, 65, 47), voxel_size_A=15.0, imaging=imaging, n_vesicles=0,
+                           n_fiducials=0, n_clutter=3, ice_thickness_A=420.0, counts={"ribosome": 1,
+                                                                                      "apo-ferritin": 2})
+    r = simulate_tomogram(cfg, 2)
+    assert r.tomogram.shape == (33, 65, 47) and r.tomogram.voxel_size_A == (15.0, 15.0, 15.0)
+    assert len(r.picks) == 3
+    # a ribosome (≈ 300 Å across) spans ≈ 20 voxels at 15 Å
+    n_vox = int((r.class_labels == 4).sum())
+    assert 1500 < n_vox < 6000
+    assert np.isfinite(r.tomogram.data).all()
+
+
+def test_custom_particle_set_with_mrc_template(tmp_path):
+    """A YAML particle set whose template is an MRC at 5 Å/voxel (rescaled to the 10 Å grid)."""
+    import mrcfile
+    from scipy import ndimage
+
+    from tomopick.data import ParticleSet
+    from tomopick.simulate import bundled_template
+
+    fine = ndimage.zoom(bundled_template("8vaf").density, 2.0, order=1).astype(np.float32) * 7.0
+    with mrcfile.new(tmp_path / "thing.mrc") as m:
+        m.set_data(fine)
+        m.voxel_size = 5.0
+    (tmp_path / "set.yaml").write_text("name: mine\nparticles:\n  - {name: thing, radius_A: 60, template_path: thing.mrc}\n")
+    pset = ParticleSet.from_yaml(tmp_path / "set.yaml")
+    cfg = SimulationConfig(particles=str(tmp_path / "set.yaml"), shape_zyx=(40, 64, 64), n_vesicles=0,
+                           n_fiducials=0, n_clutter=0, ice_thickness_A=350.0, counts={"thing": 3})
+    r = simulate_tomogram(cfg, 0)
+    assert r.picks.counts() == {"thing": 3}
+    assert r.params["scene"]["templates"]["thing"].endswith("thing.mrc")
+    assert set(np.unique(r.class_labels)) == {0, pset["thing"].label}
