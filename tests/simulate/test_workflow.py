@@ -44,6 +44,17 @@ def test_copick_dataset_round_trip(tmp_path):
         assert np.array_equal(again.tomogram.data, result.tomogram.data)
     with pytest.raises(OutputExistsError):
         simulate_dataset(out, n=1, seed=0, progress=False, **SMALL)
+    # overwrite replaces the whole dataset: no stale run survives
+    simulate_dataset(out, n=1, seed=9, progress=False, overwrite=True, **SMALL)
+    assert CopickProject.open(out).runs() == ["sim_000"]
+
+
+def test_overwrite_refuses_foreign_folder(tmp_path):
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "data.txt").write_text("keep me")
+    with pytest.raises(TomopickError, match="not a tomopick simulation output"):
+        simulate_dataset(tmp_path / "precious", n=1, overwrite=True, progress=False, **SMALL)
+    assert (tmp_path / "precious" / "data.txt").read_text() == "keep me"
 
 
 def test_mrc_dataset_and_preview(tmp_path):

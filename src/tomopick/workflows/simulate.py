@@ -191,11 +191,19 @@ def simulate_dataset(out: str | Path, n: int = 8, seed: int = 0, preset: str = "
     if out.exists() and not overwrite:
         raise OutputExistsError("output exists; pass --overwrite to replace it", out)
     check_output(out, overwrite=True)
-    if out.exists() and overwrite and fmt == "copick":
+    if out.exists() and overwrite:
+        if not out.is_dir():
+            raise TomopickError("output exists and is not a folder", out)
+        if any(out.iterdir()) and not (out / "simulation" / "dataset.yaml").is_file():
+            raise TomopickError("refusing to overwrite a non-empty folder that is not a tomopick simulation "
+                                "output (no simulation/dataset.yaml); choose another --out", out)
         # stale runs from an earlier, larger dataset would mix with the new one
         for sub in ("ExperimentRuns", "simulation", "previews"):
             if (out / sub).is_dir():
                 shutil.rmtree(out / sub)
+        for old_run in out.glob(f"{run_prefix}[0-9][0-9][0-9]"):
+            if (old_run / "simulation.yaml").is_file():
+                shutil.rmtree(old_run)
     out.mkdir(parents=True, exist_ok=True)
     project = None
     if fmt == "copick":
