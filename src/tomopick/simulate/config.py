@@ -97,6 +97,10 @@ class SimulationConfig(BaseModel):
         ``"phaseflip"``, ``"wiener"`` or ``"none"``.
     total_dose
         e⁻/Å² over the whole series (radiation damage attenuates later tilts).
+    inelastic_mfp_A
+        Inelastic mean free path: fewer electrons pass the energy filter at high tilt (thicker path) → more noise.
+    alignment_error_A
+        Standard deviation of the residual per-tilt image shift (tilt-series alignment error), per axis.
     lowpass_A
         Optional low-pass applied to the final tomogram (signal and noise alike); ``None`` = none.
     """
@@ -144,6 +148,7 @@ class SimulationConfig(BaseModel):
     ctf_correction: Literal["phaseflip", "wiener", "none"] = "phaseflip"
     total_dose: float = Field(default=120.0, gt=0)
     inelastic_mfp_A: float = Field(default=3500.0, gt=0)
+    alignment_error_A: float = Field(default=2.0, ge=0)
     lowpass_A: float | None = Field(default=None, gt=0)
     # -- bookkeeping --
     seed: int = 0

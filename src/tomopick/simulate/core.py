@@ -124,7 +124,8 @@ def simulate_tomogram(config: SimulationConfig | None = None, seed_or_rng: int |
     defocus_um = (config.defocus_um if config.defocus_um is not None
                   else float(imaging_rng.uniform(*config.defocus_range_um)))
     scheme = im.make_tilt_scheme(config.tilt_angles_deg, config.total_dose, defocus_um * 1e4,
-                                 config.defocus_spread_um * 1e4, thickness_A, config.inelastic_mfp_A, vs, imaging_rng)
+                                 config.defocus_spread_um * 1e4, thickness_A, config.inelastic_mfp_A, vs, imaging_rng,
+                                 alignment_error_A=config.alignment_error_A)
     kw = dict(voltage_kV=config.voltage_kV, cs_mm=config.cs_mm, amplitude_contrast=config.amplitude_contrast,
               b_factor_A2=config.b_factor_A2, ctf_correction=config.ctf_correction, lowpass_A=config.lowpass_A,
               rng=noise_rng)
@@ -162,6 +163,7 @@ def simulate_tomogram(config: SimulationConfig | None = None, seed_or_rng: int |
         "defocus_um": defocus_um,
         "tilt_angles_deg": [float(a) for a in scheme.angles_deg],
         "defocus_per_tilt_um": [float(d) / 1e4 for d in scheme.defocus_true_A],
+        "alignment_shift_per_tilt_A": [[float(v) * vs for v in row] for row in scheme.shifts_vox],
         "snr": snr,
         "snr_reference": reference,
         "snr_definition": SNR_DEFINITION[reference],

@@ -13,6 +13,8 @@ Physics (both models; details in ``docs/simulate.md``)
   nominal value, like real processing.
 * Shot noise is white in each image with variance ∝ 1 / (dose per pixel · exp(−t / (λ_in cos θ))) (thicker path at
   high tilt → fewer elastic electrons through the energy filter).
+* Residual tilt-series alignment error: each image is shifted by N(0, σ²) per axis (``full``); ``fast`` applies
+  the expected attenuation ``exp(−2π² σ² k²)``.
 * Weighted back-projection: ramp ``|k_u|`` across the tilt axis with IMOD's default radial filter (flat to 0.35
   cycles/voxel, Gaussian fall-off σ = 0.035 beyond).
 
@@ -97,12 +99,14 @@ class TiltScheme:
     defocus_true_A: np.ndarray
     defocus_nominal_A: float
     noise_std: np.ndarray  # relative shot-noise std per image pixel (before the global SNR scale)
+    shifts_vox: np.ndarray | None = None  # (n_tilts, 2) residual alignment error (y, u) in voxels
+    alignment_error_vox: float = 0.0  # its standard deviation per axis
 
 
 def make_tilt_scheme(angles_deg: list[float], total_dose: float, defocus_nominal_A: float, defocus_spread_A: float,
                      thickness_A: float, inelastic_mfp_A: float, voxel_size_A: float,
-                     rng: np.random.Generator) -> TiltScheme:
-    """Dose, defocus and noise level of each tilt."""
+                     rng: np.random.Generator, alignment_error_A: float = 0.0) -> TiltScheme:
+    """Dose, defocus, noise level and residual alignment error of each tilt."""
     angles = np.asarray(angles_deg, dtype=np.float64)
     n = len(angles)
     dose = total_dose / n
@@ -111,7 +115,9 @@ def make_tilt_scheme(angles_deg: list[float], total_dose: float, defocus_nominal
     defocus = np.maximum(defocus, 1000.0)
     transmitted = np.exp(-thickness_A / (inelastic_mfp_A * np.cos(np.radians(angles))))
     counts = dose * voxel_size_A**2 * transmitted
-    return TiltScheme(angles, cumulative, defocus, float(defocus_nominal_A), 1.0 / np.sqrt(counts))
+    sigma = alignment_error_A / voxel_size_A
+    shifts = rng.normal(0.0, 1.0, (n, 2)) * sigma
+    return TiltScheme(angles, cumulative, defocus, float(defocus_nominal_A), 1.0 / np.sqrt(counts), shifts, sigma)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -183,7 +189,8 @@ def image_fast(potential: np.ndarray, voxel_size_A: float, scheme: TiltScheme, *
     c_nom = ctf(kA, scheme.defocus_nominal_A, voltage_kV, cs_mm, amplitude_contrast)
     corr = correction_filter(c_nom, ctf_correction)
     radial = taper(kc) * lowpass(kA, lowpass_A)
-    benv = np.exp(-b_factor_A2 * kA * kA / 4.0)
+    # B-factor, and the mean effect of Gaussian residual alignment shifts (σ voxels per axis, in the tilt plane)
+    benv = np.exp(-b_factor_A2 * kA * kA / 4.0) * np.exp(-2.0 * np.pi**2 * scheme.alignment_error_vox**2 * kc * kc)
     ne = critical_exposure(kA, voltage_kV)
     s_tab = np.empty((len(angles), n_bins), dtype=np.float32)
     n_tab = np.empty((len(angles), n_bins), dtype=np.float32)
@@ -287,6 +294,7 @@ def image_full(potential: np.ndarray, slab_density: float, voxel_size_A: float, 
     del X
     pad = 32
     fu, kcyc, kA = _image_filter(ny, nu, pad, voxel_size_A)
+    fy_img = sfft.fftfreq(ny + 2 * pad).astype(np.float32)[:, None]
     ramp = np.abs(fu) / 0.5 * taper(kcyc) * lowpass(kA, lowpass_A)
     c_nom = ctf(kA, scheme.defocus_nominal_A, voltage_kV, cs_mm, amplitude_contrast)
     corr = correction_filter(c_nom, ctf_correction)
@@ -299,6 +307,9 @@ def image_full(potential: np.ndarray, slab_density: float, voxel_size_A: float, 
         c_true = ctf(kA, scheme.defocus_true_A[t], voltage_kV, cs_mm, amplitude_contrast)
         dmg = np.exp(-scheme.cumulative_dose[t] / (2.0 * critical_exposure(kA, voltage_kV)))
         f *= (c_true * benv * dmg * corr * ramp).astype(np.float32)
+        if scheme.shifts_vox is not None and scheme.alignment_error_vox > 0:
+            sy, su = scheme.shifts_vox[t]
+            f *= np.exp(-2j * np.pi * (fy_img * sy + fu * su)).astype(np.complex64)
         out = sfft.irfft2(f, s=img.shape, workers=_WORKERS)[pad:-pad, pad:-pad]
         sig_f[t] = out.T
         noise = rng.standard_normal(img.shape, dtype=np.float32) * np.float32(scheme.noise_std[t])
