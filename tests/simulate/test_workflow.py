@@ -100,3 +100,42 @@ def test_cli_simulate(tmp_path):
     assert side["config"]["imaging"] == "full" and side["config"]["snr"] == 0.5
     again = CliRunner().invoke(app, args)
     assert again.exit_code != 0  # refuses to overwrite
+
+
+def test_preview_draws_one_circle_per_pick_crossing_each_slice():
+    from matplotlib.patches import Circle
+
+    from tomopick.simulate.preview import preview_figure
+
+    r = simulate_tomogram(SimulationConfig(**SMALL), 2)
+    fig = preview_figure(r.tomogram.data, r.picks, r.particle_set, 10.012)
+    ax_xy, ax_xz = fig.axes[:2]
+    vox = r.picks.voxel_coords(10.012)
+    radius = np.array([r.particle_set[n].radius_A / 10.012 for n in r.picks.frame["particle"]])
+    want_xy = int((np.abs(vox[:, 0] - 16) < radius).sum())
+    want_xz = int((np.abs(vox[:, 1] - 32) < radius).sum())
+    assert sum(isinstance(p, Circle) for p in ax_xy.patches) == want_xy
+    assert sum(isinstance(p, Circle) for p in ax_xz.patches) == want_xz
+    assert want_xy + want_xz > 0
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any(t.startswith("ribosome (1)") for t in labels)
+
+
+def test_cli_reads_config_yaml(tmp_path):
+    from typer.testing import CliRunner
+
+    from tomopick.cli.main import app
+
+    cfg = tmp_path / "sim.yaml"
+    cfg.write_text(yaml.safe_dump({"shape_zyx": [32, 48, 48], "counts": {"apo-ferritin": 2}, "n_vesicles": 0,
+                                   "n_fiducials": 0, "ice_thickness_A": 250.0, "snr": 5.0, "imaging": "full"}))
+    res = CliRunner().invoke(app, ["simulate", "--out", str(tmp_path / "o"), "--n", "1", "--config", str(cfg),
+                                   "--format", "mrc", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    side = yaml.safe_load((tmp_path / "o" / "sim_000" / "simulation.yaml").read_text())
+    assert side["config"]["shape_zyx"] == [32, 48, 48] and side["config"]["imaging"] == "full"
+    assert side["config"]["snr"] == 5.0 and side["scene"]["placed_counts"]["apo-ferritin"] == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("snr: -2\n")
+    res = CliRunner().invoke(app, ["simulate", "--out", str(tmp_path / "b"), "--n", "1", "--config", str(bad)])
+    assert res.exit_code != 0

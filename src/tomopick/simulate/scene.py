@@ -383,6 +383,9 @@ def build_scene(cfg: SimulationConfig, particle_set: ParticleSet, rng: np.random
     Scene
         Potential, instance and class labels ``(z, y, x)`` of ``cfg.shape_zyx``, ground-truth picks and context.
     """
+    too_big = [p.name for p in particle_set if int(p.label) > 255]
+    if too_big:
+        raise TomopickError(f"class labels must be ≤ 255 for the uint8 label volume: {', '.join(too_big)}")
     b = _Builder(cfg, rng)
     vs = b.vs
     templates = particle_templates(cfg, particle_set)
