@@ -198,3 +198,21 @@ def test_fast_and_full_agree_on_the_noise_free_signal():
     inner = (slice(6, 42), slice(10, 70), slice(10, 70))
     r = np.corrcoef(a.signal[inner].ravel(), b.signal[inner].ravel())[0, 1]
     assert r > 0.9, r
+
+
+def test_randomize_draws_unset_fields_and_records_a_reproducible_config():
+    base = dict(shape_zyx=(32, 48, 48), voxel_size_A=VS, ice_thickness_A=280.0, counts={"apo-ferritin": 2},
+                n_vesicles=0, randomize=True)
+    cfg = SimulationConfig(**base, snr=4.0)
+    a = simulate_tomogram(cfg, 1)
+    b = simulate_tomogram(cfg, 2)
+    ra, rb = a.params["randomized"], b.params["randomized"]
+    assert ra and ra != rb
+    assert "snr" not in ra and a.params["snr"] == 4.0  # explicit values are kept
+    assert "n_vesicles" not in ra and a.params["config"]["n_vesicles"] == 0
+    assert 2.0 <= ra["defocus_um"] <= 6.0 and 50.0 <= ra["tilt_max_deg"] <= 66.0
+    # the recorded effective config + seed re-makes the tomogram exactly, without randomize
+    rec = SimulationConfig(**a.params["config"])
+    assert rec.randomize is False
+    assert np.array_equal(simulate_tomogram(rec, 1).tomogram.data, a.tomogram.data)
+    assert np.array_equal(simulate_tomogram(cfg, 1).tomogram.data, a.tomogram.data)

@@ -45,6 +45,9 @@ def simulate(
                                                                "(classes not named get none)."),
     source: Optional[str] = typer.Option(None, "--source", help="maps (bundled density maps) or procedural shapes."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file with any SimulationConfig fields."),
+    randomize: bool = typer.Option(False, "--randomize", help="Domain randomisation: draw every scene/imaging "
+                                                                "parameter not given explicitly from wide ranges "
+                                                                "(recorded per tomogram)."),
     preview: bool = typer.Option(False, "--preview", help="Write a PNG per tomogram: central x–y and x–z slices "
                                                           "with the ground truth overlaid."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
@@ -80,6 +83,8 @@ def simulate(
         extra["counts"] = parsed
     if source is not None:
         extra["particle_source"] = source
+    if randomize:
+        extra["randomize"] = True
     extra.setdefault("particles", preset)
     preset_name = extra.pop("particles")
     from_file_imaging = extra.pop("imaging", None)

@@ -103,6 +103,12 @@ class SimulationConfig(BaseModel):
         Standard deviation of the residual per-tilt image shift (tilt-series alignment error), per axis.
     lowpass_A
         Optional low-pass applied to the final tomogram (signal and noise alike); ``None`` = none.
+
+    Randomisation
+    -------------
+    randomize
+        Draw every scene and imaging parameter that was not set explicitly from the ranges in
+        :data:`RANDOMIZATION` (domain randomisation for training sets); the values drawn are recorded.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -151,6 +157,7 @@ class SimulationConfig(BaseModel):
     alignment_error_A: float = Field(default=2.0, ge=0)
     lowpass_A: float | None = Field(default=None, gt=0)
     # -- bookkeeping --
+    randomize: bool = False
     seed: int = 0
     run_name: str = "sim_000"
     keep_noiseless: bool = True
@@ -206,3 +213,72 @@ class SimulationConfig(BaseModel):
                     left -= 1
             side = -side
         return [angles[i] for i in order]
+
+
+#: Ranges used by ``randomize=True`` (only for fields the user did not set). ``("uniform", lo, hi)``,
+#: ``("loguniform", lo, hi)``, ``("int", lo, hi)`` (inclusive), ``("choice", [values], [probabilities])``.
+RANDOMIZATION: dict[str, tuple] = {
+    "snr": ("loguniform", 1.0, 8.0),
+    "defocus_um": ("uniform", 2.0, 6.0),
+    "tilt_max_deg": ("uniform", 50.0, 66.0),
+    "tilt_asymmetry_deg": ("uniform", -6.0, 6.0),
+    "tilt_step_deg": ("choice", [2.0, 3.0, 4.0], [0.25, 0.5, 0.25]),
+    "b_factor_A2": ("uniform", 50.0, 250.0),
+    "ctf_correction": ("choice", ["phaseflip", "wiener"], [0.7, 0.3]),
+    "lowpass_A": ("choice", [None, 20.0, 25.0, 30.0, 40.0], [0.5, 0.125, 0.125, 0.125, 0.125]),
+    "alignment_error_A": ("uniform", 0.0, 6.0),
+    "amplitude_contrast": ("uniform", 0.05, 0.1),
+    "total_dose": ("uniform", 80.0, 160.0),
+    "crowding": ("uniform", 0.5, 1.6),
+    "n_vesicles": ("int", 0, 4),
+    "n_fiducials": ("int", 0, 6),
+    "n_filaments": ("int", 0, 3),
+    "n_distractors": ("int", 0, 15),
+    "clutter_per_czii_volume": ("int", 50, 300),
+    "ice_tilt_deg": ("uniform", 0.0, 5.0),
+    "membrane_particle_fraction": ("uniform", 0.0, 0.3),
+}
+
+
+def _draw(spec: tuple, rng) -> object:
+    kind = spec[0]
+    if kind == "uniform":
+        return float(rng.uniform(spec[1], spec[2]))
+    if kind == "loguniform":
+        import math
+
+        return float(math.exp(rng.uniform(math.log(spec[1]), math.log(spec[2]))))
+    if kind == "int":
+        return int(rng.integers(spec[1], spec[2] + 1))
+    values, probs = spec[1], spec[2]
+    return values[int(rng.choice(len(values), p=probs))]
+
+
+def randomized_config(config: SimulationConfig, rng) -> tuple[SimulationConfig, dict[str, object]]:
+    """The config with every field the user did not set drawn from :data:`RANDOMIZATION`.
+
+    Returns the new config (``randomize=False``, so it re-makes the same tomogram with the same seed) and the
+    values drawn. Every range is drawn (in a fixed order) whether or not it is used, so explicit settings do not
+    shift the other draws.
+    """
+    explicit = set(config.model_fields_set)
+    drawn = {name: _draw(spec, rng) for name, spec in RANDOMIZATION.items()}
+    update: dict[str, object] = {}
+    for name in ("defocus_um", "tilt_step_deg", "b_factor_A2", "ctf_correction", "lowpass_A", "alignment_error_A",
+                 "amplitude_contrast", "total_dose", "crowding", "n_vesicles", "n_fiducials", "n_filaments",
+                 "n_distractors", "ice_tilt_deg", "membrane_particle_fraction"):
+        if name not in explicit:
+            update[name] = drawn[name]
+    if "snr" not in explicit and "snr_range" not in explicit:
+        update["snr"] = drawn["snr"]
+    if not {"tilt_min_deg", "tilt_max_deg"} & explicit:
+        top = float(drawn["tilt_max_deg"])
+        update["tilt_max_deg"] = top
+        update["tilt_min_deg"] = -(top + float(drawn["tilt_asymmetry_deg"]))
+    if "n_clutter" not in explicit:
+        nz, ny, nx = config.shape_zyx
+        volume = nz * 0.8 * ny * nx * config.voxel_size_A**3
+        update["n_clutter"] = int(round(int(drawn["clutter_per_czii_volume"]) * volume / CZII_REFERENCE_VOLUME_A3))
+    update["randomize"] = False
+    values = {**config.model_dump(), **update}
+    return SimulationConfig(**values), {k: v for k, v in update.items() if k != "randomize"}

@@ -10,7 +10,7 @@ import numpy as np
 
 from tomopick.data import ParticleSet, Picks, Tomogram, get_particle_set
 from tomopick.simulate import imaging as im
-from tomopick.simulate.config import SimulationConfig
+from tomopick.simulate.config import SimulationConfig, randomized_config
 from tomopick.simulate.scene import ICE_DENSITY, Scene, build_scene
 
 
@@ -113,7 +113,12 @@ def simulate_tomogram(config: SimulationConfig | None = None, seed_or_rng: int |
     seed = _seed_from(config, seed_or_rng)
     pset = particle_set if particle_set is not None else get_particle_set(config.particles)
     # independent streams: the scene does not change when only imaging parameters change
-    scene_rng, imaging_rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    children = np.random.SeedSequence(seed).spawn(4)
+    scene_rng, imaging_rng, noise_rng = (np.random.default_rng(s) for s in children[:3])
+    requested = config
+    randomized: dict[str, Any] = {}
+    if config.randomize:
+        config, randomized = randomized_config(config, np.random.default_rng(children[3]))
     t0 = time.perf_counter()
     scene: Scene = build_scene(config, pset, scene_rng)
     t_scene = time.perf_counter() - t0
@@ -159,6 +164,8 @@ def simulate_tomogram(config: SimulationConfig | None = None, seed_or_rng: int |
     params: dict[str, Any] = {
         "config": config.model_dump(mode="json"),
         "seed": seed,
+        "randomized": randomized,
+        "requested_config": requested.model_dump(mode="json", exclude_unset=True) if randomized else None,
         "particle_set": pset.model_dump(mode="json", exclude_none=True),
         "defocus_um": defocus_um,
         "tilt_angles_deg": [float(a) for a in scheme.angles_deg],
