@@ -118,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--res-units", type=int, default=1)
     ap.add_argument("--radius-scale", type=float, default=0.7, help="target sphere radius / particle radius")
     ap.add_argument("--best-metric", default="avg_f1")
+    ap.add_argument("--train-minutes", type=float, default=None,
+                    help="wall-clock cap on training: octopi's own graceful stop (ModelTrainer.stop_requested, "
+                         "checked at each epoch start and around validation) fires once this many minutes have "
+                         "passed since train_model was called; the best checkpoint so far is used")
     # inference / localisation
     ap.add_argument("--ntta", type=int, default=1, help="test-time augmentations [4]")
     ap.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap [0.5]")
@@ -180,6 +184,16 @@ def main(argv: list[str] | None = None) -> int:
         model_config = get_model_config([int(c) for c in parse_list(args.channels)],
                                         [int(s) for s in parse_list(args.strides)], args.res_units, args.dim_in)
         t0 = time.perf_counter()
+        if args.train_minutes is not None:
+            from octopi.pytorch import trainer as octopi_trainer
+
+            deadline = t0 + 60 * args.train_minutes
+            original_stop = octopi_trainer.ModelTrainer.stop_requested
+
+            def stop_requested(self, _orig=original_stop):  # octopi's walltime hook, here driven by the clock
+                return time.perf_counter() > deadline or _orig(self)
+
+            octopi_trainer.ModelTrainer.stop_requested = stop_requested
         train_model(
             copick_config_path=config, target_info=("targets", "octopi", "1"), tomo_uris=[uri],
             trainRunIDs=train_runs, validateRunIDs=val_runs, model_config=model_config,
