@@ -61,7 +61,10 @@ def test_mrc_dataset_and_preview(tmp_path):
     out = tmp_path / "mrc"
     summary = simulate_dataset(out, n=1, seed=1, fmt="mrc", progress=False, preview=True, **SMALL)
     run = out / "sim_000"
-    tomo = read_tomogram(run / "tomogram.mrc")
+    tomo = read_tomogram(out / "sim_000.mrc")
+    flat = read_picks(out / "sim_000.csv")
+    assert flat.counts() == {"ribosome": 1, "apo-ferritin": 2, "thyroglobulin": 1}
+    assert set(flat.runs) == {"sim_000"}
     assert tomo.shape == (32, 64, 64) and tomo.voxel_size_A[0] == pytest.approx(10.012, abs=1e-3)
     labels = read_tomogram(run / "class_labels.mrc").load()
     assert set(np.unique(labels)) <= {0, 1, 4, 5}

@@ -13,10 +13,12 @@ copick layout (``fmt="copick"``)::
     OUT/simulation/dataset.yaml                              the call, per-run summaries
     OUT/previews/<run>.png                                   with ``preview=True``
 
-MRC layout (``fmt="mrc"``)::
+MRC layout (``fmt="mrc"``; the top level is what ``tomopick train`` reads from a folder)::
 
-    OUT/<run>/tomogram.mrc, class_labels.mrc (uint8), instance_labels.mrc (uint16), picks/<class>.json (copick
-    JSON, with orientations), picks.csv (Kaggle layout), simulation.yaml, preview.png
+    OUT/<run>.mrc                      the tomogram
+    OUT/<run>.csv                      ground truth, Kaggle CZII layout (Å; no orientations)
+    OUT/<run>/class_labels.mrc (uint8), instance_labels.mrc (uint16), picks/<class>.json (copick JSON, with
+              orientations), simulation.yaml, preview.png
 """
 
 from __future__ import annotations
@@ -125,12 +127,16 @@ def _write_copick(project: Any, result: SimulationResult, run: str, overwrite: b
                                        overwrite=overwrite)
 
 
-def _write_mrc(folder: Path, result: SimulationResult, overwrite: bool) -> None:
+def _write_mrc(out: Path, run: str, result: SimulationResult, overwrite: bool) -> None:
+    """Flat layout the folder reader of ``tomopick train`` understands (``<run>.mrc`` + ``<run>.csv``), the rest
+    in ``<run>/``."""
     from tomopick.io import write_picks, write_tomogram
 
     vs = result.tomogram.voxel_size_A
+    folder = out / run
     folder.mkdir(parents=True, exist_ok=True)
-    write_tomogram(result.tomogram, folder / "tomogram.mrc", overwrite=overwrite)
+    write_tomogram(result.tomogram, out / f"{run}.mrc", overwrite=overwrite)
+    write_picks(result.picks, out / f"{run}.csv", format="csv", overwrite=overwrite)
     write_tomogram(Tomogram(result.class_labels, vs), folder / "class_labels.mrc", overwrite=overwrite)
     ids = result.instance_labels
     write_tomogram(Tomogram(ids.astype(np.uint16) if ids.max() < 65536 else ids.astype(np.float32), vs),
@@ -140,7 +146,6 @@ def _write_mrc(folder: Path, result: SimulationResult, overwrite: bool) -> None:
     for name in picks.particles:
         write_picks(picks.for_particle(name), folder / "picks" / f"{name}.json", format="copick",
                     user_id=TRUTH_USER, session_id=TRUTH_SESSION, overwrite=overwrite)
-    write_picks(picks, folder / "picks.csv", format="csv", overwrite=overwrite)
 
 
 def simulate_dataset(out: str | Path, n: int = 8, seed: int = 0, preset: str = "czii", imaging: str = "fast",
@@ -202,8 +207,10 @@ def simulate_dataset(out: str | Path, n: int = 8, seed: int = 0, preset: str = "
             if (out / sub).is_dir():
                 shutil.rmtree(out / sub)
         for old_run in out.glob(f"{run_prefix}[0-9][0-9][0-9]"):
-            if (old_run / "simulation.yaml").is_file():
+            if old_run.is_dir() and (old_run / "simulation.yaml").is_file():
                 shutil.rmtree(old_run)
+                for sibling in (out / f"{old_run.name}.mrc", out / f"{old_run.name}.csv"):
+                    sibling.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     project = None
     if fmt == "copick":
@@ -229,7 +236,7 @@ def simulate_dataset(out: str | Path, n: int = 8, seed: int = 0, preset: str = "
                 sidecar = out / "simulation" / f"{run}.yaml"
                 png = out / "previews" / f"{run}.png"
             else:
-                _write_mrc(out / run, result, overwrite)
+                _write_mrc(out, run, result, overwrite)
                 sidecar = out / run / "simulation.yaml"
                 png = out / run / "preview.png"
             sidecar.parent.mkdir(parents=True, exist_ok=True)
