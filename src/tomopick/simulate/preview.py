@@ -9,7 +9,7 @@ from tomopick.data import ParticleSet, Picks
 
 def preview_figure(volume: np.ndarray, picks: Picks, particle_set: ParticleSet, voxel_size_A: float,
                    z_index: int | None = None, y_index: int | None = None, slab_vox: int = 1, title: str = ""):
-    """A matplotlib figure (Agg) of a tomogram with ground-truth picks.
+    """A matplotlib figure of a tomogram with ground-truth picks (no pyplot; ``fig.savefig`` renders with Agg).
 
     Parameters
     ----------
@@ -25,10 +25,7 @@ def preview_figure(volume: np.ndarray, picks: Picks, particle_set: ParticleSet, 
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # no pyplot: no global backend state, renders with Agg on savefig
     from matplotlib.lines import Line2D
     from matplotlib.patches import Circle
 
