@@ -193,3 +193,19 @@ def test_unknown_count_name_raises():
     cfg = SimulationConfig(**SMALL, counts={"proteasome": 2})
     with pytest.raises(TomopickError, match="proteasome"):
         build_scene(cfg, CZII, np.random.default_rng(0))
+
+
+def test_template_errors_are_one_line(tmp_path):
+    from tomopick.simulate import resolve_template
+
+    with pytest.raises(TomopickError, match="template not found"):
+        resolve_template(str(tmp_path / "missing.mrc"), VS)
+    import mrcfile
+
+    with mrcfile.new(tmp_path / "empty.mrc") as m:
+        m.set_data(np.zeros((8, 8, 8), np.float32))
+        m.voxel_size = 10.0
+    with pytest.raises(TomopickError, match="no positive density"):
+        resolve_template(str(tmp_path / "empty.mrc"), VS)
+    with pytest.raises(TomopickError, match="unknown bundled map"):
+        bundled_template("9xyz")
