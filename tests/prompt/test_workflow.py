@@ -172,6 +172,16 @@ def test_train_recipe_smoke(tmp_path):
     assert set(card["metrics"]["held_out"]) <= {"ellipsoid:60,40,30", "dumbbell:60"}
     assert all(0.0 <= v <= 1.0 for v in card["metrics"]["f1"].values())
     assert loaded.config["trained_kinds"] == raw["kinds"] and loaded.config["prompt"]["box"] == 17
+    # continue from it: encoder untouched (0 steps), segmenter trained further
+    raw2 = {**raw, "init_checkpoint": str(out), "encoder": {**raw["encoder"], "steps": 0},
+            "evaluation": {**raw["evaluation"], "n_tomograms": 0}}
+    out2 = train_promptable(_write(tmp_path / "r2.yaml", raw2), tmp_path / "m2.pt")
+    again = load_checkpoint(out2).model
+    import torch
+
+    assert all(torch.equal(v, loaded.model.encoder.state_dict()[k]) for k, v in again.encoder.state_dict().items())
+    assert any(not torch.equal(v, loaded.model.segmenter.state_dict()[k])
+               for k, v in again.segmenter.state_dict().items() if v.is_floating_point())
     with pytest.raises(TomopickError, match="at least two"):
         PromptTrainConfig.from_yaml(_write(tmp_path / "bad.yaml", {**raw, "held_out": ["dumbbell:60"]}))
 

@@ -106,6 +106,9 @@ class PromptTrainConfig(BaseModel):
     held_out: list[str] = Field(default_factory=lambda: ["7n4y", "8vaf", "dumbbell:110"])
     seed: int = 0
     threads: int | None = Field(None, ge=1)
+    #: Start from this promptable checkpoint's weights (same network sizes), e.g. to continue training or to
+    #: train only the segmenter on a finished encoder (set ``encoder.steps: 0``).
+    init_checkpoint: str | None = None
     encoder: EncoderStage = EncoderStage()
     segmenter: SegmenterStage = SegmenterStage()
     evaluation: EvalStage = EvalStage()

@@ -519,6 +519,14 @@ def train_promptable(config: Any, out: PathLike, *, overwrite: bool = False, dev
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         net = build_promptable(**cfg.hparams())
+    if cfg.init_checkpoint:
+        init = load_promptable(cfg.init_checkpoint)
+        try:
+            net.load_state_dict(init.model.state_dict())
+        except RuntimeError:
+            raise TomopickError("init_checkpoint has other network sizes than the config",
+                                cfg.init_checkpoint) from None
+        say(f"initialised from {cfg.init_checkpoint}")
     net.to(device)
     enc = cfg.encoder
     views = ViewSettings(size=cfg.prompt_box, snr=enc.snr, max_tilt_deg=enc.max_tilt_deg, blur_vox=enc.blur_vox,
