@@ -99,3 +99,24 @@ def test_mask_and_empty_inputs():
     assert len(apply_mask(Peaks.empty(), mask)) == 0
     with pytest.raises(ValueError):
         find_peaks(score, "nope")
+
+
+@pytest.mark.parametrize("kind", ["max", "mean"])
+def test_cpu_pooling_matches_torch_pooling(rng, kind):
+    import torch
+
+    from tomopick.peaks.core import _pool_separable, _pool_torch
+
+    t = torch.from_numpy(rng.random((11, 13, 17), dtype=np.float32))
+    for kernel in (3, 7):
+        np.testing.assert_allclose(_pool_separable(t, kernel, kind).numpy(), _pool_torch(t, kernel, kind).numpy(),
+                                   rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_maxpool_nms_on_gpu_matches_cpu():
+    score = blobs()
+    cpu = maxpool_nms(score, 0.3, 3)
+    gpu = maxpool_nms(score, 0.3, 3, device="cuda")
+    np.testing.assert_allclose(gpu.zyx, cpu.zyx)
+    np.testing.assert_allclose(gpu.score, cpu.score, rtol=1e-6)

@@ -62,7 +62,7 @@ def pick(
     distance: float = typer.Option(0.75, "--distance", help="Minimum pick spacing as a fraction of the radius."),
     tta: bool = typer.Option(False, "--tta", help="Average over 4 flips (4× slower)."),
     overlap: Optional[float] = typer.Option(None, "--overlap",
-                                            help="Window context fraction (crop: 0.2; gaussian: 0.25)."),
+                                            help="Window context fraction (crop: 0.08; gaussian: 0.25)."),
     mode: str = typer.Option("crop", "--mode", help="crop (overlap-tile, fast) | gaussian (MONAI blending)."),
     roi: Optional[str] = typer.Option(None, "--roi", help="Largest window Z,Y,X in voxels."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Windows per forward pass."),

