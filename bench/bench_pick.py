@@ -9,8 +9,9 @@ Cases (each in a fresh subprocess; wall time, CPU time and peak RSS from ``os.wa
               softmax and the same max-pool peak finder and writer.
 ``big``       a 500 × 2000 × 2000 float32 MRC (8 GB, created with ``mrcfile.new_mmap`` and filled slab by slab with
               noise, deleted afterwards) picked through :func:`tomopick.workflows.pick.pick_tomogram` after
-              ``read_tomogram`` (memory-mapped); ``--big-z`` limits the z-range picked (full 2000 × 2000 planes)
-              when the whole volume would take too long; the finite check still reads the whole file.
+              ``read_tomogram`` (memory-mapped). ``--big-runs NETWORK:Z …``: the bundled architecture over z-planes
+              0..Z of full 2000 × 2000 planes (the whole volume would take ~30 min on 2 cores), and a tiny UNet
+              over the whole volume; the finite check always reads the whole file.
 
 The network is the bundled ``czii-10A`` model when installed, else an untrained network of the bundled
 architecture (``configs/czii-10A.yaml``: resunet 16-32-64-128, 1 residual unit, 7 classes) — speed and memory do
@@ -18,7 +19,7 @@ not depend on the weights. Results replace the "pick" section of ``bench/RESULTS
 
 Usage::
 
-    python bench/bench_pick.py [--cases tomopick monai big] [--big-z 80] [--workdir /tmp/tomopick-bench]
+    python bench/bench_pick.py [--cases tomopick monai big] [--big-runs bundled:80 tiny:500] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -69,8 +70,7 @@ BIG_CHILD = r"""
 import json, sys, time
 import numpy as np, torch
 from tomopick.io import read_tomogram, write_picks
-from tomopick.workflows.pick import pick_tomogram, resolve_model
-from tomopick.inference.sliding import InferenceSettings
+from tomopick.workflows.pick import inference_settings, pick_tomogram, resolve_model
 tomo_path, ckpt, out, z1, workdir = sys.argv[1:6]
 torch.set_num_threads(len(__import__("os").sched_getaffinity(0)))
 t0 = time.perf_counter()
@@ -79,7 +79,7 @@ tomo = read_tomogram(tomo_path)
 z1 = min(int(z1), tomo.shape[0])
 view = tomo.with_data(tomo.data[:z1])  # still a memory map of the 8 GB file
 tomo.check_finite()  # the whole file, slab by slab (as pick does for the view)
-settings = InferenceSettings(roi_size=(96, 160, 160), overlap=0.2, divisor=8, store_directory=workdir)
+settings = inference_settings(loaded, store_directory=workdir)  # the defaults of `tomopick pick`
 picks, summary = pick_tomogram(view, loaded, run="big", settings=settings)
 write_picks(picks, out, overwrite=True, voxel_size_A=tomo.voxel_size_A[0])
 summary = {k: v for k, v in summary.items() if k not in ("voxel_size_A",)}
@@ -177,6 +177,26 @@ def model_checkpoint(workdir: Path) -> tuple[Path, str]:
     return path, f"untrained resunet 16-32-64-128, 1 residual unit, 7 classes ({n / 1e6:.2f} M parameters)"
 
 
+def tiny_checkpoint(workdir: Path) -> tuple[Path, str]:
+    """A small untrained UNet (4-8-16, 2 classes: background + ribosome) for a whole-volume memory run."""
+    import torch
+
+    from tomopick.data import CZII
+    from tomopick.inference.normalize import robust_config
+    from tomopick.models import build_model, save_checkpoint
+
+    hp = {"channels": [4, 8, 16], "strides": [2, 2]}
+    torch.manual_seed(0)
+    particles = CZII.subset(["ribosome"])
+    config = {"network": {"name": "unet", "hparams": hp}, "in_channels": 1, "out_channels": 2,
+              "output": "softmax", "classes": ["background", "ribosome"],
+              "particles": particles.model_dump(mode="json"), "voxel_size_A": 10.012, "patch_size": [64, 64, 64],
+              "normalisation": robust_config(), "target": {"kind": "sphere", "radius_fraction": 0.5}}
+    path = workdir / "untrained-tiny.pt"
+    save_checkpoint(path, build_model("unet", 1, 2, **hp), config, overwrite=True)
+    return path, "untrained unet 4-8-16, 2 classes"
+
+
 def write_section(text: str, path: Path) -> None:
     """Replace (or append) the ``## pick`` section of RESULTS.md, leaving other sections alone."""
     old = path.read_text() if path.exists() else "# Benchmarks\n"
@@ -188,7 +208,9 @@ def write_section(text: str, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", nargs="+", default=["tomopick", "monai", "big"])
-    ap.add_argument("--big-z", type=int, default=500, help="z-planes of the big tomogram to pick (max 500)")
+    ap.add_argument("--big-runs", nargs="+", default=["bundled:80", "tiny:500"],
+                    help="NETWORK:Z runs on the big tomogram: the bundled architecture or a tiny UNet, picking "
+                         "z-planes 0..Z (max 500)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/tomopick-bench"))
     ap.add_argument("--extra", nargs="*", default=[], help="extra tomopick pick options for the tomopick case")
     ap.add_argument("--no-write", action="store_true")
@@ -211,13 +233,18 @@ def main() -> None:
         rows["monai"] = measured([sys.executable, "-c", MONAI_CHILD, str(tomo), str(ckpt),
                                   str(work / "picks_monai.star")])
         print(json.dumps(rows["monai"]), flush=True)
+    big_rows = []
     if "big" in args.cases:
         big = work / "big_500x2000x2000.mrc"
         try:
             create_s = make_big_tomogram(big)
-            rows["big"] = measured([sys.executable, "-c", BIG_CHILD, str(big), str(ckpt), str(work / "picks_big.star"),
-                                    str(args.big_z), str(work)]) | {"create_s": create_s}
-            print(json.dumps(rows["big"], default=str), flush=True)
+            for spec in args.big_runs:
+                net, _, z = spec.partition(":")
+                path, desc = (ckpt, model_desc) if net == "bundled" else tiny_checkpoint(work)
+                row = measured([sys.executable, "-c", BIG_CHILD, str(big), str(path), str(work / "picks_big.star"),
+                                z or "500", str(work)]) | {"create_s": create_s, "network": desc}
+                big_rows.append(row)
+                print(json.dumps(row, default=str), flush=True)
         finally:
             big.unlink(missing_ok=True)
     lines = [
@@ -226,7 +253,7 @@ def main() -> None:
         f"Network: {model_desc}. Tomogram: {184} × {630} × {630} float32 MRC at 10.012 Å (noise), read memory-"
         "mapped; end to end = process start → picks file written (imports included).",
         f"Command: `python bench/bench_pick.py --cases {' '.join(args.cases)}"
-        + (f" --big-z {args.big_z}" if "big" in args.cases else "")
+        + (f" --big-runs {' '.join(args.big_runs)}" if "big" in args.cases else "")
         + (f" --extra {' '.join(args.extra)}" if args.extra else "")
         + f"` — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         f"Machine: {machine_info()}. The cores were shared with other jobs: the 1-minute load average is given.",
@@ -241,12 +268,17 @@ def main() -> None:
         t, m = rows["tomopick"], rows["monai"]
         lines += ["", f"Ratios MONAI / tomopick: wall {m['wall_s'] / t['wall_s']:.2f}×, CPU "
                       f"{m['cpu_s'] / t['cpu_s']:.2f}×, peak RSS {m['peak_rss_GB'] / t['peak_rss_GB']:.2f}×."]
-    if "big" in rows:
-        b = rows["big"]
-        lines += ["", f"big: 500 × 2000 × 2000 float32 MRC (8.0 GB, created in {b['create_s']:.0f} s); finite check over "
-                      f"the whole file, picking over z {b['z_range'][0]}–{b['z_range'][1]} (full planes); "
-                      f"score store on disk: {b['summary'].get('store_on_disk')}; windows: "
-                      f"{b['summary'].get('windows')}."]
+    if big_rows:
+        lines += ["", f"Bounded memory: a 500 × 2000 × 2000 float32 MRC (8.0 GB, created with `mrcfile.new_mmap` in "
+                      f"{big_rows[0]['create_s']:.0f} s, deleted afterwards), read memory-mapped; the finite check "
+                      "reads the whole file; picking covers z-planes 0–Z of full 2000 × 2000 planes.", "",
+                  "| network | z-planes picked | wall (s) | CPU (s) | peak RSS (GB) | windows | score store | "
+                  "load before/after |", "|---|---|---|---|---|---|---|---|"]
+        for b in big_rows:
+            lines.append(f"| {b['network']} | {b['z_range'][0]}–{b['z_range'][1]} | {b['wall_s']:.0f} | "
+                         f"{b['cpu_s']:.0f} | {b['peak_rss_GB']:.2f} | {b['summary'].get('windows')} | "
+                         f"{'disk (zarr)' if b['summary'].get('store_on_disk') else 'memory'} | "
+                         f"{b['load_before']:.1f} / {b['load_after']:.1f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_write:

@@ -222,3 +222,12 @@ def mrc_shape(path):
     from tomopick.io import read_tomogram
 
     return read_tomogram(path).shape
+
+
+@pytest.mark.gpu
+def test_gpu_with_autocast_matches_cpu(tmp_path, blob_model):
+    mrc = write(tmp_path, "g.mrc", blob_tomogram())
+    cpu = pick(mrc, blob_model).picks
+    gpu = pick(mrc, blob_model, device="cuda", tta=4, batch_size=2).picks
+    assert_found(gpu, 10.0)
+    np.testing.assert_allclose(np.sort(gpu.xyz_A, 0), np.sort(cpu.xyz_A, 0), atol=10.0)

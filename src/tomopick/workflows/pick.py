@@ -343,12 +343,27 @@ class _ChannelView:
         return np.asarray(self.array[(self.channel, *key)])
 
 
-def _settings(cls: Any, mode: str, roi: tuple[int, ...], overlap: float | None, tta: int, batch_size: int | None,
-              on_gpu: bool, device: str, config: dict[str, Any], fixed_roi: bool) -> Any:
-    return cls(mode=mode, roi_size=roi,
-               overlap=(CROP_OVERLAP if mode == "crop" else 0.25) if overlap is None else float(overlap), tta=int(tta),
-               batch_size=int(batch_size or (4 if on_gpu else 1)), device=str(device), divisor=_divisor(config),
-               fixed_roi=fixed_roi)
+def inference_settings(loaded: Any, *, mode: str = "crop", roi_size: Sequence[int] | None = None,
+                       overlap: float | None = None, tta: int = 1, batch_size: int | None = None,
+                       device: str = "cpu", store_directory: str | None = None) -> Any:
+    """The :class:`~tomopick.inference.sliding.InferenceSettings` :func:`pick` uses for a model (defaults:
+    208 × 256 × 256 windows with an 8–10 voxel margin in crop mode; the training patch size, fixed, for networks
+    with coordinate channels; batch 1 on CPU, 4 on GPU; window sizes divisible by the network's downsampling)."""
+    from tomopick.inference.sliding import InferenceSettings
+
+    config = loaded.config
+    net = config.get("network", {}) or {}
+    coord_net = net.get("name") == "coordresunet" and (net.get("hparams", {}) or {}).get("coord_conv", True)
+    on_gpu = str(device).startswith("cuda")
+    roi = tuple(int(v) for v in (roi_size or (loaded.patch_size if coord_net else (GPU_ROI if on_gpu else CPU_ROI))))
+    try:
+        return InferenceSettings(
+            mode=mode, roi_size=roi,  # type: ignore[arg-type]
+            overlap=(CROP_OVERLAP if mode == "crop" else 0.25) if overlap is None else float(overlap), tta=int(tta),
+            batch_size=int(batch_size or (4 if on_gpu else 1)), device=str(device), divisor=_divisor(config),
+            fixed_roi=bool(coord_net and roi_size is None), store_directory=store_directory)
+    except ValueError as exc:
+        raise TomopickError(str(exc)) from None
 
 
 def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], model: Any | None = None, *,
@@ -409,7 +424,6 @@ def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], mode
     """
     import torch
 
-    from tomopick.inference.sliding import InferenceSettings
     from tomopick.io import check_output, get_format, read_tomogram, write_picks
     from tomopick.peaks import METHODS
 
@@ -435,19 +449,10 @@ def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], mode
     loaded = resolve_model(model)
     if threads is not None or device == "cpu":
         torch.set_num_threads(max(1, threads or len(os.sched_getaffinity(0))))
-    config = loaded.config
-    net_name = (config.get("network") or {}).get("name", "")
-    coord_net = net_name == "coordresunet" and (config.get("network", {}).get("hparams", {}) or {}).get(
-        "coord_conv", True)
-    on_gpu = str(device).startswith("cuda")
-    if on_gpu and not torch.cuda.is_available():
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise TomopickError("--device cuda was asked for but no CUDA GPU is available")
-    roi = tuple(int(v) for v in (roi_size or (loaded.patch_size if coord_net else (GPU_ROI if on_gpu else CPU_ROI))))
-    try:
-        settings = _settings(InferenceSettings, mode, roi, overlap, tta, batch_size, on_gpu, device, config,
-                             bool(coord_net and roi_size is None))
-    except ValueError as exc:
-        raise TomopickError(str(exc)) from None
+    settings = inference_settings(loaded, mode=mode, roi_size=roi_size, overlap=overlap, tta=tta,
+                                  batch_size=batch_size, device=device)
     report = PickReport(picks=Picks.empty())
     all_picks = []
     for item, run in zip(items, runs):
