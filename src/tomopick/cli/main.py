@@ -39,8 +39,9 @@ from tomopick.cli import formats as _formats  # noqa: E402
 from tomopick.cli import pick as _pick  # noqa: E402
 from tomopick.cli import prompt as _prompt  # noqa: E402
 from tomopick.cli import simulate as _simulate  # noqa: E402
+from tomopick.cli import train as _train  # noqa: E402
 
-for _module in (_formats, _evaluate, _simulate, _pick, _prompt):
+for _module in (_formats, _evaluate, _simulate, _pick, _prompt, _train):
     _module.register(app)
 
 

@@ -350,7 +350,7 @@ class Trainer:
             "hardware": {"device": str(self.device),
                          "device_name": (torch.cuda.get_device_name(self.device) if self.device.type == "cuda"
                                          else platform.processor() or platform.machine()),
-                         "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                         "torch_threads": torch.get_num_threads(), "torch": str(torch.__version__),
                          "python": platform.python_version()},
             "training_time_s": round(self.elapsed_s, 1),
         }

@@ -33,11 +33,13 @@ def predict_volume(model: torch.nn.Module, image: np.ndarray, patch_size: Sequen
 
 
 def local_maxima_picks(probs: np.ndarray, particles: ParticleSet, voxel_size_A: float, output: str,
-                       min_score: float = 0.05, radius_fraction: float = 0.5, run: str = "") -> Picks:
+                       min_score: float = 0.1, radius_fraction: float = 0.5, run: str = "",
+                       max_per_class: int = 1000) -> Picks:
     """Scored picks at the local maxima of each class map.
 
     A voxel is a pick when it is the maximum within a cube of half-side ``radius_fraction · radius`` and its
-    probability is at least ``min_score``; the score is that probability.
+    probability is at least ``min_score``; the score is that probability. At most ``max_per_class`` picks per
+    class are kept (the highest scores), bounding the cost of scoring an untrained network's flat maps.
 
     Parameters
     ----------
@@ -46,24 +48,28 @@ def local_maxima_picks(probs: np.ndarray, particles: ParticleSet, voxel_size_A: 
     particles
         Classes in channel order.
     """
+    from scipy.ndimage import maximum_filter
+
     offset = 1 if output == "softmax" else 0
-    t = torch.from_numpy(probs)
     parts = []
     for i, spec in enumerate(particles):
-        p = t[i + offset][None, None]
+        p = np.asarray(probs[i + offset], dtype=np.float32)
         half = max(1, int(round(radius_fraction * spec.radius_A / voxel_size_A)))
-        pooled = torch.nn.functional.max_pool3d(p, kernel_size=2 * half + 1, stride=1, padding=half)
+        pooled = maximum_filter(p, size=2 * half + 1, mode="constant", cval=-np.inf)
         peak = (p == pooled) & (p >= min_score)
-        zyx = torch.nonzero(peak[0, 0]).numpy()
+        zyx = np.argwhere(peak)
         if len(zyx) == 0:
             continue
-        scores = p[0, 0][tuple(zyx.T)].numpy().astype(np.float64)
+        scores = p[tuple(zyx.T)].astype(np.float64)
+        if len(scores) > max_per_class:
+            keep = np.argsort(-scores, kind="stable")[:max_per_class]
+            zyx, scores = zyx[keep], scores[keep]
         parts.append(Picks.from_voxels(zyx.astype(np.float64), voxel_size_A, spec.name, score=scores, run=run))
     return Picks.concat(parts)
 
 
 def fbeta_validator(beta: float = 4.0, overlap: float = 0.25, threshold: float | None = None,
-                    min_score: float = 0.05):
+                    min_score: float = 0.1):
     """A validator scoring the CZII F-beta of the validation tomograms (see the module docstring).
 
     The returned dict holds ``score`` (weighted F-beta), ``n_picks`` and ``fbeta_<class>`` per class.
