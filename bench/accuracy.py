@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads for both tools")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "accuracy")
     ap.add_argument("--reuse-data", action="store_true", help="keep OUT/data if it exists (same arguments!)")
+    ap.add_argument("--reuse", nargs="+", default=[], choices=["tomopick", "octopi"],
+                    help="take this tool's record from the previous OUT/results.json instead of re-running it "
+                         "(e.g. after re-running only the other tool)")
     ap.add_argument("--skip-octopi", action="store_true")
     ap.add_argument("--skip-tomopick", action="store_true")
     ap.add_argument("--octopi-epochs", type=int, default=1000)
@@ -131,9 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--octopi-overlap", type=float, default=0.5)
     ap.add_argument("--results", type=Path, default=REPO / "bench" / "RESULTS.md")
     ap.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
+    ap.add_argument("--render-only", action="store_true",
+                    help="only re-write the RESULTS.md section from OUT/results.json")
     args = ap.parse_args(argv)
 
     out = args.out.resolve()
+    if args.render_only:
+        text = render(json.loads((out / "results.json").read_text()))
+        print(text)
+        if not args.no_write:
+            replace_section(args.results, SECTION, text)
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
@@ -142,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info(octopi=not args.skip_octopi)
     record: dict[str, Any] = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                               "machine": info, "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    previous = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
+    for tool in args.reuse:
+        if not previous.get(tool):
+            ap.error(f"--reuse {tool}: no {tool} record in {out / 'results.json'}")
     cmdline = "python bench/accuracy.py " + " ".join(a if " " not in a else repr(a) for a in (argv or sys.argv[1:]))
     record["command"] = cmdline
 
@@ -166,7 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"train {train}, val {val}, test {test}; octopi weights {weights}", flush=True)
 
     # 2. tomopick
-    if not args.skip_tomopick:
+    if "tomopick" in args.reuse:
+        record["tomopick"] = previous["tomopick"]
+        record["tomopick"]["reused_from"] = previous.get("started")
+    elif not args.skip_tomopick:
         tp = out / "tomopick"
         tp.mkdir(exist_ok=True)
         cfg = tomopick_config(args.recipe, data, args.voxel_size, train, val, steps=args.steps,
@@ -197,7 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         (out / "results.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
 
     # 3. octopi
-    if not args.skip_octopi:
+    if "octopi" in args.reuse:
+        record["octopi"] = previous["octopi"]
+        record["octopi"]["reused_from"] = previous.get("started")
+    elif not args.skip_octopi:
         oc = out / "octopi"
         rec = {}
         if not OCTOPI_PY.exists():
@@ -242,16 +263,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # -- report ------------------------------------------------------------------------------------------------------
-def _counts(record: dict[str, Any], runs: list[str]) -> dict[str, int]:
-    per = {}
-    ds = record.get("dataset") or {}
-    for r in ds.get("runs", []) if isinstance(ds.get("runs"), list) else []:
-        if isinstance(r, dict) and r.get("run") in runs:
-            for k, v in (r.get("counts") or {}).items():
-                per[k] = per.get(k, 0) + int(v)
-    return per
-
-
 def render(record: dict[str, Any]) -> str:
     """The ``## accuracy`` section of RESULTS.md."""
     a = record["args"]
@@ -289,7 +300,8 @@ def render(record: dict[str, Any]) -> str:
     for name in names:
         t, o, s = t_classes.get(name, {}), o_classes.get(name, {}), t_sweep.get(name, {})
         base = t or o
-        rows.append({"particle": name, "weight": base.get("weight"), "n_truth": base.get("n_truth"),
+        label = name if base.get("scored", True) else f"{name} (absent from the test truth: not scored)"
+        rows.append({"particle": label, "weight": base.get("weight"), "n_truth": base.get("n_truth"),
                      "t_picks": t.get("n_picks"), "t_p": t.get("precision"), "t_r": t.get("recall"),
                      "t_f": t.get("fbeta"), "t_sweep": s.get("fbeta"),
                      "o_picks": o.get("n_picks"), "o_p": o.get("precision"), "o_r": o.get("recall"),
@@ -316,6 +328,9 @@ def render(record: dict[str, Any]) -> str:
     if record.get("simulate"):
         s = record["simulate"]
         lines.append(f"- simulate: `{short_cmd(s['cmd'])}` — {s['wall_s']:.0f} s, peak RSS {s['maxrss_GB']:.2f} GB")
+    for tool, rec in (("tomopick", tp), ("octopi", oc)):
+        if rec.get("reused_from"):
+            lines.append(f"- {tool}: record reused from the run started {rec['reused_from']} (same data and split)")
     if tp:
         if tp.get("train"):
             t = tp["train"]
@@ -324,7 +339,7 @@ def render(record: dict[str, Any]) -> str:
                          f"{tp['config']['network']['name']} {tp['config']['network']['hparams'].get('channels')}, "
                          f"patch {tp['config']['patch_size']}, batch {tp['config']['batch_size']}, "
                          f"{tp['config']['epochs']} epochs × {tp['config']['steps_per_epoch']} steps scheduled): "
-                         f"`{short_cmd(t['cmd'])}` — {t['wall_s']:.0f} s wall, "
+                         f"`{short_cmd(t['cmd'])}` (started {t.get('started', '?')}) — {t['wall_s']:.0f} s wall, "
                          f"{b.get('epochs_done', '?')} epochs done, stopped by budget: {b.get('stopped_by_budget')}; "
                          f"used {b.get('checkpoint_kind', '?')} checkpoint; last epoch: `{b.get('last_epoch_line')}`; "
                          f"peak RSS {t['maxrss_GB']:.2f} GB; load {t['load_mean']:.1f} (max {t['load_max']:.1f})")
@@ -347,8 +362,9 @@ def render(record: dict[str, Any]) -> str:
                          f"{'32-64-96-96'}, crops {a['octopi_dim_in']}³, {a['octopi_batch_size']} crops/tomogram/"
                          f"epoch, validation every {a['octopi_val_interval']} epochs, up to {a['octopi_epochs']} "
                          f"epochs, TTA {a['octopi_ntta']}, overlap {a['octopi_overlap']:g}): "
-                         f"`{short_cmd(r['cmd'])}` — {r['wall_s']:.0f} s wall ({tim}); "
-                         f"{oc.get('train_history_rows', '?')} validation rows in results.csv; "
+                         f"`{short_cmd(r['cmd'])}` (started {r.get('started', '?')}) — {r['wall_s']:.0f} s wall ({tim}); "
+                         f"{oc.get('train_history_rows', '?')} rows in octopi's results.csv; "
+                         f"weights used: {(oc.get('summary') or {}).get('weights_kind', '?')}; "
                          f"{(oc.get('summary') or {}).get('n_picks', '?')} picks; peak RSS {r['maxrss_GB']:.2f} GB; "
                          f"load {r['load_mean']:.1f} (max {r['load_max']:.1f})")
         if oc.get("eval"):

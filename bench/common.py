@@ -155,6 +155,7 @@ def run_measured(cmd: Sequence[str], log: Path, *, env: dict[str, str] | None = 
     if echo:
         print(f"$ {text}", flush=True)
     load_before = os.getloadavg()[0]
+    started = time.strftime("%H:%M:%S UTC", time.gmtime())
     with open(log, "w") as fh:
         fh.write(f"$ {text}\n")
         fh.flush()
@@ -185,7 +186,7 @@ def run_measured(cmd: Sequence[str], log: Path, *, env: dict[str, str] | None = 
         done.set()
         thread.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
-    result = {"cmd": text, "rc": proc.returncode, "wall_s": round(wall, 2),
+    result = {"cmd": text, "started": started, "rc": proc.returncode, "wall_s": round(wall, 2),
               "maxrss_GB": round(usage.ru_maxrss / 1024**2, 3), "tree_peak_GB": round(peak[0] / 1024**3, 3),
               "user_s": round(usage.ru_utime, 1), "sys_s": round(usage.ru_stime, 1),
               "load_before": round(load_before, 2),

@@ -71,9 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "speed")
     ap.add_argument("--results", type=Path, default=REPO / "bench" / "RESULTS.md")
     ap.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
+    ap.add_argument("--render-only", action="store_true",
+                    help="only re-write the RESULTS.md section from OUT/results.json")
     args = ap.parse_args(argv)
 
     out = args.out.resolve()
+    if args.render_only:
+        text = render(json.loads((out / "results.json").read_text()))
+        print(text)
+        if not args.no_write:
+            replace_section(args.results, SECTION, text)
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     logs = out / "logs"
     logs.mkdir(exist_ok=True)

@@ -190,8 +190,20 @@ def main(argv: list[str] | None = None) -> int:
             deadline = t0 + 60 * args.train_minutes
             original_stop = octopi_trainer.ModelTrainer.stop_requested
 
+            best_path = out / "model" / "best_model.pth"
+
             def stop_requested(self, _orig=original_stop):  # octopi's walltime hook, here driven by the clock
-                return time.perf_counter() > deadline or _orig(self)
+                stop = time.perf_counter() > deadline or _orig(self)
+                if stop and not best_path.exists():
+                    # stopped before any validation saved weights: keep the current (EMA) weights, as tomopick's
+                    # harness falls back to its last checkpoint
+                    if getattr(self, "ema_experiment", False):
+                        with self.ema_handler.average_parameters():
+                            self.save_model(str(best_path.parent))
+                    else:
+                        self.save_model(str(best_path.parent))
+                    summary["weights_kind"] = "last (stopped before the first validation)"
+                return stop
 
             octopi_trainer.ModelTrainer.stop_requested = stop_requested
         train_model(
@@ -202,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             best_metric=args.best_metric,
         )
         timings["train_s"] = time.perf_counter() - t0
+        summary.setdefault("weights_kind", f"best by validation {args.best_metric}")
         weights, model_cfg = str(out / "model" / "best_model.pth"), str(out / "model" / "model_config.yaml")
         if not Path(weights).is_file():
             print(f"error: octopi saved no weights at {weights}", file=sys.stderr)
