@@ -67,7 +67,7 @@ def pick(
     roi: Optional[str] = typer.Option(None, "--roi", help="Largest window Z,Y,X in voxels."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Windows per forward pass."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda (mixed precision on GPU)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: all cores)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: one per physical core)."),
     voxel_size: Optional[float] = typer.Option(None, "--voxel-size", help="Override the inputs' voxel size (Å)."),
     allow_nonfinite: bool = typer.Option(False, "--allow-nonfinite", help="Treat NaN/Inf voxels as background."),
     save_scores: Optional[Path] = typer.Option(None, "--save-scores",

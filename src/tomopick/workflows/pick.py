@@ -414,7 +414,7 @@ def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], mode
     mask
         Optional ``(z, y, x)`` boolean mask (single input only) restricting where picks may be.
     threads
-        Torch CPU threads (default: all cores available to the process).
+        Set torch's CPU threads (process-wide); default: leave torch's setting (one per physical core).
     progress
         ``progress(run, done, total)`` over windows.
 
@@ -447,8 +447,8 @@ def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], mode
         for r in runs:
             targets[r] = check_output(Path(out_text) / f"{r}{ext}", overwrite)
     loaded = resolve_model(model)
-    if threads is not None or device == "cpu":
-        torch.set_num_threads(max(1, threads or len(os.sched_getaffinity(0))))
+    if threads is not None:
+        torch.set_num_threads(max(1, int(threads)))  # else torch's default: one per physical core
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise TomopickError("--device cuda was asked for but no CUDA GPU is available")
     settings = inference_settings(loaded, mode=mode, roi_size=roi_size, overlap=overlap, tta=tta,
