@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tomopick-tta", nargs="+", type=int, default=[1], help="tomopick TTA variants (1, 4, 8)")
     ap.add_argument("--octopi-ntta", nargs="+", type=int, default=[4], help="octopi TTA variants [its default 4]")
     ap.add_argument("--octopi-overlap", type=float, default=0.5, help="[octopi's default 0.5]")
+    ap.add_argument("--octopi-window", type=int, default=96,
+                    help="octopi's sliding-window edge (its model config's dim_in; octopi's default model uses 96); "
+                         "0 keeps the trained model's value")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--skip-octopi", action="store_true")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "speed")
@@ -112,6 +115,17 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     else:
         project = args.project.resolve()
+    if not args.skip_octopi and args.octopi_window:
+        import yaml
+
+        mc = yaml.safe_load(Path(o_c).read_text())
+        if int(mc["model"]["dim_in"]) != args.octopi_window:
+            record["octopi_window_note"] = (f"trained with dim_in {mc['model']['dim_in']}; run with a copy of its "
+                                            f"model config set to dim_in {args.octopi_window} (same weights)")
+            mc["model"]["dim_in"] = args.octopi_window
+            o_c = str(out / f"octopi_model_config_dim{args.octopi_window}.yaml")
+            Path(o_c).write_text(yaml.safe_dump(mc, sort_keys=False))
+            record["models"]["octopi_model_config"] = o_c
     runs = sorted(p.name for p in (project / "ExperimentRuns").iterdir() if p.is_dir())
     run = args.run or runs[0]
     record["project"], record["run"] = str(project), run
@@ -177,12 +191,14 @@ def render(record: dict[str, Any]) -> str:
                  f"simulated with seed {a['seed']} (`{a['imaging']}` imaging). Threads: {a['threads']} for both.")
     lines.append(f"Models: tomopick `{short_cmd(str(record['models']['tomopick']))}`, octopi "
                  f"`{short_cmd(str(record['models']['octopi_weights']))}`.")
+    if record.get("octopi_window_note"):
+        lines.append(f"octopi window: {record['octopi_window_note']}.")
     lines.append("")
     rows = []
     for r in res:
         stages = r.get("stages") or {}
-        rows.append({"tool": r["tool"], "tta": r["tta"], "wall": r["wall_s"], "rss": r["maxrss_GB"],
-                     "tree": r["tree_peak_GB"], "cpu": r["user_s"] + r["sys_s"],
+        rows.append({"tool": r["tool"], "tta": r["tta"], "wall": f"{r['wall_s']:.1f}", "rss": f"{r['maxrss_GB']:.2f}",
+                     "tree": f"{r['tree_peak_GB']:.2f}", "cpu": f"{r['user_s'] + r['sys_s']:.0f}",
                      "stages": ", ".join(f"{k.replace('_s', '')} {v:.0f} s" for k, v in stages.items()) or None,
                      "picks": r.get("n_picks"), "load": f"{r['load_mean']:.1f} (max {r['load_max']:.1f})",
                      "err": r.get("error")})
