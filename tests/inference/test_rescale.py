@@ -37,3 +37,10 @@ def test_slabs_equal_whole(rng):
     whole = rescale_slab(vol, (0.6, 0.6, 0.6), (0, rescaled_shape(vol.shape, (0.6,) * 3)[0]))
     pieces = rescale_volume(vol, (0.6, 0.6, 0.6), slab_depth=4)
     np.testing.assert_allclose(pieces, whole, atol=1e-6)
+
+
+def test_nonfinite_voxels_do_not_spread():
+    vol = np.ones((12, 12, 12), dtype=np.float32)
+    vol[6, 6, 6] = np.nan
+    out = rescale_volume(vol, (0.5, 0.5, 0.5))
+    assert np.isfinite(out).all() and np.allclose(out, 1.0)

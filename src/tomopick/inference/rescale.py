@@ -85,7 +85,10 @@ def rescale_slab(source: Any, factors_zyx: Sequence[float], out_z: tuple[int, in
     halo = int(math.ceil(4 * sigmas[0])) + 1
     z0 = max(0, int(math.floor(pos_z.min())) - halo)
     z1 = min(nz, int(math.ceil(pos_z.max())) + 1 + halo)
-    block = np.asarray(source[z0:z1], dtype=np.float32)
+    block = np.array(source[z0:z1], dtype=np.float32)
+    finite = np.isfinite(block)
+    if not finite.all():  # allowed NaN/Inf: fill with the median so that smoothing does not spread them
+        block[~finite] = np.median(block[finite]) if finite.any() else 0.0
     for axis, sigma in enumerate(sigmas):
         if sigma > 0.05:
             block = gaussian_filter1d(block, sigma, axis=axis, mode="nearest", truncate=4.0)
