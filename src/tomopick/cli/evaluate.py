@@ -21,6 +21,22 @@ def _num(v: object, digits: int = 3) -> str:
     return str(v)
 
 
+def result_table(res, title: str | None = None):
+    """A rich table of an :class:`~tomopick.evaluation.EvaluationResult`, one row per particle class."""
+    from rich.table import Table
+
+    dist = f"{res.distance_A:g} Å" if res.distance_A is not None else f"{res.distance_factor:g} × radius"
+    table = Table(title=title or f"{res.metric}: β = {res.beta:g}, matching distance {dist}, {len(res.runs)} run(s)")
+    cols = ["particle", "weight", "n_truth", "n_picks", "tp", "fp", "fn", "precision", "recall", "fbeta",
+            "rmse_A"]
+    for c in cols:
+        table.add_column(c, justify="left" if c == "particle" else "right", no_wrap=True)
+    for _, row in res.table.iterrows():
+        name = row["particle"] + ("" if row["scored"] else " (not in truth)")
+        table.add_row(name, *(_num(row[c]) if c != "weight" else f"{row[c]:g}" for c in cols[1:]))
+    return table
+
+
 def evaluate(
     truth: str = typer.Option(..., "--truth", "-t", help="Ground truth: pick file, copick project/URI or folder."),
     picks: str = typer.Option(..., "--picks", "-p", help="Picks to score: pick file, copick project/URI or folder."),
@@ -60,15 +76,7 @@ def evaluate(
         return
     res = outcome.result
     console = Console() if sys.stdout.isatty() else Console(width=160)
-    dist = f"{res.distance_A:g} Å" if res.distance_A is not None else f"{res.distance_factor:g} × radius"
-    table = Table(title=f"{res.metric}: β = {res.beta:g}, matching distance {dist}, {len(res.runs)} run(s)")
-    cols = ["particle", "weight", "n_truth", "n_picks", "tp", "fp", "fn", "precision", "recall", "fbeta",
-            "rmse_A"]
-    for c in cols:
-        table.add_column(c, justify="left" if c == "particle" else "right", no_wrap=True)
-    for _, row in res.table.iterrows():
-        name = row["particle"] + ("" if row["scored"] else " (not in truth)")
-        table.add_row(name, *(_num(row[c]) if c != "weight" else f"{row[c]:g}" for c in cols[1:]))
+    table = result_table(res)
     if per_run:
         pr = Table(title="per run")
         for c in res.per_run.columns:

@@ -1,0 +1,37 @@
+"""End to end through the main path (simulate → train → pick → evaluate) at toy size, as ``make demo`` runs it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tomopick.errors import TomopickError
+from tomopick.io.copick_project import CopickProject
+from tomopick.workflows.demo import run_demo
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_scores_the_held_out_run(tmp_path):
+    out = tmp_path / "demo"
+    result = run_demo(out, n_train=1, shape_zyx=(48, 128, 128), epochs=1, steps_per_epoch=2, seed=3,
+                      use_bundled=False, log=lambda _: None)
+    assert result.test_runs == ["sim_002"]
+    truth = CopickProject.open(out / "data").read_picks(run="sim_002", user_id="curation")
+    assert len(truth) > 0
+    res = result.scores["trained (demo)"]
+    table = res.table.set_index("particle")
+    # every ground-truth particle of the held-out run is accounted for: tp + fn = n_truth per class
+    for name, n in truth.counts().items():
+        assert table.loc[name, "n_truth"] == n
+        assert table.loc[name, "tp"] + table.loc[name, "fn"] == n
+    assert 0.0 <= res.score <= 1.0
+    assert (out / "picks_trained.csv").is_file() and (out / "model" / "best.pt").is_file()
+    assert (out / "report_trained" / "report.md").is_file()
+    with pytest.raises(TomopickError, match="--overwrite"):
+        run_demo(out, n_train=1, log=lambda _: None)
+
+
+def test_demo_refuses_to_replace_a_foreign_folder(tmp_path):
+    (tmp_path / "precious.txt").write_text("data")
+    with pytest.raises(TomopickError, match="did not make"):
+        run_demo(tmp_path, overwrite=True, log=lambda _: None)
+    assert (tmp_path / "precious.txt").read_text() == "data"
