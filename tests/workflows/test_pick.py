@@ -191,10 +191,21 @@ def test_constant_tomogram_gives_no_picks(tmp_path, blob_model, value):
 
 def test_missing_bundled_model_is_a_clear_error(tmp_path, monkeypatch):
     import sys
+    import types
 
+    mrc = write(tmp_path, "a.mrc", blob_tomogram())
     monkeypatch.setitem(sys.modules, "tomopick.models.bundled", None)  # import fails as if not installed
     with pytest.raises(TomopickError, match="no bundled model 'czii-10A'.*--model"):
-        pick(write(tmp_path, "a.mrc", blob_tomogram()), None)
+        pick(mrc, None)
+    fake = types.ModuleType("tomopick.models.bundled")
+
+    def load_bundled(name):
+        raise TomopickError(f"no bundled model {name!r} (bundled: none)")
+
+    fake.load_bundled = load_bundled
+    monkeypatch.setitem(sys.modules, "tomopick.models.bundled", fake)  # module present, weights absent
+    with pytest.raises(TomopickError, match=r"^no bundled model 'czii-10A' \(bundled: none\); pass --model"):
+        pick(mrc, None)
 
 
 def test_cli(tmp_path, blob_model, capsys):
@@ -231,3 +242,17 @@ def test_gpu_with_autocast_matches_cpu(tmp_path, blob_model):
     gpu = pick(mrc, blob_model, device="cuda", tta=4, batch_size=2).picks
     assert_found(gpu, 10.0)
     np.testing.assert_allclose(np.sort(gpu.xyz_A, 0), np.sort(cpu.xyz_A, 0), atol=10.0)
+
+
+def test_default_model_is_the_bundled_one(tmp_path):
+    try:
+        from tomopick.models.bundled import load_bundled
+
+        loaded = load_bundled("czii-10A")
+    except (ImportError, TomopickError):
+        pytest.skip("bundled czii-10A model not installed")
+    vol = np.random.default_rng(0).normal(size=(48, 64, 64)).astype(np.float32)
+    mrc = write(tmp_path, "noise.mrc", Tomogram.from_array(vol, loaded.voxel_size_A))
+    report = pick(mrc, None, out=tmp_path / "p.star")
+    assert set(report.runs[0]["counts"]) == set(loaded.classes) - {"background"}
+    assert set(report.picks.particles) <= set(loaded.classes)

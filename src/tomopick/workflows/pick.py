@@ -57,8 +57,8 @@ def resolve_model(model: Any | None):
                                 "pass --model <checkpoint.pt>") from None
         try:
             return load_bundled(DEFAULT_MODEL)
-        except TomopickError:
-            raise
+        except TomopickError as exc:
+            raise TomopickError(f"{exc.message}; pass --model <checkpoint.pt>", exc.path) from None
         except (FileNotFoundError, KeyError, OSError) as exc:
             raise TomopickError(f"the bundled model {DEFAULT_MODEL!r} is not available ({exc}); "
                                 "pass --model <checkpoint.pt>") from None
