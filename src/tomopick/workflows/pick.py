@@ -193,6 +193,10 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, *, run: str = "", threshold: 
     settings = settings or InferenceSettings()
     channels, names = _foreground(config)
     summary: dict[str, Any] = {"run": run, "shape_zyx": list(tomogram.shape), "voxel_size_A": tomogram.voxel_size_A}
+    thresholds = _thresholds(threshold, names, source_name)  # option errors before any work
+    if mask is not None and tuple(np.shape(mask)) != tomogram.shape:
+        raise TomopickError(f"mask shape {tuple(np.shape(mask))} differs from the tomogram's {tomogram.shape}",
+                            source_name)
     # whole-volume passes go through a view that drops memory-mapped pages as it goes (bounded resident set)
     tomogram.with_data(ReleasingArray(tomogram.data)).check_finite(allow_nonfinite=allow_nonfinite)
     if min(tomogram.shape) == 0:
@@ -242,7 +246,6 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, *, run: str = "", threshold: 
                                  stats=stats, norm_kwargs=norm_kwargs, settings=settings, progress=step)
         t2 = time.perf_counter()
         try:
-            thresholds = _thresholds(threshold, names, source_name)
             particles = loaded.particles
             radius_vox = [(particles[n].radius_A if n in particles else 50.0) / float(np.mean(grid_vs))
                           for n in names]
