@@ -372,6 +372,11 @@ def render(record: dict[str, Any]) -> str:
         if oc.get("error"):
             lines.append(f"- **octopi failed**: {oc['error']}")
     lines.append("")
+    lines.append("octopi runs here only through `bench/peers/octopi_runner.py`: its `octopi segment` command refuses a "
+                 "machine without a GPU (`RuntimeError: No GPUs available.` from `Predictor.__init__`), so the runner "
+                 "builds octopi's `Predictor` on the CPU itself; training and localisation run unchanged "
+                 "(details in `bench/peers/README.md`).")
+    lines.append("")
     lines.append(f"Raw numbers: `{Path(a['out']).name}/results.json` under `bench/out/` (git-ignored) of that run.")
     return "\n".join(lines) + "\n"
 

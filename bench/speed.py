@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -143,7 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         csv = out / f"tomopick_tta{tta}.csv"
         if m["rc"] == 0 and csv.is_file():
             n = max(0, len(csv.read_text().splitlines()) - 1)
-        results.append({"tool": "tomopick", "tta": tta, **m, "n_picks": n,
+        stages = {}
+        for line in Path(logs / f"tomopick_tta{tta}.log").read_text().splitlines():
+            hit = re.match(rf"^{re.escape(run)}: .*; ([0-9.]+) s", line)
+            if hit:  # the CLI's per-tomogram time: read + normalise + network + peaks (no imports, no writing)
+                stages["pick_s"] = float(hit.group(1))
+        results.append({"tool": "tomopick", "tta": tta, **m, "n_picks": n, "stages": stages,
                         "error": None if m["rc"] == 0 else last_error_line(logs / f"tomopick_tta{tta}.log")})
     if not args.skip_octopi:
         for ntta in args.octopi_ntta:
@@ -227,7 +233,9 @@ def render(record: dict[str, Any]) -> str:
     lines.append("tomopick: default pick settings (crop mode, window 96×160×160, overlap 0.2, max-pool peaks). octopi: "
                  f"sliding window of its model's crop size, overlap {a['octopi_overlap']:g}, sw batch 4, TTA as listed "
                  "(octopi's default is 4), watershed localisation with one worker process. End-to-end includes "
-                 "process start-up and imports of each tool.")
+                 "process start-up and imports of each tool. octopi's `octopi segment` command refuses a machine "
+                 "without a GPU (`RuntimeError: No GPUs available.`), so the runner builds its `Predictor` on the CPU "
+                 "(`bench/peers/README.md`).")
     return "\n".join(lines) + "\n"
 
 
