@@ -140,3 +140,14 @@ def test_local_maxima_and_fbeta_validator():
     f4 = (1 + 16) * p * r / (16 * p + r)
     assert result["fbeta_big"] == pytest.approx(f4) and result["fbeta_small"] == pytest.approx(f4)
     assert result["score"] == pytest.approx(f4)
+
+
+@pytest.mark.gpu
+def test_training_on_cuda_with_mixed_precision(toy_volumes):
+    train, val = toy_volumes
+    t = Trainer(tiny_config(device="cuda", amp=True), PARTICLES, VS, train, val, progress=False)
+    assert t.use_amp and t.device.type == "cuda"
+    hist = t.fit()
+    assert np.isfinite(hist[-1].train_loss) and np.isfinite(hist[-1].val_loss)
+    cpu = Trainer(tiny_config(device="cpu", amp=True), PARTICLES, VS, train, val, progress=False)
+    assert not cpu.use_amp  # autocast only ever on CUDA

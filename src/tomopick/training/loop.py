@@ -6,10 +6,11 @@ the workflow (:mod:`tomopick.workflows.train`) reads data, saves checkpoints and
 the ``on_epoch_end`` callback.
 
 Reproducibility: every random draw comes from the trainer's own ``numpy.random.Generator`` (patches, mixup, the
-per-epoch seed of the MONAI augmentation) and ``torch.Generator`` (weight initialisation under
-``torch.random.fork_rng``); ``torch.use_deterministic_algorithms(True, warn_only=True)`` is switched on for the
-duration of :meth:`Trainer.fit` when ``config.deterministic``. Two runs with the same seed, data and thread count
-on a CPU give identical weights; a resumed run continues with the exact state saved at the end of an epoch.
+per-epoch seed of the MONAI augmentation); the weights are initialised from ``config.seed`` inside
+``torch.random.fork_rng`` (the global torch RNG is left untouched);
+``torch.use_deterministic_algorithms(True, warn_only=True)`` is switched on for the duration of
+:meth:`Trainer.fit` when ``config.deterministic``. Two runs with the same seed, data and thread count on a CPU
+give identical weights; a resumed run continues with the exact state saved at the end of an epoch.
 """
 
 from __future__ import annotations
@@ -119,7 +120,6 @@ class Trainer:
         self.heatmap = config.target.kind == "gaussian"
         self.n_out = len(self.particles) if self.heatmap else len(self.particles) + 1
         self.rng = np.random.default_rng(config.seed)
-        self.torch_gen = torch.Generator().manual_seed(config.seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.model = build_model(config.network.name, 1, self.n_out, **config.network.hparams)

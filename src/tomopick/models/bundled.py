@@ -1,0 +1,61 @@
+"""Models shipped inside the package (``tomopick/models/weights/``), verified by SHA-256 before loading.
+
+Each bundled model ``NAME`` is three files: ``NAME.pt`` (a tomopick checkpoint, float16 weights), ``NAME.sha256``
+(its digest, ``sha256sum`` format) and a section of ``MODEL_CARD.md``.
+
+>>> from tomopick.models.bundled import bundled_names
+>>> "czii-10A" in bundled_names()
+True
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from tomopick.errors import TomopickError
+from tomopick.models.checkpoint import LoadedModel, load_checkpoint
+
+DEFAULT_MODEL = "czii-10A"
+_PACKAGE = "tomopick.models.weights"
+
+
+def _weights_dir() -> Path:
+    return Path(str(resources.files(_PACKAGE)))
+
+
+def bundled_names() -> list[str]:
+    """Names of the bundled models (those with both a ``.pt`` and a ``.sha256`` file)."""
+    folder = _weights_dir()
+    return sorted(p.stem for p in folder.glob("*.pt") if (folder / f"{p.stem}.sha256").is_file())
+
+
+def bundled_model_path(name: str = DEFAULT_MODEL) -> Path:
+    """Path of a bundled model's checkpoint file.
+
+    Raises
+    ------
+    TomopickError
+        The name is not a bundled model.
+    """
+    path = _weights_dir() / f"{name}.pt"
+    if not path.is_file():
+        known = ", ".join(bundled_names()) or "none"
+        raise TomopickError(f"no bundled model {name!r} (bundled: {known})")
+    return path
+
+
+def bundled_sha256(name: str = DEFAULT_MODEL) -> str:
+    """The recorded SHA-256 (hex) of a bundled model."""
+    path = _weights_dir() / f"{name}.sha256"
+    if not path.is_file():
+        raise TomopickError("bundled model has no recorded checksum", path)
+    digest = path.read_text().split()[0].strip().lower() if path.read_text().strip() else ""
+    if len(digest) != 64:
+        raise TomopickError("malformed checksum file", path)
+    return digest
+
+
+def load_bundled(name: str = DEFAULT_MODEL) -> LoadedModel:
+    """Load a bundled model after checking its SHA-256 (``weights_only=True``)."""
+    return load_checkpoint(bundled_model_path(name), sha256=bundled_sha256(name))

@@ -1,0 +1,1 @@
+"""Bundled model weights (data files; see MODEL_CARD.md)."""
