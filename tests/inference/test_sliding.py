@@ -59,13 +59,16 @@ def test_crop_mode_equals_whole_volume(rng, output):
 def test_gaussian_mode_equals_whole_volume_for_pointwise_model(rng):
     vol = rng.normal(size=(20, 40, 36)).astype(np.float32)
     model = conv_model(kernel=1)
-    settings = InferenceSettings(mode="gaussian", roi_size=(16, 16, 16), overlap=0.25, block_size=(12, 24, 20),
+    settings = InferenceSettings(mode="gaussian", roi_size=(16, 16, 16), overlap=0.25, block_size=(20, 24, 20),
                                  divisor=8)
+    assert count_windows(vol.shape, settings) == 4  # blocks
+    done = []
     with predict_to_store(vol, model, output="softmax", channels=[0, 2], stats=robust_stats(vol),
-                          settings=settings) as store:
+                          settings=settings, progress=done.append) as store:
         got = np.asarray(store.array, dtype=np.float32)
     ref = reference(vol, model, [0, 2])
     np.testing.assert_allclose(got, np.where(ref < 2.0**-9, 0, ref), atol=2e-3)
+    assert done == [1, 1, 1, 1]
 
 
 def test_tta_averages_flipped_predictions(rng):

@@ -315,12 +315,12 @@ def count_windows(shape: Sequence[int], settings: InferenceSettings) -> int:
     """Forward passes (windows × TTA flips are not counted) needed for a volume of ``shape``."""
     if settings.mode == "crop":
         return int(np.prod([len(p.starts) for p in window_plan(shape, settings)]))
-    return len(_blocks(shape, settings.block_size))
+    return len(_blocks(shape, settings.block_size)[0])
 
 
-def _blocks(shape: Sequence[int], block: Sequence[int]) -> list[tuple[int, int, int]]:
+def _blocks(shape: Sequence[int], block: Sequence[int]) -> tuple[list[tuple[int, int, int]], list[AxisPlan]]:
     plans = [plan_axis(int(n), int(b), 0, 1) for n, b in zip(shape, block)]
-    return [(z, y, x) for z in plans[0].starts for y in plans[1].starts for x in plans[2].starts], plans  # type: ignore
+    return [(z, y, x) for z in plans[0].starts for y in plans[1].starts for x in plans[2].starts], plans
 
 
 def predict_to_store(source: Any, model: Any, *, output: str, channels: Sequence[int], stats: RobustStats,
