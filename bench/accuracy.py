@@ -263,6 +263,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # -- report ------------------------------------------------------------------------------------------------------
+def _stop_text(b: dict[str, Any]) -> str:
+    """How tomopick's training ended, from ``budget.json``."""
+    import re
+
+    m = re.match(r"epoch (\d+)/(\d+)", b.get("last_epoch_line") or "")
+    done, planned = (int(m.group(1)), int(m.group(2))) if m else (b.get("epochs_done"), None)
+    if planned is not None and done == planned:
+        return f"{done} of {planned} epochs: the whole schedule ran"
+    if b.get("stopped_by_budget"):
+        return f"{done} of {planned or '?'} epochs: stopped by the wall-clock budget"
+    return f"{done} of {planned or '?'} epochs: early stopping"
+
+
 def render(record: dict[str, Any]) -> str:
     """The ``## accuracy`` section of RESULTS.md."""
     a = record["args"]
@@ -340,7 +353,7 @@ def render(record: dict[str, Any]) -> str:
                          f"patch {tp['config']['patch_size']}, batch {tp['config']['batch_size']}, "
                          f"{tp['config']['epochs']} epochs × {tp['config']['steps_per_epoch']} steps scheduled): "
                          f"`{short_cmd(t['cmd'])}` (started {t.get('started', '?')}) — {t['wall_s']:.0f} s wall, "
-                         f"{b.get('epochs_done', '?')} epochs done, stopped by budget: {b.get('stopped_by_budget')}; "
+                         f"{_stop_text(b)}; "
                          f"used {b.get('checkpoint_kind', '?')} checkpoint; last epoch: `{b.get('last_epoch_line')}`; "
                          f"peak RSS {t['maxrss_GB']:.2f} GB; load {t['load_mean']:.1f} (max {t['load_max']:.1f})")
         if tp.get("pick"):
