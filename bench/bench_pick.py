@@ -80,7 +80,9 @@ loaded = resolve_model(ckpt)
 tomo = read_tomogram(tomo_path)
 z1 = min(int(z1), tomo.shape[0])
 view = tomo.with_data(tomo.data[:z1])  # still a memory map of the 8 GB file
-tomo.check_finite()  # the whole file, slab by slab (as pick does for the view)
+# the whole file, slab by slab, dropping pages as it goes (as pick_tomogram does for the view)
+from tomopick.inference.sliding import ReleasingArray
+tomo.with_data(ReleasingArray(tomo.data)).check_finite()
 settings = inference_settings(loaded, store_directory=workdir)  # the defaults of `tomopick pick`
 picks, summary = pick_tomogram(view, loaded, run="big", settings=settings)
 write_picks(picks, out, overwrite=True, voxel_size_A=tomo.voxel_size_A[0])
@@ -135,6 +137,7 @@ def machine_info() -> str:
 def measured(cmd: list[str]) -> dict:
     """Run ``cmd``; wall, user+sys CPU seconds and peak RSS of that child alone (``os.wait4``)."""
     load = os.getloadavg()[0]
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     stdout, stderr = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
@@ -146,7 +149,7 @@ def measured(cmd: list[str]) -> dict:
     last = [line for line in stdout.splitlines() if line.startswith("{")]
     info = json.loads(last[-1]) if last else {"stdout": stdout.strip().splitlines()[-2:]}
     return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_GB": usage.ru_maxrss / 1024**2,
-            "load_before": load, "load_after": os.getloadavg()[0], **info}
+            "load_before": load, "load_after": os.getloadavg()[0], "when": when, **info}
 
 
 def make_czii_tomogram(path: Path, shape=(184, 630, 630), seed=0) -> None:
@@ -244,6 +247,8 @@ def main() -> None:
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     ckpt, model_desc = model_checkpoint(work)
+    cache = work / "rows.json"  # results of earlier invocations, so that cases can be run one at a time
+    cached = json.loads(cache.read_text()) if cache.exists() else {}
     rows: dict[str, dict] = {}
     tomo = work / "czii_size.mrc"
     if {"tomopick", "monai", "margin"} & set(args.cases) and not tomo.exists():
@@ -262,11 +267,13 @@ def main() -> None:
     if "margin" in args.cases:
         rows_margin = measured([sys.executable, "-c", MARGIN_CHILD, str(tomo), str(ckpt)])
         print(json.dumps(rows_margin), flush=True)
+        cached["margin"] = rows_margin
     big_rows = []
     if "big" in args.cases:
         big = work / "big_500x2000x2000.mrc"
         try:
             create_s = make_big_tomogram(big)
+            big_rows = []
             for spec in args.big_runs:
                 net, _, z = spec.partition(":")
                 path, desc = (ckpt, model_desc) if net == "bundled" else tiny_checkpoint(work)
@@ -276,29 +283,40 @@ def main() -> None:
                 print(json.dumps(row, default=str), flush=True)
         finally:
             big.unlink(missing_ok=True)
+        cached["big"] = big_rows
+    cached.update(rows)
+    cache.write_text(json.dumps(cached, default=str, indent=1))
+    # the section shows every case measured so far (each row says when)
+    rows = {k: cached[k] for k in ("tomopick", "monai") if k in cached}
+    big_rows = cached.get("big", [])
+    shown = [k for k in ("tomopick", "monai", "margin") if k in cached] + (["big"] if big_rows else [])
     lines = [
         "## pick",
         "",
         f"Network: {model_desc}. Tomogram: {184} × {630} × {630} float32 MRC at 10.012 Å (noise), read memory-"
         "mapped; end to end = process start → picks file written (imports included).",
-        f"Command: `python bench/bench_pick.py --cases {' '.join(args.cases)}"
+        f"Command: `python bench/bench_pick.py --cases {' '.join(shown)}"
         + (f" --big-runs {' '.join(args.big_runs)}" if "big" in args.cases else "")
         + (f" --extra {' '.join(args.extra)}" if args.extra else "")
-        + f"` — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        + "` (cases may be run one at a time; each row gives its time).",
         f"Machine: {machine_info()}. The cores were shared with other jobs: the 1-minute load average is given.",
         "",
-        "| case | wall (s) | CPU (s) | peak RSS (GB) | picks | load before/after |",
-        "|---|---|---|---|---|---|",
+        "| case | wall (s) | CPU (s) | peak RSS (GB) | picks | load before/after | when |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
+        picks = r.get("picks", "?")
+        if picks == "?" and r.get("stdout"):
+            found = re.search(r"(\d+) picks written", " ".join(r["stdout"]))
+            picks = found.group(1) if found else "?"
         lines.append(f"| {name} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_GB']:.2f} | "
-                     f"{r.get('picks', '?')} | {r['load_before']:.1f} / {r['load_after']:.1f} |")
+                     f"{picks} | {r['load_before']:.1f} / {r['load_after']:.1f} | {r.get('when', '')} |")
     if "tomopick" in rows and "monai" in rows:
         t, m = rows["tomopick"], rows["monai"]
         lines += ["", f"Ratios MONAI / tomopick: wall {m['wall_s'] / t['wall_s']:.2f}×, CPU "
                       f"{m['cpu_s'] / t['cpu_s']:.2f}×, peak RSS {m['peak_rss_GB'] / t['peak_rss_GB']:.2f}×."]
-    if "margin" in args.cases:
-        m = rows_margin
+    if "margin" in cached:
+        m = cached["margin"]
         lines += ["", f"Crop-mode context margin: the first 184 × 256 × 256 voxels predicted as one window vs tiled "
                       f"into {tuple(m['tiled_roi'])} windows with the default margin (overlap {m['overlap']}): "
                       f"max |Δp| = {m['max_abs_diff']:.3f}, 99.9th percentile {m['p999_abs_diff']:.4f}, "
@@ -308,12 +326,12 @@ def main() -> None:
                       f"{big_rows[0]['create_s']:.0f} s, deleted afterwards), read memory-mapped; the finite check "
                       "reads the whole file; picking covers z-planes 0–Z of full 2000 × 2000 planes.", "",
                   "| network | z-planes picked | wall (s) | CPU (s) | peak RSS (GB) | windows | score store | "
-                  "load before/after |", "|---|---|---|---|---|---|---|---|"]
+                  "load before/after | when |", "|---|---|---|---|---|---|---|---|---|"]
         for b in big_rows:
             lines.append(f"| {b['network']} | {b['z_range'][0]}–{b['z_range'][1]} | {b['wall_s']:.0f} | "
                          f"{b['cpu_s']:.0f} | {b['peak_rss_GB']:.2f} | {b['summary'].get('windows')} | "
                          f"{'disk (zarr)' if b['summary'].get('store_on_disk') else 'memory'} | "
-                         f"{b['load_before']:.1f} / {b['load_after']:.1f} |")
+                         f"{b['load_before']:.1f} / {b['load_after']:.1f} | {b.get('when', '')} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_write:
