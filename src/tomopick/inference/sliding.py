@@ -404,6 +404,9 @@ def _run_crop(source, predictor, store, plans, stats, norm_kwargs, settings, pro
             local = tuple(slice(m, m + (sl.stop - sl.start)) for m, sl in zip((pz.margin, py.margin, px.margin),
                                                                                core))
             store.write(core, p[(slice(None), *local)])
+        # drop the input pages of this batch from the resident set (a 2000 × 2000 z-row of windows would
+        # otherwise keep ~3 GB of the memory-mapped file resident); neighbours re-read them from the page cache
+        release_pages(source)
         if progress is not None:
             progress(len(batch))
         batch.clear()
@@ -411,7 +414,6 @@ def _run_crop(source, predictor, store, plans, stats, norm_kwargs, settings, pro
     for z, y, x in windows():
         if current_z is not None and z != current_z:
             flush()
-            release_pages(source)  # a z-row of windows is done: drop its input pages from the resident set
         current_z = z
         batch.append((z, y, x))
         if len(batch) >= settings.batch_size:
