@@ -120,3 +120,13 @@ def test_maxpool_nms_on_gpu_matches_cpu():
     gpu = maxpool_nms(score, 0.3, 3, device="cuda")
     np.testing.assert_allclose(gpu.zyx, cpu.zyx)
     np.testing.assert_allclose(gpu.score, cpu.score, rtol=1e-6)
+
+
+def test_saturated_plateaus_become_one_peak_each():
+    score = np.zeros((10, 30, 40), dtype=np.float32)
+    score[2:8, 5:25, 3:13] = 1.0  # saturated (as float16 scores near 1 are): thousands of equal maxima
+    score[2:8, 5:25, 25:37] = np.float16(0.7)
+    peaks = maxpool_nms(score, 0.5, 3)
+    assert len(peaks) == 2
+    np.testing.assert_allclose(peaks.zyx, [[4.5, 14.5, 7.5], [4.5, 14.5, 30.5]])
+    np.testing.assert_allclose(peaks.score, [1.0, np.float16(0.7)])
