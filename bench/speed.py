@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--project", type=Path, default=None,
                     help="use this copick project's tomogram instead of simulating one (octopi writes its "
                          "segmentation and picks into it)")
+    ap.add_argument("--reuse-data", action="store_true",
+                    help="keep OUT/data from an earlier run with the same --shape/--seed instead of simulating")
     ap.add_argument("--run", default=None, help="run of --project (default: its first)")
     ap.add_argument("--from-accuracy", type=Path, default=REPO / "bench" / "out" / "accuracy")
     ap.add_argument("--tomopick-model", default=None)
@@ -105,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
                               "command": "python bench/speed.py " + " ".join(argv or sys.argv[1:]),
                               "models": {"tomopick": ckpt, "octopi_weights": o_w, "octopi_model_config": o_c}}
 
-    if args.project is None:
+    if args.project is None and args.reuse_data and (out / "data" / "copick_config.json").is_file():
+        project = out / "data"
+        record["simulate"] = {"reused": str(project)}
+    elif args.project is None:
         project = out / "data"
         sim = tomopick_cmd("simulate", "--out", str(project), "--n", "1", "--seed", str(args.seed),
                            "--shape", *map(str, args.shape), "--voxel-size", f"{args.voxel_size:g}",
