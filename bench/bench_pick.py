@@ -39,7 +39,25 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-MONAI_CHILD = r"""
+# Every child prints its own peak resident set (the kernel's VmHWM of its address space) on exit. ``ru_maxrss``
+# from wait4 is not used as the peak: Linux carries the parent's high-water mark into a forked child across exec,
+# so a parent that once held a large file mapping (creating the 8 GB tomogram) would inflate every child's value.
+HWM = r"""
+import atexit as _atexit, json as _json
+def _report_hwm():
+    for _line in open("/proc/self/status"):
+        if _line.startswith("VmHWM"):
+            print(_json.dumps({"vmhwm_GB": int(_line.split()[1]) / 1024**2}), flush=True)
+_atexit.register(_report_hwm)
+"""
+
+CLI_CHILD = HWM + r"""
+import sys
+from tomopick.cli.main import main
+main(sys.argv[1:])
+"""
+
+MONAI_CHILD = HWM + r"""
 import json, sys, time
 import numpy as np, torch
 from monai.inferers import sliding_window_inference
@@ -68,7 +86,7 @@ write_picks(picks, out, overwrite=True, voxel_size_A=tomo.voxel_size_A[0])
 print(json.dumps({"picks": len(picks), "inner_s": time.perf_counter() - t0}))
 """
 
-BIG_CHILD = r"""
+BIG_CHILD = HWM + r"""
 import json, sys, time
 import numpy as np, torch
 from tomopick.io import read_tomogram, write_picks
@@ -92,7 +110,7 @@ print(json.dumps({"picks": len(picks), "inner_s": time.perf_counter() - t0, "z_r
 """
 
 
-MARGIN_CHILD = r"""
+MARGIN_CHILD = HWM + r"""
 import json, sys
 import numpy as np, torch
 from tomopick.inference.normalize import robust_stats
@@ -146,9 +164,14 @@ def measured(cmd: list[str]) -> dict:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])} … failed ({proc.returncode}):\n{stderr[-3000:]}")
-    last = [line for line in stdout.splitlines() if line.startswith("{")]
-    info = json.loads(last[-1]) if last else {"stdout": stdout.strip().splitlines()[-2:]}
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_GB": usage.ru_maxrss / 1024**2,
+    info: dict = {}
+    for line in stdout.splitlines():
+        if line.startswith("{"):
+            info.update(json.loads(line))
+    if not set(info) - {"vmhwm_GB"}:
+        info["stdout"] = [line for line in stdout.strip().splitlines() if not line.startswith("{")][-2:]
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "peak_rss_GB": info.get("vmhwm_GB", usage.ru_maxrss / 1024**2), "ru_maxrss_GB": usage.ru_maxrss / 1024**2,
             "load_before": load, "load_after": os.getloadavg()[0], "when": when, **info}
 
 
@@ -243,6 +266,9 @@ def main() -> None:
                          "z-planes 0..Z (max 500)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/tomopick-bench"))
     ap.add_argument("--extra", nargs="*", default=[], help="extra tomopick pick options for the tomopick case")
+    ap.add_argument("--big-file", type=Path, default=None, help="reuse this 500 × 2000 × 2000 MRC if it exists")
+    ap.add_argument("--keep-big", action="store_true", help="do not delete the big MRC afterwards")
+    ap.add_argument("--replace-big", action="store_true", help="drop earlier big-case rows")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     work = args.workdir
@@ -254,7 +280,7 @@ def main() -> None:
     tomo = work / "czii_size.mrc"
     if {"tomopick", "monai", "margin"} & set(args.cases) and not tomo.exists():
         make_czii_tomogram(tomo)
-    exe = [sys.executable, "-m", "tomopick.cli.main"]
+    exe = [sys.executable, "-c", CLI_CHILD]
     if "tomopick" in args.cases:
         cmd = [*exe, "pick", str(tomo), "--model", str(ckpt), "--out", str(work / "picks.star"), "--overwrite",
                "--quiet", *args.extra]
@@ -271,9 +297,16 @@ def main() -> None:
         cached["margin"] = rows_margin
     big_rows = []
     if "big" in args.cases:
-        big = work / "big_500x2000x2000.mrc"
+        big = args.big_file or work / "big_500x2000x2000.mrc"
         try:
-            create_s = make_big_tomogram(big)
+            if args.big_file is not None and big.exists():
+                create_s = float("nan")
+            else:  # in a subprocess, so that this process never maps the 8 GB (see HWM above)
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[2]); "
+                                "from bench_pick import make_big_tomogram as m; from pathlib import Path; "
+                                "m(Path(sys.argv[1]))", str(big), str(Path(__file__).parent)], check=True)
+                create_s = time.perf_counter() - t0
             big_rows = []
             for spec in args.big_runs:
                 net, _, z = spec.partition(":")
@@ -283,8 +316,10 @@ def main() -> None:
                 big_rows.append(row)
                 print(json.dumps(row, default=str), flush=True)
         finally:
-            big.unlink(missing_ok=True)
-        cached["big"] = big_rows
+            if not args.keep_big:
+                big.unlink(missing_ok=True)
+        earlier = [] if args.replace_big else cached.get("big", [])
+        cached["big"] = [r for r in earlier if r["network"] not in {b["network"] for b in big_rows}] + big_rows
         cached["big_runs"] = args.big_runs
     cached.update(rows)
     cache.write_text(json.dumps(cached, default=str, indent=1))
@@ -303,7 +338,7 @@ def main() -> None:
         + "` (cases may be run one at a time; each row gives its time).",
         f"Machine: {machine_info()}. The cores were shared with other jobs: the 1-minute load average is given.",
         "",
-        "| case | wall (s) | CPU (s) | peak RSS (GB) | picks | load before/after | when |",
+        "| case | wall (s) | CPU (s) | peak RSS (GiB) | picks | load before/after | when |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
@@ -327,10 +362,11 @@ def main() -> None:
                       f"max |Δp| = {m['max_abs_diff']:.3f}, 99.9th percentile {m['p999_abs_diff']:.4f}, "
                       f"{100 * m['frac_over_0.05']:.3f} % of voxels differ by more than 0.05 (6 classes)."]
     if big_rows:
-        lines += ["", f"Bounded memory: a 500 × 2000 × 2000 float32 MRC (8.0 GB, created with `mrcfile.new_mmap` in "
-                      f"{big_rows[0]['create_s']:.0f} s, deleted afterwards), read memory-mapped; the finite check "
+        made = [b["create_s"] for b in big_rows if b.get("create_s") == b.get("create_s")]  # not NaN
+        lines += ["", f"Bounded memory: a 500 × 2000 × 2000 float32 MRC (8.0 GB, created with `mrcfile.new_mmap`"
+                      + (f" in {made[0]:.0f} s" if made else "") + ", deleted afterwards), read memory-mapped; the finite check "
                       "reads the whole file; picking covers z-planes 0–Z of full 2000 × 2000 planes.", "",
-                  "| network | z-planes picked | wall (s) | CPU (s) | peak RSS (GB) | windows | score store | "
+                  "| network | z-planes picked | wall (s) | CPU (s) | peak RSS (GiB) | windows | score store | "
                   "load before/after | when |", "|---|---|---|---|---|---|---|---|---|"]
         for b in big_rows:
             lines.append(f"| {b['network']} | {b['z_range'][0]}–{b['z_range'][1]} | {b['wall_s']:.0f} | "
