@@ -85,7 +85,7 @@ class EvalStage(BaseModel):
     n_seen_kinds: int = Field(4, ge=1)
     scenes: SceneSettings = SceneSettings(n_tomograms=2, kinds_per_tomogram=6, count_per_kind=(10, 12))
     method: str = "cc"
-    thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
+    thresholds: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.7)
     roi: int = 64
     stride: int = 32
     distance_factor: float = 0.5
