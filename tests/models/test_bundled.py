@@ -1,0 +1,41 @@
+"""The bundled czii-10A model: present, checksum-verified, self-describing, small."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from tomopick.data import CZII
+from tomopick.errors import TomopickError
+from tomopick.models import bundled
+from tomopick.models.checkpoint import file_sha256
+
+
+def test_bundled_czii_model_loads_and_describes_itself():
+    path = bundled.bundled_model_path("czii-10A")
+    assert path.stat().st_size < 20 * 2**20
+    assert file_sha256(path) == bundled.bundled_sha256("czii-10A")
+    model = bundled.load_bundled("czii-10A")
+    assert model.classes == ["background", *CZII.names]
+    assert model.voxel_size_A == pytest.approx(10.0)
+    assert model.config["normalisation"]["method"] == "robust"
+    assert model.config["output"] == "softmax"
+    assert model.card["metrics"]["best_val_score"] is not None
+    with torch.no_grad():
+        out = model.model(torch.zeros(1, 1, 32, 32, 32))
+    assert out.shape == (1, 7, 32, 32, 32)
+    assert "czii-10A" in bundled.bundled_names()
+
+
+def test_bundled_checksum_is_enforced(tmp_path, monkeypatch):
+    fake = tmp_path / "weights"
+    fake.mkdir()
+    shutil.copy(bundled.bundled_model_path("czii-10A"), fake / "czii-10A.pt")
+    (fake / "czii-10A.sha256").write_text("0" * 64 + "  czii-10A.pt\n")
+    monkeypatch.setattr(bundled, "_weights_dir", lambda: fake)
+    with pytest.raises(TomopickError, match="checksum mismatch"):
+        bundled.load_bundled("czii-10A")
+    with pytest.raises(TomopickError, match="no bundled model 'nope'"):
+        bundled.bundled_model_path("nope")
