@@ -277,6 +277,9 @@ def main() -> None:
     cache = work / "rows.json"  # results of earlier invocations, so that cases can be run one at a time
     cached = json.loads(cache.read_text()) if cache.exists() else {}
     rows: dict[str, dict] = {}
+    if set(args.cases) - {"report"}:
+        cached["model"] = model_desc  # what the rows measured
+    model_desc = cached.get("model", model_desc)
     tomo = work / "czii_size.mrc"
     if {"tomopick", "monai", "margin"} & set(args.cases) and not tomo.exists():
         make_czii_tomogram(tomo)
