@@ -299,7 +299,8 @@ def render(record: dict[str, Any]) -> str:
                  f"{', '.join(split['train'])} · validation {', '.join(split['val'])} · test "
                  f"{', '.join(split['test'])}.")
     lines.append("")
-    steps = f", tomopick schedule {a['steps']} steps" if a.get("steps") else ""
+    steps = (f"; tomopick's schedule sized with `--steps {a['steps']}` (rounded up to whole epochs)"
+             if a.get("steps") else "")
     lines.append(f"Budget: **{budget:g} minutes of training wall-clock per tool**{steps} on this CPU"
                  + (" — a tiny budget: these numbers say the harness works, not how good either picker can be."
                     if budget and budget < 30 else "."))
@@ -385,6 +386,9 @@ def render(record: dict[str, Any]) -> str:
         if oc.get("error"):
             lines.append(f"- **octopi failed**: {oc['error']}")
     lines.append("")
+    for note in record.get("notes", []):
+        lines.append(f"Note: {note}")
+        lines.append("")
     lines.append("octopi runs here only through `bench/peers/octopi_runner.py`: its `octopi segment` command refuses a "
                  "machine without a GPU (`RuntimeError: No GPUs available.` from `Predictor.__init__`), so the runner "
                  "builds octopi's `Predictor` on the CPU itself; training and localisation run unchanged "
