@@ -228,7 +228,11 @@ def render(record: dict[str, Any]) -> str:
                 lines.append(f"- octopi TTA {o['tta']} vs tomopick TTA {t['tta']}: time × "
                              f"{ratio(o['wall_s'], t['wall_s']):.2f}, peak RSS × "
                              f"{ratio(o['maxrss_GB'], t['maxrss_GB']):.2f} (tree × "
-                             f"{ratio(o['tree_peak_GB'], t['tree_peak_GB']):.2f})")
+                             f"{ratio(o['tree_peak_GB'], t['tree_peak_GB']):.2f}), CPU time (user + system, less "
+                             f"sensitive to load) × {ratio(o['user_s'] + o['sys_s'], t['user_s'] + t['sys_s']):.2f}")
+        lines.append("")
+    for note in record.get("notes", []):
+        lines.append(f"Note: {note}")
         lines.append("")
     lines.append("Commands:")
     lines.append("")
