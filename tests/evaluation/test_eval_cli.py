@@ -142,3 +142,23 @@ def test_cli_on_the_real_kaggle_csv(shared_data, tmp_path):
     out = runner.invoke(app, ["evaluate", "-t", str(truth), "-p", str(tmp_path / "empty.csv"), "--json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["score"] == 0.0
+
+
+def test_numbered_class_formats_map_to_names_through_the_particle_set(tmp_path):
+    """STAR / Dynamo store class numbers; evaluate maps them to the particle set's names (score 1 on itself)."""
+    import numpy as np
+
+    from tomopick.data import Picks
+    from tomopick.io import write_picks
+    from tomopick.workflows.evaluate import evaluate as run_evaluate
+
+    xyz = np.array([[100.0, 200.0, 300.0], [900.0, 800.0, 700.0], [400.0, 450.0, 500.0]])
+    picks = Picks.from_arrays(xyz, ["apo-ferritin", "ribosome", "thyroglobulin"], score=[0.9, 0.8, 0.7],
+                              run="TS_1")
+    for ext in ("star", "tbl"):
+        path = tmp_path / f"p.{ext}"
+        write_picks(picks, path, voxel_size_A=10.0, run="TS_1")
+        result = run_evaluate(path, path).result
+        assert result.score == 1.0
+        assert set(result.table.loc[result.table["scored"], "particle"]) == {"apo-ferritin", "ribosome",
+                                                                              "thyroglobulin"}

@@ -39,8 +39,18 @@ def _file_run(path: Path) -> str:
     return name.split(".", 1)[0] if not name.startswith(".") else name
 
 
+#: Formats that store classes as numbers: their numbers are mapped to names through the particle set.
+NUMBERED_CLASS_FORMATS = ("relion", "relion5", "warp", "dynamo", "imod")
+
+
+def _read_file(path: Path, format: str | None, particles: ParticleSet | None) -> Picks:
+    name = format or detect(path, "picks").name
+    opts = {"particles": particles} if particles is not None and name in NUMBERED_CLASS_FORMATS else {}
+    return read_picks(path, format=format, **opts)
+
+
 def load_picks(source: str | Path, *, user_id: str | None = None, session_id: str | None = None,
-               format: str | None = None) -> Picks:
+               format: str | None = None, particles: ParticleSet | None = None) -> Picks:
     """Picks from a file, a copick project/URI or a folder of pick files (see the module docstring).
 
     Parameters
@@ -51,6 +61,8 @@ def load_picks(source: str | Path, *, user_id: str | None = None, session_id: st
         copick filters (ignored for plain files).
     format
         Force a picks format for files (as ``tomopick.io.read_picks(format=...)``).
+    particles
+        Maps class numbers of STAR / Dynamo / IMOD files to names (labels of the set).
     """
     text = str(source)
     copick_opts = {k: v for k, v in (("user_id", user_id), ("session_id", session_id)) if v}
@@ -71,7 +83,7 @@ def load_picks(source: str | Path, *, user_id: str | None = None, session_id: st
                     detect(f, "picks")
                 except TomopickError:
                     continue
-            got = read_picks(f, format=format)
+            got = _read_file(f, format, particles)
             if len(got) and (got.frame["run"] == "").any():
                 frame = got.frame.copy()
                 frame.loc[frame["run"] == "", "run"] = _file_run(f)
@@ -80,8 +92,9 @@ def load_picks(source: str | Path, *, user_id: str | None = None, session_id: st
         if not parts:
             raise TomopickError("no pick files in this folder", path)
         return Picks.concat(parts)
-    opts = copick_opts if path.suffix.lower() == ".json" else {}
-    return read_picks(path, format=format, **opts)
+    if path.suffix.lower() == ".json":
+        return read_picks(path, format=format, **copick_opts)
+    return _read_file(path, format, particles)
 
 
 def align_runs(truth: Picks, picks: Picks) -> tuple[Picks, Picks]:
@@ -167,8 +180,8 @@ def evaluate(truth: str | Path, picks: str | Path, *, particles: str | Path | Pa
     if report_dir is not None:
         check_output(report_dir, overwrite)
     pset = particles if isinstance(particles, ParticleSet) else get_particle_set(particles)
-    t = load_picks(truth, user_id=truth_user, format=truth_format)
-    p = load_picks(picks, user_id=picks_user, format=picks_format)
+    t = load_picks(truth, user_id=truth_user, format=truth_format, particles=pset)
+    p = load_picks(picks, user_id=picks_user, format=picks_format, particles=pset)
     if len(t) == 0:
         raise TomopickError("the ground truth holds no picks", truth)
     t, p = align_runs(t, p)
