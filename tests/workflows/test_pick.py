@@ -127,6 +127,17 @@ def test_threshold_per_class_and_mask(tmp_path, blob_model):
         pick(mrc, blob_model, threshold={"proteasome": 0.3})
 
 
+def test_model_thresholds_are_the_default(tmp_path):
+    """A checkpoint's config["pick"]["thresholds"] replace 0.5 when no threshold is given; an explicit one wins."""
+    mrc = write(tmp_path, "a.mrc", blob_tomogram())
+    path = tmp_path / "own.pt"
+    save_checkpoint(path, build_model("test-boxfilter", 1, 3),
+                    {**config(), "pick": {"thresholds": {"apo-ferritin": 0.3, "proteasome": 0.3}}})
+    with pytest.raises(TomopickError, match="unknown class.*proteasome"):  # the model's own thresholds are used
+        pick(mrc, path)
+    assert len(pick(mrc, path, threshold=0.5).picks) == 3
+
+
 def test_several_inputs_one_file_and_folder(tmp_path, tiny_unet, blob_model):
     a = write(tmp_path, "run_a.mrc", blob_tomogram(seed=1))
     b = write(tmp_path, "run_b.mrc", blob_tomogram(seed=2))

@@ -55,7 +55,9 @@ def pick(
     model: Optional[str] = typer.Option(None, "--model", "-m",
                                         help="Checkpoint (.pt). Default: the bundled czii-10A model."),
     threshold: Optional[List[str]] = typer.Option(None, "--threshold", "-t",
-                                                  help="Score threshold (0.5), or CLASS=VALUE; repeatable."),
+                                                  help="Score threshold, or CLASS=VALUE; repeatable. Default: the model's "
+                                                       "per-class thresholds (chosen on its validation data), "
+                                                       "else 0.5."),
     peak_method: Optional[str] = typer.Option(
         None, "--peak-method",
         help="maxpool (default) | mpnms (DeepETPicker) | cc (connected components; --prompt default) | localmax."),

@@ -158,7 +158,8 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, *, run: str = "", threshold: 
     loaded
         :class:`~tomopick.models.checkpoint.LoadedModel`.
     threshold
-        Score threshold: one value, one per class (model order), or ``{class: value}``; default 0.5.
+        Score threshold: one value, one per class (model order), or ``{class: value}``; default: the
+        checkpoint's ``config["pick"]["thresholds"]`` (chosen on validation data) where present, else 0.5.
     peak_method
         ``maxpool`` | ``mpnms`` | ``cc`` | ``localmax`` (:mod:`tomopick.peaks`).
     distance_factor
@@ -193,6 +194,8 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, *, run: str = "", threshold: 
     settings = settings or InferenceSettings()
     channels, names = _foreground(config)
     summary: dict[str, Any] = {"run": run, "shape_zyx": list(tomogram.shape), "voxel_size_A": tomogram.voxel_size_A}
+    if threshold is None:  # the model's own per-class thresholds (chosen on its validation data), else 0.5
+        threshold = (config.get("pick") or {}).get("thresholds")
     thresholds = _thresholds(threshold, names, source_name)  # option errors before any work
     if mask is not None and tuple(np.shape(mask)) != tomogram.shape:
         raise TomopickError(f"mask shape {tuple(np.shape(mask))} differs from the tomogram's {tomogram.shape}",
@@ -391,7 +394,8 @@ def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], mode
         A picks file (all inputs, ``run`` column set), a folder (one file per input), or a ``copick://`` project;
         ``None`` returns the picks without writing.
     threshold
-        Score threshold: one value, one per class, or ``{class: value}`` (default 0.5).
+        Score threshold: one value, one per class, or ``{class: value}`` (default: the model's per-class
+        thresholds chosen on its validation data where the checkpoint has them, else 0.5).
     peak_method
         ``maxpool`` (default) | ``mpnms`` | ``cc`` | ``localmax``.
     tta
