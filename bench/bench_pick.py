@@ -29,13 +29,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine_info, machine_line  # noqa: E402  (bench/common.py)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -132,24 +134,6 @@ print(json.dumps({"max_abs_diff": float(d.max()), "p999_abs_diff": float(np.quan
                   "frac_over_0.05": float((d > 0.05).mean()), "tiled_roi": tiled.roi_size,
                   "overlap": tiled.overlap}))
 """
-
-
-def machine_info() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = "?"
-    try:
-        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
-        mem = f"{kb / 1024**2:.0f} GB"
-    except (OSError, AttributeError):
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), {mem} RAM, Python {platform.python_version()}, {platform.system()}"
 
 
 def measured(cmd: list[str]) -> dict:
@@ -339,7 +323,7 @@ def main() -> None:
         + (f" --big-runs {' '.join(cached.get('big_runs', args.big_runs))}" if big_rows else "")
         + (f" --extra {' '.join(args.extra)}" if args.extra else "")
         + "` (cases may be run one at a time; each row gives its time).",
-        f"Machine: {machine_info()}. The cores were shared with other jobs: the 1-minute load average is given.",
+        f"Machine: {machine_line(machine_info(octopi=False))}. The cores were shared with other jobs: the 1-minute load average is given.",
         "",
         "| case | wall (s) | CPU (s) | peak RSS (GiB) | picks | load before/after | when |",
         "|---|---|---|---|---|---|---|",

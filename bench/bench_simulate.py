@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine_info, machine_line  # noqa: E402  (bench/common.py)
 
 CHILD = r"""
 import json, resource, sys, time
@@ -35,24 +37,6 @@ print(json.dumps({"mode": mode, "wall_s": t2 - t1, "cpu_s_total": ru.ru_utime + 
 """
 
 LIMITS = {"fast": 15.0, "full": 120.0}
-
-
-def machine_info() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = "?"
-    try:
-        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
-        mem = f"{kb / 1024**2:.0f} GB"
-    except (OSError, AttributeError):
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), {mem} RAM, Python {platform.python_version()}, {platform.system()}"
 
 
 def run(mode: str, shape: tuple[int, int, int], seed: int) -> dict:
@@ -92,7 +76,7 @@ def main() -> None:
         f"One simulated tomogram {shape[0]} × {shape[1]} × {shape[2]} voxels at 10.012 Å (default CZII-like scene), "
         f"`simulate_tomogram` in a fresh subprocess; peak RSS from `resource.getrusage`.",
         f"Command: `python bench/bench_simulate.py --modes {' '.join(args.modes)}` — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
-        f"Machine: {machine_info()}. Other jobs were sharing the cores: the 1-minute load average is given.",
+        f"Machine: {machine_line(machine_info(octopi=False))}. Other jobs were sharing the cores: the 1-minute load average is given.",
         "",
         "CPU = user + system seconds of the whole child process (imports included), a load-independent measure.",
         "",
