@@ -19,7 +19,7 @@ def demo(
     no_bundled: bool = typer.Option(False, "--no-bundled", help="Do not pick with the bundled czii-10A model."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous demo folder."),
 ) -> None:
-    """Run the main job end to end on simulated data: simulate, train, pick, evaluate (≈ 10 min on 2 cores).
+    """Run the main job end to end on simulated data: simulate, train, pick, evaluate (about a minute on 2 idle cores).
 
     Simulates a small CZII-like data set, trains a picker briefly, picks a held-out tomogram with it and with the
     bundled czii-10A model, and scores both with the CZII metric (F-beta, β = 4), printing per-class tables.

@@ -1,4 +1,4 @@
-"""``demo``: the main job end to end on built-in data, small enough for a laptop CPU (≈ 10 minutes on 2 cores).
+"""``demo``: the main job end to end on built-in data, small enough for a laptop CPU (about a minute on 2 idle cores with the defaults).
 
 1. simulate a small CZII-like data set (copick project; train / validation / held-out test runs);
 2. train a small picker briefly on the training runs (validation F-beta picks the best epoch);
