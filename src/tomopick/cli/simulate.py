@@ -58,22 +58,13 @@ def simulate(
     Writes the tomogram, ground-truth picks (with orientations), class and instance label volumes, per-class
     masks and a YAML with every parameter and seed.
     """
-    import yaml
-
-    from tomopick.errors import TomopickError
+    from tomopick.configfile import read_yaml_mapping
     from tomopick.workflows.simulate import simulate_dataset
 
     extra: dict = {}
     if config is not None:
-        if not config.is_file():
-            raise TomopickError("config file not found", config)
-        try:
-            loaded = yaml.safe_load(config.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise TomopickError(f"malformed YAML ({str(exc).splitlines()[0]})", config) from None
-        if not isinstance(loaded, dict):
-            raise TomopickError("expected a mapping of SimulationConfig fields", config)
-        extra.update(loaded)
+        extra.update(read_yaml_mapping(config, not_mapping="expected a mapping of SimulationConfig fields",
+                                       empty_ok=True))
     if shape is not None:
         extra["shape_zyx"] = tuple(shape)
     if voxel_size is not None:

@@ -15,6 +15,7 @@ from typing import Iterator
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tomopick.configfile import first_error, read_yaml_mapping
 from tomopick.errors import TomopickError
 
 
@@ -125,14 +126,10 @@ class ParticleSet(BaseModel):
         """Read a particle set from YAML (``name`` + ``particles`` list); template paths are resolved
         relative to the YAML file."""
         path = Path(path)
-        if not path.is_file():
-            raise TomopickError("particle set file not found", path)
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise TomopickError(f"malformed YAML ({str(exc).splitlines()[0]})", path) from None
-        if not isinstance(raw, dict) or "particles" not in raw:
-            raise TomopickError("expected a mapping with a 'particles' list", path)
+        not_mapping = "expected a mapping with a 'particles' list"
+        raw = read_yaml_mapping(path, missing="particle set file not found", not_mapping=not_mapping)
+        if "particles" not in raw:
+            raise TomopickError(not_mapping, path)
         for p in raw.get("particles") or []:
             if isinstance(p, dict) and p.get("template_path"):
                 tp = Path(p["template_path"])
@@ -141,9 +138,7 @@ class ParticleSet(BaseModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(x) for x in first["loc"])
-            raise TomopickError(f"invalid particle set: {where}: {first['msg']}", path) from None
+            raise TomopickError(f"invalid particle set: {first_error(exc)}", path) from None
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)

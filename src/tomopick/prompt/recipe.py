@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from tomopick.configfile import first_error, read_yaml_mapping
 from tomopick.errors import TomopickError
 
 REAL_KINDS = ("8cpv", "1fa2", "6drv", "6qzp", "7n4y", "6n4v", "8vaf")
@@ -127,17 +127,11 @@ class PromptTrainConfig(BaseModel):
     @classmethod
     def from_yaml(cls, path: str | Path) -> "PromptTrainConfig":
         path = Path(path)
-        if not path.is_file():
-            raise TomopickError("config file not found", path)
+        raw = read_yaml_mapping(path, empty_ok=True)
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
             return cls.model_validate(raw)
-        except yaml.YAMLError as exc:
-            raise TomopickError(f"malformed YAML ({str(exc).splitlines()[0]})", path) from None
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(x) for x in first["loc"])
-            raise TomopickError(f"invalid prompt training config: {where}: {first['msg']}", path) from None
+            raise TomopickError(f"invalid prompt training config: {first_error(exc)}", path) from None
 
     def hparams(self) -> dict[str, Any]:
         return {"embed_dim": self.embed_dim, "encoder_channels": list(self.encoder_channels),

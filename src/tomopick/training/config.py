@@ -21,9 +21,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tomopick.configfile import first_error, read_yaml_mapping
 from tomopick.errors import TomopickError
 
 
@@ -163,14 +163,7 @@ def load_config(path: str | Path) -> TrainConfig:
         One line naming the file and the first problem.
     """
     path = Path(path)
-    if not path.is_file():
-        raise TomopickError("training config not found", path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise TomopickError(f"malformed YAML ({str(exc).splitlines()[0]})", path) from None
-    if not isinstance(raw, dict):
-        raise TomopickError("expected a mapping at the top level", path)
+    raw = read_yaml_mapping(path, missing="training config not found")
     base = path.parent
     data = raw.get("data")
     if isinstance(data, dict) and isinstance(data.get("path"), str) and "://" not in data["path"]:
@@ -192,9 +185,7 @@ def validate_config(raw: dict[str, Any], source: str | Path | None = None) -> Tr
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise TomopickError(f"invalid training config: {where}: {first['msg']}", source) from None
+        raise TomopickError(f"invalid training config: {first_error(exc)}", source) from None
 
 
 def resolve_particles(config: TrainConfig):
