@@ -20,7 +20,7 @@ import math
 import platform
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -253,6 +253,20 @@ class Trainer:
         """Train until ``config.epochs`` or early stopping (``validation.patience`` validations without a better
         score). ``on_epoch_end(trainer, record)`` runs after every epoch (checkpointing, CSV)."""
         cfg = self.config
+        with self._runtime():
+            while self.epoch < cfg.epochs:
+                record = self._train_epoch()
+                if on_epoch_end is not None:
+                    on_epoch_end(self, record)
+                if self.val_volumes and self.epochs_since_best >= cfg.validation.patience:
+                    break  # early stopping
+        return self.history
+
+    @contextlib.contextmanager
+    def _runtime(self) -> Iterator[None]:
+        """The config's thread count and deterministic algorithms for the duration, restored afterwards (so that
+        one epoch run alone computes exactly what it computes inside :meth:`fit`)."""
+        cfg = self.config
         previous_det = torch.are_deterministic_algorithms_enabled()
         previous_threads = torch.get_num_threads()
         if cfg.num_threads:
@@ -260,18 +274,17 @@ class Trainer:
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         try:
-            while self.epoch < cfg.epochs:
-                record = self.train_epoch()
-                if on_epoch_end is not None:
-                    on_epoch_end(self, record)
-                if self.val_volumes and self.epochs_since_best >= cfg.validation.patience:
-                    break  # early stopping
+            yield
         finally:
             torch.use_deterministic_algorithms(previous_det, warn_only=True)
             torch.set_num_threads(previous_threads)
-        return self.history
 
     def train_epoch(self) -> EpochRecord:
+        """One epoch of training (and validation when due) under the config's runtime settings."""
+        with self._runtime():
+            return self._train_epoch()
+
+    def _train_epoch(self) -> EpochRecord:
         cfg = self.config
         t0 = time.perf_counter()
         self.augment.reseed(int(self.rng.integers(2**31)))
