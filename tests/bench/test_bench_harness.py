@@ -64,8 +64,8 @@ def test_add_octopi_weights_copies_tomopick_weight(tmp_path):
 
 
 def test_run_measured_reports_rc_time_and_rss(tmp_path):
-    # a child that holds ~200 MB resident for a moment, then exits with status 3
-    code = "import time, sys; b = bytearray(200 * 1024**2); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.6); sys.exit(3)"
+    # a child that holds ~200 MB resident for 1.5 s (long enough for the 0.1 s sampler under load), then exits 3
+    code = "import time, sys; b = bytearray(200 * 1024**2); b[::4096] = b'x' * len(b[::4096]); time.sleep(1.5); sys.exit(3)"
     res = common.run_measured([sys.executable, "-c", code], tmp_path / "log.txt", sample_s=0.1, echo=False)
     assert res["rc"] == 3
     assert res["wall_s"] >= 0.6

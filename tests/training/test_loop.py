@@ -12,8 +12,9 @@ import torch
 from tomopick.data import Picks
 from tomopick.models import load_checkpoint, save_checkpoint
 from tomopick.models.registry import encoder_parameters
-from tomopick.training import Trainer, fbeta_validator, local_maxima_picks
+from tomopick.training import Trainer, fbeta_validator, pick_volume
 from tomopick.training.loop import training_classes
+from tomopick.training.validation import MAX_THRESHOLD, MIN_SCORE, stored_threshold
 
 from _training_toy import PARTICLES, VS, make_volume, tiny_config
 
@@ -107,8 +108,9 @@ def test_heatmap_target_coordresunet_mixup_and_checkpoint(tmp_path):
     assert loaded.card["recipe"]["steps"] == 2 and loaded.card["hardware"]["device"] == "cpu"
 
 
-def test_local_maxima_and_fbeta_validator():
-    # one class: heatmap image, an "oracle" network that turns it into logits -> picks exactly at the centres
+def test_fbeta_validator_picks_like_tomopick_pick():
+    # one class map per class from a heatmap image: an "oracle" network, run through pick_tomogram's windows and
+    # max-pool peaks, finds every centre exactly (in both classes)
     vol = make_volume(4, "v", shape=(24, 40, 40), n=4, kind="gaussian")
     centres = np.rint(vol.picks.voxel_coords(VS))
     vol.picks = Picks.from_voxels(centres, VS, vol.picks.frame["particle"].tolist(), run="v")
@@ -117,11 +119,6 @@ def test_local_maxima_and_fbeta_validator():
 
     heat = gaussian_heatmaps(vol.shape, vol.picks, tp, VS, 1.0)
     vol.image = heat[0] + heat[1]
-    probs = np.stack([heat[0], heat[1]])
-    picks = local_maxima_picks(probs, tp, VS, "sigmoid", min_score=0.5, run="v")
-    assert len(picks) == 4
-    got = sorted(map(tuple, np.rint(picks.voxel_coords(VS)).astype(int)))
-    assert got == sorted(map(tuple, centres.astype(int)))
 
     class Oracle(torch.nn.Module):
         def __init__(self):
@@ -131,15 +128,58 @@ def test_local_maxima_and_fbeta_validator():
         def forward(self, x):  # class maps from the heatmap image (both classes share it; peaks are 1)
             return torch.cat([20 * (x - 0.5), 20 * (x - 0.5)], dim=1)
 
-    trainer = SimpleNamespace(particles=tp, config=SimpleNamespace(output="sigmoid", patch_size=(16, 16, 16)),
-                              device=torch.device("cpu"))
+    trainer = Trainer(tiny_config(target={"kind": "gaussian", "radius_fraction": 1.0}, loss={"kind": "huber_laplacian"}),
+                      PARTICLES, VS, [vol], [vol],
+                      progress=False)
+    assert trainer.checkpoint_config()["output"] == "sigmoid"
+    picks = pick_volume(Oracle().eval(), vol, trainer)
+    assert len(picks) == 8 and set(picks.frame["run"]) == {"v"}
+    for name in ("big", "small"):
+        got = sorted(map(tuple, np.rint(picks.select(picks.frame["particle"] == name).voxel_coords(VS)).astype(int)))
+        assert got == sorted(map(tuple, centres.astype(int)))
     result = fbeta_validator(beta=4.0)(Oracle().eval(), [vol], trainer)
-    # every particle found by its own class; each is also a false positive of the other class (F4 = 17/18·...)
+    # every particle found by its own class; each is also a false positive of the other class
     assert result["n_picks"] == 8
     p, r = 0.5, 1.0
     f4 = (1 + 16) * p * r / (16 * p + r)
     assert result["fbeta_big"] == pytest.approx(f4) and result["fbeta_small"] == pytest.approx(f4)
     assert result["score"] == pytest.approx(f4)
+    # every pick scores sigmoid(10) ≈ 1: the sweep's best threshold is capped at the pick default
+    assert result["threshold_big"] == result["threshold_small"] == MAX_THRESHOLD
+
+
+@pytest.mark.parametrize("row, fixed, expected", [
+    ({"threshold": 0.3, "tp": 2}, None, 0.3),
+    ({"threshold": 0.9, "tp": 2}, None, MAX_THRESHOLD),      # capped
+    ({"threshold": 0.01, "tp": 2}, None, MIN_SCORE),         # floor: nothing below the validation floor was seen
+    ({"threshold": float("nan"), "tp": 0}, None, MAX_THRESHOLD),  # class absent from the validation runs
+    ({"threshold": 0.2, "tp": 0}, None, MAX_THRESHOLD),      # never found: no evidence for a lower threshold
+    ({"threshold": 0.3, "tp": 2}, 0.7, 0.7),                 # a fixed validation threshold is stored as is
+])
+def test_stored_threshold(row, fixed, expected):
+    assert stored_threshold(row, fixed) == pytest.approx(expected)
+
+
+def test_checkpoint_carries_the_best_validation_thresholds(toy_volumes):
+    train, val = toy_volumes
+    scores = iter([0.4, 0.6, 0.5])
+    thresholds = iter([{"big": 0.3, "small": 0.2}, {"big": 0.25, "small": 0.45}, {"big": 0.1, "small": 0.1}])
+
+    def validator(model, volumes, trainer):
+        return {"score": next(scores)} | {f"threshold_{k}": v for k, v in next(thresholds).items()}
+
+    t = Trainer(tiny_config(epochs=3, steps_per_epoch=1), PARTICLES, VS, train, val, validator=validator,
+                progress=False)
+    t.fit()
+    assert t.best_epoch == 2
+    pick_cfg = t.checkpoint_config()["pick"]
+    assert pick_cfg["thresholds"] == {"big": 0.25, "small": 0.45} and pick_cfg["epoch"] == 2
+    buf = io.BytesIO()
+    torch.save(t.state(), buf)
+    buf.seek(0)
+    resumed = Trainer(tiny_config(epochs=3, steps_per_epoch=1), PARTICLES, VS, train, val, progress=False)
+    resumed.load_state(torch.load(buf, weights_only=True))
+    assert resumed.checkpoint_config()["pick"]["thresholds"] == {"big": 0.25, "small": 0.45}
 
 
 @pytest.mark.gpu

@@ -21,7 +21,7 @@ CONFIG = {
     "particles": PARTICLES.model_dump(mode="json"),
     "network": {"name": "unet", "hparams": {"channels": [4, 8], "strides": [2]}},
     "patch_size": [16, 16, 16], "batch_size": 1, "epochs": 1, "steps_per_epoch": 2, "warmup_steps": 1,
-    "num_threads": 1, "validation": {"overlap": 0.0},
+    "num_threads": 1, "validation": {"every_epochs": 1},
 }
 
 
@@ -58,6 +58,10 @@ def test_train_from_folder_cli_overwrite_and_resume(tmp_path, capsys):
     model = load_checkpoint(out / "best.pt")
     assert model.classes == ["background", "big", "small"] and model.voxel_size_A == VS
     assert model.config["normalisation"]["method"] == "robust"
+    # the validator's per-class thresholds (chosen on t2) travel in the checkpoint as tomopick pick's default
+    thresholds = model.config["pick"]["thresholds"]
+    assert set(thresholds) == {"big", "small"} and all(0.05 <= v <= 0.5 for v in thresholds.values())
+    assert rows[0]["threshold_big"] and float(rows[0]["threshold_big"]) == pytest.approx(thresholds["big"])
     assert model.card["data"]["train"] == ["t0", "t1"] and model.card["data"]["validation"] == ["t2"]
     assert torch.load(out / "state.pt", weights_only=True)["step"] == 2
     # refuses to overwrite without --overwrite: one line, exit 2

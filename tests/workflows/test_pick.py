@@ -12,7 +12,7 @@ from tomopick.errors import NonFiniteError, OutputExistsError, TomopickError
 from tomopick.inference.normalize import robust_config
 from tomopick.io import read_picks, write_tomogram
 from tomopick.models import build_model, register_model, save_checkpoint
-from tomopick.workflows.pick import _thresholds, pick
+from tomopick.workflows.pick import pick, resolve_thresholds as _thresholds
 
 PARTICLES = CZII.subset(["apo-ferritin", "ribosome"])
 TRUE_A = np.array([[200.0, 260.0, 150.0], [520.0, 300.0, 260.0], [350.0, 560.0, 200.0]])  # x, y, z in Å

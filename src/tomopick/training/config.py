@@ -99,8 +99,7 @@ class ValidationConfig(_Strict):
     every_epochs: int = Field(default=1, ge=1)
     patience: int = Field(default=10, ge=1)       # epochs without improvement before stopping
     beta: float = Field(default=4.0, gt=0)
-    overlap: float = Field(default=0.25, ge=0, lt=1)
-    threshold: float | None = None                # None: best over a threshold sweep
+    threshold: float | None = None                # None: best over a threshold sweep (stored in the checkpoint)
 
 
 class TrainConfig(_Strict):

@@ -144,6 +144,8 @@ class Trainer:
         self.epoch = 0
         self.step = 0
         self.best_score = -math.inf
+        #: Per-class score thresholds chosen by the validator at the best validation (``{class: threshold}``).
+        self.best_thresholds: dict[str, float] | None = None
         self.best_epoch = 0
         self.epochs_since_best = 0
         self.history: list[EpochRecord] = []
@@ -309,6 +311,9 @@ class Trainer:
             record.val_loss, record.val_score, record.extra = self.validate()
             if np.isfinite(record.val_score) and record.val_score > self.best_score:
                 self.best_score = record.val_score
+                found = {k[len("threshold_"):]: float(v) for k, v in record.extra.items()
+                         if k.startswith("threshold_") and isinstance(v, (int, float))}
+                self.best_thresholds = found or self.best_thresholds
                 self.best_epoch = self.epoch
                 self.epochs_since_best = 0
                 record.is_best = True
@@ -339,7 +344,10 @@ class Trainer:
             "target": cfg.target.model_dump(mode="json"),
             "training": cfg.model_dump(mode="json"),
             "tomopick_version": __version__,
-        }
+        } | ({} if not self.best_thresholds else {"pick": {
+            "thresholds": {n: self.best_thresholds[n] for n in self.particles.names if n in self.best_thresholds},
+            "chosen_on": "validation runs " + ", ".join(v.name for v in self.val_volumes),
+            "epoch": self.best_epoch}})
 
     def model_card(self) -> dict[str, Any]:
         """A model card: data, recipe, metrics, hardware, time."""
@@ -378,6 +386,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch, "step": self.step, "best_score": self.best_score, "best_epoch": self.best_epoch,
             "epochs_since_best": self.epochs_since_best, "elapsed_s": self.elapsed_s,
+            "best_thresholds": self.best_thresholds,
             "rng": _encode_rng(self.rng.bit_generator.state),
             "history": [r.row() | {"extra": {k: v for k, v in r.extra.items() if isinstance(v, (int, float, str))}}
                         for r in self.history],
@@ -396,6 +405,7 @@ class Trainer:
         self.best_score, self.best_epoch = float(state["best_score"]), int(state["best_epoch"])
         self.epochs_since_best = int(state["epochs_since_best"])
         self.elapsed_s = float(state["elapsed_s"])
+        self.best_thresholds = state.get("best_thresholds")
         self.rng.bit_generator.state = _decode_rng(state["rng"])
         self.history = []
         for row in state.get("history", []):

@@ -1,10 +1,12 @@
-"""Validation by the CZII F-beta on held-out tomograms.
+"""Validation by the CZII F-beta on held-out tomograms, through the same code path as ``tomopick pick``.
 
-:func:`fbeta_validator` returns a :data:`~tomopick.training.loop.Validator`: it predicts every validation
-tomogram with MONAI's sliding-window inference (Gaussian blending), turns the class probability maps into scored
-picks by local-maximum suppression (:func:`local_maxima_picks`), and scores them with
-:func:`tomopick.evaluation.threshold_sweep` (best threshold per class, the optimistic figure) or, when a fixed
-threshold is configured, :func:`tomopick.evaluation.czii_score`.
+:func:`fbeta_validator` returns a :data:`~tomopick.training.loop.Validator`: it picks every validation tomogram
+with :func:`tomopick.inference.picking.pick_tomogram` — the function behind ``tomopick pick``, with its default
+windows, peak finder and pick spacing, keeping every peak above a low floor — and scores the picks with
+:func:`tomopick.evaluation.threshold_sweep` (best threshold per class) or, when a fixed threshold is configured,
+:func:`tomopick.evaluation.czii_score`. The per-class thresholds of the sweep are returned too
+(``threshold_<class>``): :class:`~tomopick.training.loop.Trainer` stores those of the best validation in the
+checkpoint, where ``tomopick pick`` takes them as its default.
 """
 
 from __future__ import annotations
@@ -14,77 +16,71 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from tomopick.data import ParticleSet, Picks
+from tomopick.data import Picks, Tomogram
+
+#: Lowest score kept while validating; the sweep chooses the real threshold above it.
+MIN_SCORE = 0.05
+#: Stored thresholds are never above this (the default of ``tomopick pick``): F-beta with β = 4 weighs recall
+#: 16× precision, and a network's scores on other data (another microscope, another sample) tend to be lower
+#: than on its own validation runs, so a high validation threshold would cost recall there.
+MAX_THRESHOLD = 0.5
 
 
-@torch.no_grad()
-def predict_volume(model: torch.nn.Module, image: np.ndarray, patch_size: Sequence[int], output: str,
-                   overlap: float = 0.25, sw_batch_size: int = 2, device: torch.device | None = None) -> np.ndarray:
-    """Class probabilities ``(K, z, y, x)`` float32 of a normalised ``(z, y, x)`` image (softmax or sigmoid)."""
-    from monai.inferers import sliding_window_inference
-
-    device = device or next(model.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(device)
-    logits = sliding_window_inference(x, roi_size=tuple(int(p) for p in patch_size),
-                                      sw_batch_size=sw_batch_size, predictor=model, overlap=overlap, mode="gaussian",
-                                      padding_mode="constant", cval=0.0)
-    probs = torch.softmax(logits, dim=1) if output == "softmax" else torch.sigmoid(logits)
-    return probs[0].float().cpu().numpy()
-
-
-def local_maxima_picks(probs: np.ndarray, particles: ParticleSet, voxel_size_A: float, output: str,
-                       min_score: float = 0.1, radius_fraction: float = 0.5, run: str = "",
-                       max_per_class: int = 1000) -> Picks:
-    """Scored picks at the local maxima of each class map.
-
-    A voxel is a pick when it is the maximum within a cube of half-side ``radius_fraction · radius`` and its
-    probability is at least ``min_score``; the score is that probability. At most ``max_per_class`` picks per
-    class are kept (the highest scores), bounding the cost of scoring an untrained network's flat maps.
+def pick_volume(model: torch.nn.Module, volume: Any, trainer: Any, min_score: float = MIN_SCORE,
+                peak_method: str = "maxpool", distance_factor: float = 0.75) -> Picks:
+    """Scored picks (every peak ≥ ``min_score``) of one normalised validation volume, as ``tomopick pick`` would
+    find them with this network: same windows (:func:`~tomopick.inference.picking.inference_settings`), same
+    peaks, same spacing (``distance_factor × radius``).
 
     Parameters
     ----------
-    probs
-        ``(K, z, y, x)``: background first then the classes (softmax) or the classes only (sigmoid).
-    particles
-        Classes in channel order.
+    model
+        The network in eval mode.
+    volume
+        A :class:`~tomopick.training.data.Volume`: normalised ``(z, y, x)`` image, voxel size, name.
+    trainer
+        Provides ``checkpoint_config()`` (classes, output, network, patch size) and ``device``.
     """
-    from scipy.ndimage import maximum_filter
+    from tomopick.inference.normalize import RobustStats
+    from tomopick.inference.picking import inference_settings, pick_tomogram
+    from tomopick.models.checkpoint import LoadedModel
 
-    offset = 1 if output == "softmax" else 0
-    parts = []
-    for i, spec in enumerate(particles):
-        p = np.asarray(probs[i + offset], dtype=np.float32)
-        half = max(1, int(round(radius_fraction * spec.radius_A / voxel_size_A)))
-        pooled = maximum_filter(p, size=2 * half + 1, mode="constant", cval=-np.inf)
-        peak = (p == pooled) & (p >= min_score)
-        zyx = np.argwhere(peak)
-        if len(zyx) == 0:
-            continue
-        scores = p[tuple(zyx.T)].astype(np.float64)
-        if len(scores) > max_per_class:
-            keep = np.argsort(-scores, kind="stable")[:max_per_class]
-            zyx, scores = zyx[keep], scores[keep]
-        parts.append(Picks.from_voxels(zyx.astype(np.float64), voxel_size_A, spec.name, score=scores, run=run))
-    return Picks.concat(parts)
+    loaded = LoadedModel(model=model, config=trainer.checkpoint_config())
+    settings = inference_settings(loaded, device=str(trainer.device))
+    tomogram = Tomogram(volume.image, float(volume.voxel_size_A), source=volume.name)
+    picks, _ = pick_tomogram(tomogram, loaded, run=volume.name, threshold=min_score, peak_method=peak_method,
+                             distance_factor=distance_factor, settings=settings,
+                             stats=RobustStats(0.0, 1.0, 1))  # the volume is normalised already
+    return picks
 
 
-def fbeta_validator(beta: float = 4.0, overlap: float = 0.25, threshold: float | None = None,
-                    min_score: float = 0.1):
+def stored_threshold(row: Any, fixed: float | None, min_score: float = MIN_SCORE) -> float:
+    """The threshold to store for one class from a sweep row: the fixed one if configured; else the sweep's best,
+    clipped to ``[min_score, MAX_THRESHOLD]``; :data:`MAX_THRESHOLD` when the class had no true positive (absent
+    from the validation runs, or never found)."""
+    if fixed is not None:
+        return float(fixed)
+    best = float(row.get("threshold", np.nan))
+    if not np.isfinite(best) or int(row.get("tp", 0)) == 0:
+        return MAX_THRESHOLD
+    return float(min(max(best, min_score), MAX_THRESHOLD))
+
+
+def fbeta_validator(beta: float = 4.0, threshold: float | None = None, min_score: float = MIN_SCORE,
+                    peak_method: str = "maxpool", distance_factor: float = 0.75):
     """A validator scoring the CZII F-beta of the validation tomograms (see the module docstring).
 
-    The returned dict holds ``score`` (weighted F-beta), ``n_picks`` and ``fbeta_<class>`` per class.
+    The returned dict holds ``score`` (weighted F-beta), ``n_picks``, and per class ``fbeta_<class>`` and
+    ``threshold_<class>`` (the sweep's best threshold, or the fixed one).
     """
 
     def validate(model: torch.nn.Module, volumes: Sequence[Any], trainer: Any) -> dict[str, Any]:
         from tomopick.evaluation import apply_thresholds, czii_score, threshold_sweep
 
         particles = trainer.particles
-        output = trainer.config.output
         truth, picks = [], []
         for vol in volumes:
-            probs = predict_volume(model, vol.image, trainer.config.patch_size, output, overlap,
-                                   device=trainer.device)
-            picks.append(local_maxima_picks(probs, particles, vol.voxel_size_A, output, min_score, run=vol.name))
+            picks.append(pick_volume(model, vol, trainer, min_score, peak_method, distance_factor))
             truth.append(vol.picks.with_columns(run=vol.name))
         truth_all, picks_all = Picks.concat(truth), Picks.concat(picks)
         if threshold is None:
@@ -97,6 +93,7 @@ def fbeta_validator(beta: float = 4.0, overlap: float = 0.25, threshold: float |
         out: dict[str, Any] = {"score": float(score) if np.isfinite(score) else 0.0, "n_picks": len(picks_all)}
         for _, row in table.iterrows():
             out[f"fbeta_{row['particle']}"] = float(row["fbeta"])
+            out[f"threshold_{row['particle']}"] = stored_threshold(row, threshold, min_score)
         return out
 
     return validate

@@ -255,7 +255,7 @@ def pick_with_prompts(tomogram_paths: Sequence[PathLike] | PathLike, prompt_path
     from tomopick.prompt.picking import embed_prompts, maps_to_picks, predict_maps
     from tomopick.prompt.promptfile import read_prompt
 
-    from tomopick.workflows.pick import expand_inputs, run_name
+    from tomopick.io.inputs import expand_inputs, run_name
 
     tomogram_paths = [tomogram_paths] if isinstance(tomogram_paths, (str, os.PathLike)) else list(tomogram_paths)
     prompt_paths = [prompt_paths] if isinstance(prompt_paths, (str, os.PathLike)) else list(prompt_paths)
@@ -356,7 +356,7 @@ def finetune(tomogram_paths: Sequence[PathLike] | PathLike, prompt_paths: Sequen
     from tomopick.models import save_checkpoint
     from tomopick.prompt.promptfile import read_prompt
     from tomopick.prompt.training import Scene, finetune_segmenter
-    from tomopick.workflows.pick import run_name
+    from tomopick.io.inputs import run_name
 
     tomogram_paths = [tomogram_paths] if isinstance(tomogram_paths, (str, os.PathLike)) else list(tomogram_paths)
     prompt_paths = [prompt_paths] if isinstance(prompt_paths, (str, os.PathLike)) else list(prompt_paths)

@@ -294,8 +294,7 @@ def train(config: Any, out_dir: str | Path, *, overwrite: bool = False, resume: 
                                 f"(checkpoint classes: {', '.join(base.classes)})", cfg.init_from)
     train_vols, val_vols, voxel_size_A, summary = load_volumes(cfg, particles, progress)
     if validator is None and val_vols:
-        validator = fbeta_validator(beta=cfg.validation.beta, overlap=cfg.validation.overlap,
-                                    threshold=cfg.validation.threshold)
+        validator = fbeta_validator(beta=cfg.validation.beta, threshold=cfg.validation.threshold)
     trainer = Trainer(cfg, particles, voxel_size_A, train_vols, val_vols, validator=validator, init_state=init_state,
                       progress=progress, data_summary=summary)
     if resume:

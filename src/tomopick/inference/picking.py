@@ -1,0 +1,304 @@
+"""Picking one tomogram with a loaded network: the core behind ``tomopick pick`` and the training validator.
+
+:func:`pick_tomogram` takes a :class:`~tomopick.data.Tomogram` (in memory, memory-mapped or lazy) and a
+:class:`~tomopick.models.checkpoint.LoadedModel`, resamples to the model's voxel size if needed (0.5–2×),
+estimates robust intensity statistics from a subsample, streams the network over it window by window into a
+per-class score store (:mod:`tomopick.inference.sliding`), finds peaks slab by slab (:mod:`tomopick.peaks`) and
+returns scored picks in Å on the tomogram's own frame. It reads and writes no files (except score maps when
+asked): :func:`tomopick.workflows.pick.pick` adds reading inputs and writing picks.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from tomopick.data import Picks, Tomogram
+from tomopick.errors import TomopickError
+
+#: Default largest windows. Large windows with a thin context margin (crop mode, overlap 0.08: 8–10 voxels per
+#: side) keep the recomputed fraction small: 1.33× the voxels of a 184 × 630 × 630 tomogram instead of 2.3× with
+#: 96 × 160 × 160 windows and overlap 0.2 (bench/bench_pick.py). The network's cost per voxel hardly depends on
+#: the window size on CPU.
+CPU_ROI = (208, 256, 256)
+GPU_ROI = (208, 256, 256)
+CROP_OVERLAP = 0.08
+
+
+def _divisor(config: dict[str, Any]) -> int:
+    net = config.get("network", {}) or {}
+    hp = net.get("hparams", {}) or {}
+    name = net.get("name", "unet")
+    if name == "swinunetr":
+        return 32
+    if "strides" in hp:
+        return int(np.prod([int(s) for s in hp["strides"]]))
+    if "channels" in hp:
+        return 2 ** (len(hp["channels"]) - 1)
+    return 8 if name in ("unet", "resunet", "coordresunet") else 16
+
+
+def _foreground(config: dict[str, Any]) -> tuple[list[int], list[str]]:
+    classes = [str(c) for c in config["classes"]]
+    keep = [i for i, c in enumerate(classes) if c.lower() != "background"]
+    return keep, [classes[i] for i in keep]
+
+
+def pick_tomogram(tomogram: Tomogram, loaded: Any, *, run: str = "", threshold: float | Sequence[float] | dict |
+                  None = None, peak_method: str = "maxpool", distance_factor: float = 0.75,
+                  settings: Any | None = None, mask: np.ndarray | None = None, allow_nonfinite: bool = False,
+                  scores_out: str | None = None, overwrite: bool = False, stats: Any | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> tuple[Picks, dict[str, Any]]:
+    """Pick one tomogram with a loaded model (no picks file written).
+
+    Parameters
+    ----------
+    tomogram
+        ``(z, y, x)`` volume (lazy or in memory) with its voxel size.
+    loaded
+        :class:`~tomopick.models.checkpoint.LoadedModel`.
+    threshold
+        Score threshold: one value, one per class (model order), or ``{class: value}``; default: the
+        checkpoint's ``config["pick"]["thresholds"]`` (chosen on validation data) where present, else 0.5.
+    peak_method
+        ``maxpool`` | ``mpnms`` | ``cc`` | ``localmax`` (:mod:`tomopick.peaks`).
+    distance_factor
+        Minimum distance between picks of a class = ``distance_factor × radius``.
+    settings
+        :class:`~tomopick.inference.sliding.InferenceSettings` (window, overlap, TTA, batch, device).
+    mask
+        Optional ``(z, y, x)`` boolean array on the tomogram's grid; picks outside are dropped.
+    stats
+        :class:`~tomopick.inference.normalize.RobustStats` to normalise with; default: estimated from a
+        subsample of the (resampled) tomogram. Pass ``RobustStats(0.0, 1.0, 1)`` for an already normalised volume.
+    scores_out
+        Folder to write the per-class score maps (OME-Zarr, one per class) into.
+    progress
+        ``progress(done, total)`` over windows.
+
+    Returns
+    -------
+    (Picks, dict)
+        Picks ``x, y, z`` in Å relative to voxel (0, 0, 0) of ``tomogram``, with ``score`` and ``run``; and a
+        summary (shape, rescale factors, timings, counts).
+    """
+    import torch
+
+    from tomopick.inference.normalize import normalisation_kwargs, robust_stats
+    from tomopick.inference.rescale import rescale_factors, rescale_volume, rescaled_shape
+    from tomopick.inference.sliding import (
+        InferenceSettings, ReleasingArray, count_windows, predict_to_store,
+    )
+    from tomopick.peaks import find_peaks_blocks
+
+    t0 = time.perf_counter()
+    source_name = tomogram.source or run or None
+    config = loaded.config
+    settings = settings or InferenceSettings()
+    channels, names = _foreground(config)
+    summary: dict[str, Any] = {"run": run, "shape_zyx": list(tomogram.shape), "voxel_size_A": tomogram.voxel_size_A}
+    if threshold is None:  # the model's own per-class thresholds (chosen on its validation data), else 0.5
+        threshold = (config.get("pick") or {}).get("thresholds")
+    thresholds = resolve_thresholds(threshold, names, source_name)  # option errors before any work
+    if mask is not None and tuple(np.shape(mask)) != tomogram.shape:
+        raise TomopickError(f"mask shape {tuple(np.shape(mask))} differs from the tomogram's {tomogram.shape}",
+                            source_name)
+    # whole-volume passes go through a view that drops memory-mapped pages as it goes (bounded resident set)
+    tomogram.with_data(ReleasingArray(tomogram.data)).check_finite(allow_nonfinite=allow_nonfinite)
+    if min(tomogram.shape) == 0:
+        summary.update(counts={}, seconds=time.perf_counter() - t0, note="empty tomogram")
+        return Picks.empty(), summary
+    try:
+        norm_kwargs = normalisation_kwargs(config.get("normalisation"))
+    except ValueError as exc:
+        raise TomopickError(str(exc), loaded.path or None) from None
+    factors = rescale_factors(tomogram.voxel_size_A, loaded.voxel_size_A, source=source_name)
+    tmp_dir = None
+    source: Any = tomogram.data
+    grid_vs = np.asarray(tomogram.voxel_size_A, dtype=np.float64)
+    try:
+        if factors is not None:
+            shape = rescaled_shape(tomogram.shape, factors)
+            if int(np.prod(shape)) * 4 > settings.memory_budget:
+                tmp_dir = tempfile.mkdtemp(prefix="tomopick-rescaled-", dir=settings.store_directory)
+                out = np.lib.format.open_memmap(os.path.join(tmp_dir, "rescaled.npy"), mode="w+",
+                                                dtype=np.float32, shape=shape)
+            else:
+                out = None
+            if out is None:
+                source = rescale_volume(ReleasingArray(tomogram.data), factors)
+            else:
+                rescale_volume(ReleasingArray(tomogram.data), factors, out=ReleasingArray(out))
+                source = out
+            grid_vs = grid_vs / factors
+        summary["rescale_factors_zyx"] = None if factors is None else [float(f) for f in factors]
+        if stats is None:
+            stats = robust_stats(ReleasingArray(source),
+                                 **{k: v for k, v in norm_kwargs.items() if k == "max_samples"})
+        if stats.n_samples == 0 or stats.is_constant:
+            summary.update(counts={n: 0 for n in names}, seconds=time.perf_counter() - t0,
+                           note="constant tomogram: nothing to pick")
+            return Picks.empty(), summary
+        norm_kwargs.pop("max_samples", None)
+        total = count_windows(source.shape, settings)
+        done = [0]
+
+        def step(n: int) -> None:
+            done[0] += n
+            if progress is not None:
+                progress(done[0], total)
+
+        model = loaded.model.to(settings.device)
+        t1 = time.perf_counter()
+        store = predict_to_store(source, model, output=config.get("output", "softmax"), channels=channels,
+                                 stats=stats, norm_kwargs=norm_kwargs, settings=settings, progress=step)
+        t2 = time.perf_counter()
+        try:
+            particles = loaded.particles
+            radius_vox = [(particles[n].radius_A if n in particles else 50.0) / float(np.mean(grid_vs))
+                          for n in names]
+            grid_mask = _mask_on_grid(mask, tomogram.shape, store.shape[1:])
+            device = settings.device if peak_method in ("maxpool", "mpnms") else None
+            peaks = find_peaks_blocks(store.read, store.shape, peak_method, threshold=thresholds,
+                                     radius_vox=radius_vox, distance_factor=distance_factor, mask=grid_mask,
+                                     device=device)
+            if scores_out is not None:
+                _write_scores(store, names, grid_vs, scores_out, run, overwrite)
+        finally:
+            store.close()
+        t3 = time.perf_counter()
+    finally:
+        if tmp_dir is not None:
+            import shutil
+
+            del source
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+        if settings.device != "cpu":
+            torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    from tomopick.data.coords import voxel_to_angstrom
+
+    xyz = voxel_to_angstrom(peaks.zyx, grid_vs)
+    picks = Picks.from_arrays(xyz, [names[c] for c in peaks.channel], score=peaks.score, run=run)
+    # rescaled grids can put a pick a fraction of a voxel past the edge: keep only picks inside the tomogram
+    picks = picks.select(picks.inside(tomogram.shape, tomogram.voxel_size_A)) if len(picks) else picks
+    summary.update(counts={n: int((picks.frame["particle"] == n).sum()) for n in names},
+                   windows=total, seconds_network=t2 - t1, seconds_peaks=t3 - t2,
+                   seconds=time.perf_counter() - t0, store_on_disk=bool(getattr(store, "on_disk", False)))
+    return picks, summary
+
+
+def resolve_thresholds(threshold: Any, names: list[str], source: str | None = None) -> list[float]:
+    """Per-class thresholds (model order) from one value, a list, or ``{class: value}`` (``"*"``: the rest)."""
+    values = _threshold_values(threshold, names)
+    bad = [v for v in values if not 0 < v <= 1]
+    if bad:
+        raise TomopickError(f"score thresholds must be in (0, 1], got {bad[0]:g}", source)
+    return values
+
+
+def _threshold_values(threshold: Any, names: list[str]) -> list[float]:
+    if threshold is None:
+        return [0.5] * len(names)
+    if isinstance(threshold, dict):
+        unknown = sorted(set(threshold) - set(names) - {"*"})
+        if unknown:
+            raise TomopickError(f"threshold given for unknown class(es) {', '.join(unknown)}; "
+                                f"the model's classes: {', '.join(names)}")
+        default = float(threshold.get("*", 0.5))
+        return [float(threshold.get(n, default)) for n in names]
+    values = np.atleast_1d(np.asarray(threshold, dtype=np.float64))
+    if values.size == 1:
+        return [float(values[0])] * len(names)
+    if values.size != len(names):
+        raise TomopickError(f"{values.size} thresholds for {len(names)} classes ({', '.join(names)})")
+    return [float(v) for v in values]
+
+
+def _mask_on_grid(mask: Any, tomo_shape: Sequence[int], grid_shape: Sequence[int]) -> Any:
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if tuple(mask.shape) != tuple(tomo_shape):
+        raise TomopickError(f"mask shape {tuple(mask.shape)} differs from the tomogram's {tuple(tomo_shape)}")
+    if tuple(grid_shape) == tuple(tomo_shape):
+        return mask.astype(bool, copy=False)
+    idx = [np.minimum(np.rint(np.arange(g) * (t - 1) / max(g - 1, 1)).astype(int), t - 1)
+           for g, t in zip(grid_shape, tomo_shape)]
+    return mask[np.ix_(*idx)].astype(bool)
+
+
+def _write_scores(store: Any, names: list[str], grid_vs: np.ndarray, folder: str, run: str,
+                  overwrite: bool) -> None:
+    from tomopick.io import write_tomogram
+
+    for c, name in enumerate(names):
+        lazy = _ChannelView(store.array, c)
+        tomo = Tomogram(lazy, tuple(float(v) for v in grid_vs), source=f"{run}:{name}")
+        stem = f"{run}_{name}" if run else name
+        write_tomogram(tomo, Path(folder) / f"{stem}_scores.ome.zarr", overwrite=overwrite, levels=1,
+                       dtype="float16")
+
+
+class _ChannelView:
+    """A ``(z, y, x)`` view of one channel of a ``(C, z, y, x)`` array-like (lazy for zarr)."""
+
+    def __init__(self, array: Any, channel: int) -> None:
+        self.array, self.channel = array, channel
+        self.shape = tuple(array.shape[1:])
+        self.dtype = np.dtype(array.dtype)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        if key == (Ellipsis,):
+            key = ()
+        return np.asarray(self.array[(self.channel, *key)])
+
+
+def window_dependent(config: dict[str, Any]) -> bool:
+    """Whether a network's output depends on the window it sees, beyond its receptive field: coordinate channels
+    (DeepETPicker) and per-sample normalisation (instance, group or layer norm, SwinUNETR), whose statistics over
+    a large window differ from those over the training patches. Such networks are run on windows of their
+    training patch size."""
+    net = config.get("network", {}) or {}
+    name, hparams = net.get("name"), net.get("hparams", {}) or {}
+    if name == "coordresunet" and hparams.get("coord_conv", True):
+        return True
+    if name == "swinunetr":
+        return True
+    norm = hparams.get("norm", "batch")
+    norm_name = (norm[0] if isinstance(norm, (list, tuple)) and norm else norm) or ""
+    return str(norm_name).lower() in ("instance", "group", "layer", "instance_nvfuser")
+
+
+def inference_settings(loaded: Any, *, mode: str = "crop", roi_size: Sequence[int] | None = None,
+                       overlap: float | None = None, tta: int = 1, batch_size: int | None = None,
+                       device: str = "cpu", store_directory: str | None = None) -> Any:
+    """The :class:`~tomopick.inference.sliding.InferenceSettings` :func:`pick` uses for a model.
+
+    Defaults: 208 × 256 × 256 windows with an 8–10 voxel margin in crop mode (overlap 0.08; 0.25 in gaussian
+    mode); for networks whose output depends on the window (:func:`window_dependent`: coordinate channels,
+    instance/group/layer norm) the training patch size, fixed, with overlap 0.25 — with instance norm, 208 × 256 ×
+    256 windows instead of the 48³ training patches cut the CZII score of an early czii-10A from 0.82 to 0.75
+    (held-out simulated runs, best thresholds); batch 1 on CPU, 4 on GPU; window sizes divisible by the network's
+    downsampling."""
+    from tomopick.inference.sliding import InferenceSettings
+
+    config = loaded.config
+    fixed = window_dependent(config) and roi_size is None
+    on_gpu = str(device).startswith("cuda")
+    roi = tuple(int(v) for v in (roi_size or (loaded.patch_size if fixed else (GPU_ROI if on_gpu else CPU_ROI))))
+    if overlap is None:
+        overlap = 0.25 if (fixed or mode != "crop") else CROP_OVERLAP
+    try:
+        return InferenceSettings(
+            mode=mode, roi_size=roi,  # type: ignore[arg-type]
+            overlap=float(overlap), tta=int(tta),
+            batch_size=int(batch_size or (4 if on_gpu else 1)), device=str(device), divisor=_divisor(config),
+            fixed_roi=fixed, store_directory=store_directory)
+    except ValueError as exc:
+        raise TomopickError(str(exc)) from None

@@ -1,0 +1,40 @@
+"""Window defaults of tomopick pick: networks whose output depends on the window run on their training patch."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from tomopick.inference.picking import CPU_ROI, CROP_OVERLAP, inference_settings, window_dependent
+
+
+def _loaded(name="resunet", **hparams):
+    config = {"network": {"name": name, "hparams": {"channels": [8, 16, 32], "strides": [2, 2], **hparams}},
+              "patch_size": [48, 48, 48]}
+    return SimpleNamespace(config=config, patch_size=(48, 48, 48))
+
+
+@pytest.mark.parametrize("name, hparams, expected", [
+    ("resunet", {"norm": "instance"}, True),
+    ("unet", {"norm": "INSTANCE"}, True),
+    ("unet", {"norm": ["group", {"num_groups": 4}]}, True),
+    ("resunet", {"norm": "batch"}, False),
+    ("resunet", {}, False),                        # the registry's default is batch norm
+    ("coordresunet", {}, True),                    # coordinate channels
+    ("coordresunet", {"coord_conv": False}, False),
+    ("swinunetr", {}, True),
+])
+def test_window_dependent(name, hparams, expected):
+    assert window_dependent(_loaded(name, **hparams).config) is expected
+
+
+def test_instance_norm_runs_on_training_patches_batch_norm_on_large_windows():
+    inst = inference_settings(_loaded(norm="instance"))
+    assert tuple(inst.roi_size) == (48, 48, 48) and inst.fixed_roi and inst.overlap == 0.25
+    batch = inference_settings(_loaded(norm="batch"))
+    assert tuple(batch.roi_size) == CPU_ROI and not batch.fixed_roi and batch.overlap == CROP_OVERLAP
+    assert inference_settings(_loaded(norm="batch"), mode="gaussian").overlap == 0.25
+    # an explicit window is the user's choice, also for instance norm
+    chosen = inference_settings(_loaded(norm="instance"), roi_size=(64, 96, 96), overlap=0.1)
+    assert tuple(chosen.roi_size) == (64, 96, 96) and not chosen.fixed_roi and chosen.overlap == 0.1
