@@ -34,6 +34,7 @@ def _root(
 
 
 # Each command module exposes ``register(app)``; heavy imports (torch, monai) stay inside the commands.
+from tomopick.cli import calibrate as _calibrate  # noqa: E402
 from tomopick.cli import demo as _demo  # noqa: E402
 from tomopick.cli import evaluate as _evaluate  # noqa: E402
 from tomopick.cli import formats as _formats  # noqa: E402
@@ -42,7 +43,7 @@ from tomopick.cli import prompt as _prompt  # noqa: E402
 from tomopick.cli import simulate as _simulate  # noqa: E402
 from tomopick.cli import train as _train  # noqa: E402
 
-for _module in (_formats, _simulate, _train, _pick, _prompt, _evaluate, _demo):
+for _module in (_formats, _simulate, _train, _pick, _calibrate, _prompt, _evaluate, _demo):
     _module.register(app)
 
 

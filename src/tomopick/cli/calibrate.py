@@ -1,0 +1,92 @@
+"""``tomopick calibrate INPUT... --truth T --out M2.pt``: choose a model's per-class thresholds on annotated
+tomograms and write a checkpoint copy that ``tomopick pick`` uses them from."""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import List, Optional
+
+import typer
+
+
+def _num(v: object, digits: int = 3) -> str:
+    if isinstance(v, float):
+        return "–" if math.isnan(v) else f"{v:.{digits}f}"
+    return str(v)
+
+
+def calibration_table(result):
+    """A rich table of a :class:`~tomopick.workflows.calibrate.CalibrationResult`, one row per model class."""
+    from rich.table import Table
+
+    table = Table(title=f"thresholds chosen on {len(result.runs)} run(s): {', '.join(result.runs)}")
+    cols = ["class", "threshold", "fbeta", "n_truth", "n_picks", "tp", "fp", "fn"]
+    for c in cols:
+        table.add_column(c, justify="left" if c == "class" else "right", no_wrap=True)
+    rows = {}
+    if result.at_thresholds is not None:
+        rows = {str(r["particle"]): r for _, r in result.at_thresholds.iterrows() if bool(r["scored"])}
+    for name, value in result.thresholds.items():
+        row = rows.get(name)
+        counts = [_num(row[c]) for c in cols[2:]] if row is not None else ["–"] * (len(cols) - 2)
+        note = "" if name in result.calibrated else " (not in truth)"
+        table.add_row(name + note, f"{value:.4f}", *counts)
+    return table
+
+
+def calibrate(
+    inputs: List[str] = typer.Argument(..., metavar="INPUT...",
+                                       help="Annotated tomograms: MRC, OME-Zarr, or copick://project[?run=…]."),
+    truth: str = typer.Option(..., "--truth", "-t", help="Ground truth: pick file, copick project/URI or folder."),
+    out: str = typer.Option(..., "--out", "-o", help="Checkpoint to write (.pt): the model with the new thresholds."),
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="Checkpoint (.pt) to calibrate. Default: the bundled czii-10A model."),
+    truth_user: Optional[str] = typer.Option(None, "--truth-user", help="copick user_id of the truth (e.g. curation)."),
+    runs: Optional[str] = typer.Option(None, "--runs", help="Only these runs, comma-separated."),
+    beta: float = typer.Option(4.0, "--beta", help="F-beta β maximised per class (CZII: 4)."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda (mixed precision on GPU)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1,
+                                          help="CPU threads (default: one per physical core)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Choose per-class score thresholds on your annotated tomograms and store them in a copy of the model.
+
+    Every input is picked (peaks scoring >= 0.05) and matched to the truth with the CZII rules.
+
+    Per class, the threshold maximising F-beta is stored, clipped to [0.05, 0.5] as `tomopick train` stores it.
+
+    `tomopick pick --model OUT` then uses these thresholds by default.
+    """
+    from rich.console import Console
+
+    from tomopick.workflows.calibrate import calibrate as run_calibrate
+
+    bar = None
+
+    def progress(run: str, done: int, total: int) -> None:
+        nonlocal bar
+        from tqdm import tqdm
+
+        if bar is None or bar.desc != run:
+            if bar is not None:
+                bar.close()
+            bar = tqdm(total=total, desc=run, unit="window", file=sys.stderr, leave=False)
+        bar.update(done - bar.n)
+
+    try:
+        result = run_calibrate(inputs, truth, model=model, out=out, truth_user=truth_user, runs=runs, beta=beta,
+                               overwrite=overwrite, threads=threads, device=device,
+                               progress=None if quiet else progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console.print(calibration_table(result))
+    typer.echo(f"score (weighted F{beta:g}) at these thresholds: {_num(result.score, 4)}")
+    typer.echo(f"wrote {result.out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("calibrate")(calibrate)
