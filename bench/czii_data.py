@@ -1,0 +1,68 @@
+"""The simulated data sets behind the bundled ``czii-10A`` model (training, validation and the held-out tests).
+
+All at 10 Å/voxel with ``imaging="full"`` (tilt series, CTF, dose-dependent noise, weighted back-projection) and
+the bundled CZII maps, written as copick projects with the ground truth under user ``curation``:
+
+``train``      56 runs of 128 × 320 × 320: ``sim_000``–``sim_015`` with the default imaging (SNR 3) and
+               ``crowding=1.5`` (seeds 1000–1015), and ``rnd_000``–``rnd_039`` drawn by domain randomisation
+               (``randomize=True``: SNR 1–8, defocus, tilt range and step, B-factor, CTF correction, low-pass,
+               alignment error, dose, crowding, vesicles, filaments, distractors, clutter; seeds 2000–2039).
+               ``configs/czii-10A.yaml`` validates on ``sim_008``, ``sim_009`` and ``rnd_000``.
+``test``       3 runs of 128 × 320 × 320 like ``sim_*`` (seeds 5100–5102, ``test_100``–``test_102``).
+``czii-test``  3 CZII-size runs, 184 × 630 × 630, default scene and imaging (SNR 3, crowding 1;
+               seeds 5200–5202, ``czii_test_0``–``czii_test_2``).
+
+Usage::
+
+    python bench/czii_data.py train DIR        # ~3 min on two cores
+    python bench/czii_data.py test DIR
+    python bench/czii_data.py czii-test DIR    # ~1 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from tomopick.data import CZII
+from tomopick.io.copick_project import CopickProject
+from tomopick.simulate import SimulationConfig, simulate_tomogram
+
+SMALL = (128, 320, 320)
+
+
+def runs(kind: str) -> list[SimulationConfig]:
+    """The simulation configs of one data set (see the module docstring)."""
+    common = dict(voxel_size_A=10.0, imaging="full", keep_noiseless=False)
+    if kind == "train":
+        fixed = [SimulationConfig(shape_zyx=SMALL, crowding=1.5, seed=1000 + i, run_name=f"sim_{i:03d}", **common)
+                 for i in range(16)]
+        randomised = [SimulationConfig(shape_zyx=SMALL, randomize=True, seed=2000 + i, run_name=f"rnd_{i:03d}",
+                                       **common) for i in range(40)]
+        return fixed + randomised
+    if kind == "test":
+        return [SimulationConfig(shape_zyx=SMALL, crowding=1.5, seed=5000 + i, run_name=f"test_{i}", **common)
+                for i in range(100, 103)]
+    if kind == "czii-test":
+        return [SimulationConfig(seed=5200 + i, run_name=f"czii_test_{i}", **common) for i in range(3)]
+    raise ValueError(f"unknown data set {kind!r}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("kind", choices=["train", "test", "czii-test"])
+    parser.add_argument("out", type=Path, help="copick project folder to create")
+    args = parser.parse_args()
+    project = CopickProject.create(args.out, CZII, name=f"czii-10A-{args.kind}", overwrite=False)
+    for cfg in runs(args.kind):
+        t0 = time.time()
+        result = simulate_tomogram(cfg)
+        project.write_tomogram(cfg.run_name, result.tomogram, tomo_type="wbp")
+        project.write_picks(cfg.run_name, result.picks.with_columns(run=cfg.run_name), user_id="curation",
+                            session_id="0")
+        print(f"{cfg.run_name}: {len(result.picks)} picks, {time.time() - t0:.1f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
