@@ -44,6 +44,14 @@ def test_threshold_sweep_picks_the_best_fbeta():
     assert threshold_sweep(truth, picks, SPEC, "f1").table.iloc[0]["fbeta"] == pytest.approx(0.8)
 
 
+def test_threshold_sweep_tolerance_prefers_the_lowest_near_best_threshold():
+    truth, picks = example()
+    # F4 at 0.7 = 34/35 (best), at 0.6 = 17/18: 0.027 lower; at 0.9 and 0.8 far lower
+    assert threshold_sweep(truth, picks, SPEC, tolerance=0.02).table.iloc[0]["threshold"] == 0.7
+    row = threshold_sweep(truth, picks, SPEC, tolerance=0.03).table.iloc[0]
+    assert row["threshold"] == 0.6 and row["fbeta"] == pytest.approx(17 / 18) and (row["tp"], row["fp"]) == (2, 2)
+
+
 def test_ties_unscored_and_classes_without_picks():
     truth = Picks.concat([Picks.from_arrays([[0.0, 0, 0]], "p", run="r"),
                           Picks.from_arrays([[0.0, 0, 0]], "ribosome", run="r")])

@@ -144,13 +144,13 @@ def test_fbeta_validator_picks_like_tomopick_pick():
     f4 = (1 + 16) * p * r / (16 * p + r)
     assert result["fbeta_big"] == pytest.approx(f4) and result["fbeta_small"] == pytest.approx(f4)
     assert result["score"] == pytest.approx(f4)
-    # every pick scores sigmoid(10) ≈ 1: the sweep's best threshold is capped at the pick default
-    assert result["threshold_big"] == result["threshold_small"] == MAX_THRESHOLD
+    # every pick scores sigmoid(10) ≈ 1 (float16 score store): that score is the threshold
+    assert result["threshold_big"] == result["threshold_small"] == pytest.approx(1.0, abs=1e-3)
 
 
 @pytest.mark.parametrize("row, fixed, expected", [
     ({"threshold": 0.3, "tp": 2}, None, 0.3),
-    ({"threshold": 0.9, "tp": 2}, None, MAX_THRESHOLD),      # capped
+    ({"threshold": 0.9, "tp": 2}, None, 0.9),
     ({"threshold": 0.01, "tp": 2}, None, MIN_SCORE),         # floor: nothing below the validation floor was seen
     ({"threshold": float("nan"), "tp": 0}, None, MAX_THRESHOLD),  # class absent from the validation runs
     ({"threshold": 0.2, "tp": 0}, None, MAX_THRESHOLD),      # never found: no evidence for a lower threshold

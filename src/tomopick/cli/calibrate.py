@@ -55,7 +55,8 @@ def calibrate(
 
     Every input is picked (peaks scoring >= 0.05) and matched to the truth with the CZII rules.
 
-    Per class, the threshold maximising F-beta is stored, clipped to [0.05, 0.5] as `tomopick train` stores it.
+    Per class, the lowest threshold whose F-beta is within 0.02 of the best is stored, as `tomopick train`
+    stores it.
 
     `tomopick pick --model OUT` then uses these thresholds by default.
     """

@@ -146,11 +146,14 @@ class SweepResult:
 
 def threshold_sweep(truth: Picks, picks: Picks, particles: ParticleSet, metric: Metric = "czii", *,
                     beta: float | None = None, distance_factor: float | None = None,
-                    distance_A: float | None = None) -> SweepResult:
+                    distance_A: float | None = None, tolerance: float = 0.0) -> SweepResult:
     """The score threshold maximising F-beta, chosen per class (an optimistic, best-case figure).
 
     Every distinct score is tried (exact, no grid); among equal F-beta the highest threshold (fewest picks)
-    wins. Parameters as :func:`~tomopick.evaluation.evaluate`.
+    wins. With ``tolerance > 0`` the lowest threshold whose F-beta is within ``tolerance`` of the best wins
+    instead: the F-beta of a few tens of particles is only known to a few hundredths, and a lower threshold keeps
+    recall when a network's scores shift on other data (``tomopick train`` and ``tomopick calibrate`` choose their
+    stored thresholds this way). Other parameters as :func:`~tomopick.evaluation.evaluate`.
     """
     beta, distance_factor = _resolve_settings(metric, beta, distance_factor, distance_A)
     curves = pr_curve(truth, picks, particles, metric, distance_factor=distance_factor, distance_A=distance_A)
@@ -169,7 +172,9 @@ def threshold_sweep(truth: Picks, picks: Picks, particles: ParticleSet, metric: 
                          "recall": 0.0, "fbeta": 0.0, "average_precision": 0.0})
             continue
         _, _, fb = precision_recall_fbeta(sub["tp"], sub["fp"], sub["fn"], beta)
-        best = int(np.argmax(fb))  # first maximum = highest threshold
+        best = int(np.argmax(fb))  # first maximum = highest threshold (rows go from high to low thresholds)
+        if tolerance > 0:
+            best = int(np.flatnonzero(fb >= fb[best] - tolerance)[-1])
         r = sub.iloc[best]
         rows.append({**base, "threshold": float(r["threshold"]), "n_picks": int(r["n_picks"]), "tp": int(r["tp"]),
                      "fp": int(r["fp"]), "fn": int(r["fn"]), "precision": float(r["precision"]),

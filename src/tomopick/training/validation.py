@@ -4,8 +4,8 @@
 with :func:`tomopick.inference.picking.pick_tomogram` — the function behind ``tomopick pick``, with its default
 windows, peak finder and pick spacing, keeping every peak above a low floor — and scores the picks with
 :func:`tomopick.evaluation.threshold_sweep` (best threshold per class) or, when a fixed threshold is configured,
-:func:`tomopick.evaluation.czii_score`. The per-class thresholds of the sweep are returned too
-(``threshold_<class>``): :class:`~tomopick.training.loop.Trainer` stores those of the best validation in the
+:func:`tomopick.evaluation.czii_score`. The per-class thresholds of the sweep (the lowest within
+:data:`THRESHOLD_TOLERANCE` of the best F-beta) are returned too (``threshold_<class>``): :class:`~tomopick.training.loop.Trainer` stores those of the best validation in the
 checkpoint, where ``tomopick pick`` takes them as its default.
 """
 
@@ -20,10 +20,14 @@ from tomopick.data import Picks, Tomogram
 
 #: Lowest score kept while validating; the sweep chooses the real threshold above it.
 MIN_SCORE = 0.05
-#: Stored thresholds are never above this (the default of ``tomopick pick``): F-beta with β = 4 weighs recall
-#: 16× precision, and a network's scores on other data (another microscope, another sample) tend to be lower
-#: than on its own validation runs, so a high validation threshold would cost recall there.
+#: Threshold stored for a class without evidence (absent from the validation runs, or never found): the
+#: default of ``tomopick pick``.
 MAX_THRESHOLD = 0.5
+#: Among thresholds whose validation F-beta is within this of the best, the lowest is stored
+#: (:func:`tomopick.evaluation.threshold_sweep` ``tolerance``): softmax scores of a trained network saturate near
+#: 1, so the exact optimum on a few tens of particles often sits at 0.99+, where a small shift in scores on other
+#: data would cost most of the recall.
+THRESHOLD_TOLERANCE = 0.02
 
 
 def pick_volume(model: torch.nn.Module, volume: Any, trainer: Any, min_score: float = MIN_SCORE,
@@ -55,15 +59,15 @@ def pick_volume(model: torch.nn.Module, volume: Any, trainer: Any, min_score: fl
 
 
 def stored_threshold(row: Any, fixed: float | None, min_score: float = MIN_SCORE) -> float:
-    """The threshold to store for one class from a sweep row: the fixed one if configured; else the sweep's best,
-    clipped to ``[min_score, MAX_THRESHOLD]``; :data:`MAX_THRESHOLD` when the class had no true positive (absent
-    from the validation runs, or never found)."""
+    """The threshold to store for one class from a sweep row: the fixed one if configured; else the sweep's
+    choice (at least ``min_score``, the lowest score that was kept); :data:`MAX_THRESHOLD` when the class had no
+    true positive (absent from the validation runs, or never found)."""
     if fixed is not None:
         return float(fixed)
     best = float(row.get("threshold", np.nan))
     if not np.isfinite(best) or int(row.get("tp", 0)) == 0:
         return MAX_THRESHOLD
-    return float(min(max(best, min_score), MAX_THRESHOLD))
+    return float(min(max(best, min_score), 1.0))
 
 
 def fbeta_validator(beta: float = 4.0, threshold: float | None = None, min_score: float = MIN_SCORE,
@@ -84,7 +88,7 @@ def fbeta_validator(beta: float = 4.0, threshold: float | None = None, min_score
             truth.append(vol.picks.with_columns(run=vol.name))
         truth_all, picks_all = Picks.concat(truth), Picks.concat(picks)
         if threshold is None:
-            sweep = threshold_sweep(truth_all, picks_all, particles, "czii", beta=beta)
+            sweep = threshold_sweep(truth_all, picks_all, particles, "czii", beta=beta, tolerance=THRESHOLD_TOLERANCE)
             table, score = sweep.table, sweep.score
         else:
             result = czii_score(truth_all, apply_thresholds(picks_all, {n: threshold for n in particles.names}),

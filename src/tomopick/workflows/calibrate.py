@@ -10,8 +10,9 @@ tomograms, for a model trained elsewhere or on other data:
 2. match the picks to the ground truth run by run and sweep the score threshold per class
    (:func:`tomopick.evaluation.threshold_sweep`, CZII counting, F-beta);
 3. store per class the threshold the validator would store
-   (:func:`~tomopick.training.validation.stored_threshold`: the sweep's best, clipped to ``[MIN_SCORE,
-   MAX_THRESHOLD]``; ``MAX_THRESHOLD`` when the class was never found);
+   (:func:`~tomopick.training.validation.stored_threshold`: the lowest threshold whose F-beta is within
+   ``THRESHOLD_TOLERANCE`` (0.02) of the best, at least ``MIN_SCORE``; ``MAX_THRESHOLD`` when the class was
+   never found);
 4. write a copy of the checkpoint with the new thresholds in its config and a ``"calibration"`` entry in its
    model card (runs, F-beta per class at the stored thresholds, overall score).
 
@@ -289,7 +290,7 @@ def calibrate(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     from tomopick.io import check_output
     from tomopick.io.inputs import expand_inputs
     from tomopick.models.checkpoint import save_checkpoint
-    from tomopick.training.validation import MIN_SCORE
+    from tomopick.training.validation import MIN_SCORE, THRESHOLD_TOLERANCE
     from tomopick.workflows.evaluate import align_runs, load_picks
     from tomopick.workflows.pick import pick, resolve_model
 
@@ -329,7 +330,7 @@ def calibrate(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         raise TomopickError("the ground truth holds none of the model's classes in the runs picked", truth_source)
     chosen_runs = tuple(sorted(set(t.runs)))
 
-    sweep = threshold_sweep(t, picks, particles, "czii", beta=beta)
+    sweep = threshold_sweep(t, picks, particles, "czii", beta=beta, tolerance=THRESHOLD_TOLERANCE)
     previous = (loaded.config.get("pick") or {}).get("thresholds") or {}
     thresholds, calibrated = choose_thresholds(sweep.table, particles.names, previous, MIN_SCORE)
     applied = czii_score(t, apply_thresholds(picks, thresholds), particles, beta=beta)
