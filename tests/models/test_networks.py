@@ -81,3 +81,27 @@ def test_checkpoint_round_trip_coordresunet(tmp_path):
     half = load_checkpoint(save_checkpoint(tmp_path / "h.pt", model, config, half=True))
     with torch.no_grad():
         torch.testing.assert_close(half.model(x), model(x), atol=0.05, rtol=0.05)
+
+
+def test_half_checkpoint_keeps_tensors_float16_cannot_hold(tmp_path):
+    # a batch-norm running variance above float16's 65504 (the retrained czii-10A has 1.5e6) must stay float32
+    torch.manual_seed(2)
+    model = build_model("resunet", 1, 2, channels=[4, 8], strides=[2], num_res_units=1, norm="batch").eval()
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm3d))
+    with torch.no_grad():
+        bn.running_var.fill_(1.5e6)
+        bn.running_mean.fill_(300.0)
+    config = {"network": {"name": "resunet", "hparams": {"channels": [4, 8], "strides": [2], "num_res_units": 1,
+                                                         "norm": "batch"}},
+              "in_channels": 1, "out_channels": 2, "output": "softmax", "classes": ["background", "a"],
+              "particles": {"name": "x", "particles": [{"name": "a", "radius_A": 50}]},
+              "voxel_size_A": 10.0, "patch_size": [16, 16, 16], "normalisation": {"method": "robust"}}
+    path = save_checkpoint(tmp_path / "h.pt", model, config, half=True)
+    state = torch.load(path, weights_only=True)["state_dict"]
+    name = next(k for k, v in model.state_dict().items() if v is bn.running_var or torch.equal(v, bn.running_var))
+    assert state[name].dtype == torch.float32 and float(state[name].max()) == 1.5e6
+    weights = [v for k, v in state.items() if k.endswith("conv.weight")]
+    assert weights and all(v.dtype == torch.float16 for v in weights)
+    loaded = load_checkpoint(path).model.state_dict()
+    assert torch.equal(loaded[name], bn.running_var) and torch.equal(loaded[name.replace("var", "mean")],
+                                                                      bn.running_mean)

@@ -78,12 +78,21 @@ class LoadedModel:
         return tuple(int(v) for v in self.config["patch_size"])  # type: ignore[return-value]
 
 
+def _maybe_half(tensor: torch.Tensor, half: bool) -> torch.Tensor:
+    """``tensor`` as float16 when asked and every value stays finite, else unchanged."""
+    if not (half and tensor.is_floating_point()):
+        return tensor
+    small = tensor.half()
+    return small if bool(torch.isfinite(small).all()) or not bool(torch.isfinite(tensor).all()) else tensor
+
+
 def save_checkpoint(path: str | os.PathLike[str], model: torch.nn.Module, config: dict[str, Any],
                     card: dict[str, Any] | None = None, overwrite: bool = False,
                     half: bool = False) -> Path:
-    """Write a checkpoint atomically. ``half`` stores float weights as float16 (smaller bundled models)."""
-    state = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
-             for k, v in model.state_dict().items()}
+    """Write a checkpoint atomically. ``half`` stores float weights as float16 (smaller bundled models), except
+    tensors float16 cannot hold: a batch-norm ``running_var`` of 1.5e6 (the retrained czii-10A has one) would become
+    ``inf`` and silence its channels, so such tensors stay float32 (loading converts everything to float32)."""
+    state = {k: _maybe_half(v.detach().cpu(), half) for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "version": VERSION, "state_dict": state, "config": config, "card": card or {}}
     with atomic_output(path, overwrite=overwrite) as tmp:
         torch.save(payload, tmp)

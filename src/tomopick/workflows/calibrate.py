@@ -145,7 +145,8 @@ def choose_thresholds(table: pd.DataFrame, names: Sequence[str], previous: dict[
 
 
 def source_is_half(path: str | os.PathLike[str] | None) -> bool:
-    """Whether a checkpoint file stores its floating-point weights as float16 (``False`` when there is no file).
+    """Whether a checkpoint file stores its floating-point weights as float16, as ``save_checkpoint(half=True)``
+    writes them (float16 wherever the values fit; ``False`` when there is no file).
 
     Reads the state dict's dtypes (``weights_only=True``, memory-mapped where the file allows it)."""
     import torch
@@ -158,7 +159,7 @@ def source_is_half(path: str | os.PathLike[str] | None) -> bool:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     state = payload.get("state_dict", {}) if isinstance(payload, dict) else {}
     floats = [v.dtype for v in state.values() if hasattr(v, "is_floating_point") and v.is_floating_point()]
-    return bool(floats) and all(d == torch.float16 for d in floats)
+    return any(d == torch.float16 for d in floats)
 
 
 def _plain(v: Any) -> Any:
