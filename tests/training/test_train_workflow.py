@@ -60,7 +60,7 @@ def test_train_from_folder_cli_overwrite_and_resume(tmp_path, capsys):
     assert model.config["normalisation"]["method"] == "robust"
     # the validator's per-class thresholds (chosen on t2) travel in the checkpoint as tomopick pick's default
     thresholds = model.config["pick"]["thresholds"]
-    assert set(thresholds) == {"big", "small"} and all(0.05 <= v <= 0.5 for v in thresholds.values())
+    assert set(thresholds) == {"big", "small"} and all(0.05 <= v <= 1.0 for v in thresholds.values())
     assert rows[0]["threshold_big"] and float(rows[0]["threshold_big"]) == pytest.approx(thresholds["big"])
     assert model.card["data"]["train"] == ["t0", "t1"] and model.card["data"]["validation"] == ["t2"]
     assert torch.load(out / "state.pt", weights_only=True)["step"] == 2
