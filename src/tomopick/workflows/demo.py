@@ -39,7 +39,7 @@ def demo_train_config(data_root: Path, train_runs: list[str], val_runs: list[str
         "particles": "czii",
         "target": {"kind": "sphere", "radius_fraction": 0.5},
         "network": {"name": "resunet", "hparams": {"channels": [16, 32, 64], "strides": [2, 2],
-                                                   "num_res_units": 1, "norm": "instance"}},
+                                                   "num_res_units": 1, "norm": "batch"}},
         "patch_size": [48, 48, 48],
         "batch_size": 2,
         "epochs": epochs,
