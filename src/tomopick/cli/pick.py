@@ -66,7 +66,9 @@ def pick(
     overlap: Optional[float] = typer.Option(None, "--overlap",
                                             help="Window context fraction (crop: 0.08; gaussian: 0.25)."),
     mode: str = typer.Option("crop", "--mode", help="crop (overlap-tile, fast) | gaussian (MONAI blending)."),
-    roi: Optional[str] = typer.Option(None, "--roi", help="Largest window Z,Y,X in voxels."),
+    roi: Optional[str] = typer.Option(None, "--roi", help="Largest window Z,Y,X in voxels (default 208,256,256; "
+                                                          "the training patch for instance-norm and "
+                                                          "coordinate-channel networks)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Windows per forward pass."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda (mixed precision on GPU)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1,
