@@ -20,6 +20,8 @@ from tomopick.workflows.calibrate import (
 )
 from tomopick.workflows.pick import pick
 
+from _pick_toy import box_filter
+
 PARTICLES = CZII.subset(["apo-ferritin", "ribosome"])
 VS = 10.0
 SHAPE = (24, 48, 48)  # (z, y, x) voxels
@@ -28,17 +30,7 @@ TRUE = [((100, 100, 120), 6.0), ((300, 120, 120), 6.0), ((120, 350, 100), 2.2), 
 DECOYS = [((240, 240, 60), 3.0), ((380, 220, 170), 1.0)]
 
 
-@register_model("test-calibrate-box")
-def _box(in_channels=1, out_channels=3):
-    """Channel 1 (apo-ferritin) = 3 × (3³ mean of the input) − 6; background 0, ribosome −20 (never picked)."""
-    conv = torch.nn.Conv3d(in_channels, out_channels, 3, padding=1)
-    with torch.no_grad():
-        conv.weight.zero_()
-        conv.bias.zero_()
-        conv.weight[1] = 3.0 / 27
-        conv.bias[1] = -6.0
-        conv.bias[2] = -20.0
-    return conv
+register_model("test-calibrate-box")(box_filter)
 
 
 def config(**extra):

@@ -2,33 +2,24 @@
 and every bad-input case."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from tomopick.cli.main import main
-from tomopick.data import CZII, Picks, Tomogram
+from tomopick.data import CZII, Tomogram
 from tomopick.errors import NonFiniteError, OutputExistsError, TomopickError
 from tomopick.inference.normalize import robust_config
 from tomopick.io import read_picks, write_tomogram
 from tomopick.models import build_model, register_model, save_checkpoint
 from tomopick.workflows.pick import pick, resolve_thresholds as _thresholds
 
+from _pick_toy import box_filter
+
 PARTICLES = CZII.subset(["apo-ferritin", "ribosome"])
 TRUE_A = np.array([[200.0, 260.0, 150.0], [520.0, 300.0, 260.0], [350.0, 560.0, 200.0]])  # x, y, z in Å
 
 
-@register_model("test-boxfilter")
-def _boxfilter(in_channels=1, out_channels=3):
-    """Channel 1 (apo-ferritin) = 3 × (3³ mean of the input) − 6; background and ribosome logits 0 and −20."""
-    conv = torch.nn.Conv3d(in_channels, out_channels, 3, padding=1)
-    with torch.no_grad():
-        conv.weight.zero_()
-        conv.bias.zero_()
-        conv.weight[1] = 3.0 / 27
-        conv.bias[1] = -6.0
-        conv.bias[2] = -20.0
-    return conv
+register_model("test-boxfilter")(box_filter)
 
 
 def config(network="test-boxfilter", hparams=None, voxel_size_A=10.0):

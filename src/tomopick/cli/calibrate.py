@@ -62,27 +62,12 @@ def calibrate(
     """
     from rich.console import Console
 
+    from tomopick.cli.pick import window_progress
     from tomopick.workflows.calibrate import calibrate as run_calibrate
 
-    bar = None
-
-    def progress(run: str, done: int, total: int) -> None:
-        nonlocal bar
-        from tqdm import tqdm
-
-        if bar is None or bar.desc != run:
-            if bar is not None:
-                bar.close()
-            bar = tqdm(total=total, desc=run, unit="window", file=sys.stderr, leave=False)
-        bar.update(done - bar.n)
-
-    try:
+    with window_progress(quiet) as progress:
         result = run_calibrate(inputs, truth, model=model, out=out, truth_user=truth_user, runs=runs, beta=beta,
-                               overwrite=overwrite, threads=threads, device=device,
-                               progress=None if quiet else progress)
-    finally:
-        if bar is not None:
-            bar.close()
+                               overwrite=overwrite, threads=threads, device=device, progress=progress)
     console = Console() if sys.stdout.isatty() else Console(width=160)
     console.print(calibration_table(result))
     typer.echo(f"score (weighted F{beta:g}) at these thresholds: {_num(result.score, 4)}")

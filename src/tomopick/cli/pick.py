@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, Iterator, List, Optional
 
 import typer
 
@@ -30,6 +31,32 @@ def parse_thresholds(values: list[str] | None) -> float | dict[str, float] | Non
     if list(out) == ["*"]:
         return out["*"]
     return out
+
+
+@contextlib.contextmanager
+def window_progress(quiet: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A ``progress(run, done, total)`` callback drawing one tqdm bar of windows per run on stderr (``None`` when
+    quiet); the last bar is closed on exit."""
+    if quiet:
+        yield None
+        return
+    bar = None
+
+    def progress(run: str, done: int, total: int) -> None:
+        nonlocal bar
+        from tqdm import tqdm
+
+        if bar is None or bar.desc != run:
+            if bar is not None:
+                bar.close()
+            bar = tqdm(total=total, desc=run, unit="window", file=sys.stderr, leave=False)
+        bar.update(done - bar.n)
+
+    try:
+        yield progress
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def parse_roi(text: str | None) -> tuple[int, int, int] | None:
@@ -98,28 +125,13 @@ def pick(
         return
     from tomopick.workflows.pick import pick as run_pick
 
-    bar = None
-
-    def progress(run: str, done: int, total: int) -> None:
-        nonlocal bar
-        from tqdm import tqdm
-
-        if bar is None or bar.desc != run:
-            if bar is not None:
-                bar.close()
-            bar = tqdm(total=total, desc=run, unit="window", file=sys.stderr, leave=False)
-        bar.update(done - bar.n)
-
-    try:
+    with window_progress(quiet) as progress:
         report = run_pick(inputs, model, out=out, threshold=parse_thresholds(threshold),
                           peak_method=peak_method or "maxpool",
                           distance_factor=distance, tta=4 if tta else 1, overlap=overlap, batch_size=batch_size,
                           device=device, mode=mode, roi_size=parse_roi(roi), voxel_size_A=voxel_size,
                           allow_nonfinite=allow_nonfinite, save_scores=save_scores, overwrite=overwrite,
-                          threads=threads, picks_format=picks_format, progress=None if quiet else progress)
-    finally:
-        if bar is not None:
-            bar.close()
+                          threads=threads, picks_format=picks_format, progress=progress)
     for summary in report.runs:
         counts = ", ".join(f"{k} {v}" for k, v in summary.get("counts", {}).items()) or "no classes"
         note = f" ({summary['note']})" if summary.get("note") else ""

@@ -97,7 +97,7 @@ class LossConfig(_Strict):
 
 class ValidationConfig(_Strict):
     every_epochs: int = Field(default=1, ge=1)
-    patience: int = Field(default=10, ge=1)       # epochs without improvement before stopping
+    patience: int = Field(default=10, ge=1)       # validations without improvement before stopping
     beta: float = Field(default=4.0, gt=0)
     threshold: float | None = None                # None: best over a threshold sweep (stored in the checkpoint)
 
