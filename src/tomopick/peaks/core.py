@@ -10,17 +10,21 @@ Methods
     (separable ``torch.nn.functional.max_pool3d``, CPU or GPU); plateaus are merged by :func:`suppress_close`.
 ``mpnms``
     DeepETPicker's mean-pool NMS: binarise at the threshold, smooth by repeated ``k³`` mean pooling until the
-    smoothing spans the particle diameter, then max-pool NMS on the smoothed occupancy (kept where > ``min_value``).
+    smoothing spans the particle diameter, then max-pool NMS on the smoothed occupancy (kept above 5 % of the
+    occupancy of a whole particle; plateaus merged).
     The score is the smoothed occupancy in ``[0, 1]``.
 ``cc``
     Connected components (``cc3d``, 26-connectivity) of ``score ≥ threshold`` with a size filter; position = the
     component's centroid, score = its mean score.
 ``localmax``
-    ``skimage.feature.peak_local_max`` with a minimum distance.
+    ``skimage.feature.peak_local_max`` semantics (maximum of the cube spanning the minimum distance, then
+    thinned to that distance), made plateau-aware: threshold inclusive, a plateau of equal maxima is one peak at
+    its centroid; optional sub-voxel (score-weighted 3×3×3) centroids.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -253,14 +257,16 @@ def maxpool_nms(score: np.ndarray, threshold: float | Sequence[float] = 0.5,
 
 
 def mp_nms(score: np.ndarray, threshold: float | Sequence[float] = 0.5,
-           diameter_vox: float | Sequence[float] = 10, *, kernel: int = 5, min_value: float = 0.1,
-           min_distance_vox: float | Sequence[float] | None = None, device: str | None = None) -> Peaks:
+           diameter_vox: float | Sequence[float] = 10, *, kernel: int = 5, min_value: float | None = None,
+           min_fraction: float = 0.05, min_distance_vox: float | Sequence[float] | None = None,
+           device: str | None = None) -> Peaks:
     """DeepETPicker's mean-pool NMS (MP-NMS).
 
     The map is binarised at ``threshold``, smoothed by ``n = ceil(diameter / (kernel - 1)) + 1`` passes of a
     ``kernel³`` mean pool (so the smoothing spans about one particle diameter and the centre of a blob becomes its
     maximum), then a voxel is a peak where it equals the ``kernel³`` max-pool of the smoothed map and exceeds
-    ``min_value``. Equal neighbouring maxima are merged within ``min_distance_vox`` (default: diameter / 2).
+    the minimum occupancy. Equal neighbouring maxima (a plateau) are one peak at their centroid, and maxima are
+    merged within ``min_distance_vox`` (default: diameter / 2).
 
     Parameters
     ----------
@@ -273,7 +279,13 @@ def mp_nms(score: np.ndarray, threshold: float | Sequence[float] = 0.5,
     kernel
         Odd pooling kernel size (DeepETPicker's default 5).
     min_value
-        Minimum smoothed occupancy of a peak.
+        Minimum smoothed occupancy of a peak (absolute). Default: ``min_fraction`` × the occupancy a whole
+        particle (a binary ball of ``diameter_vox``) reaches at its centre.
+    min_fraction
+        The default minimum as a fraction of a whole particle's occupancy: 0.05, the share of a particle's volume
+        that ``cc``'s default size filter asks of a component. (A fixed 0.1 rejected a saturated 3×3×3 blob for a
+        particle of diameter ≥ 6 voxels, and even a perfect particle blob of diameter 3 barely passed: the
+        smoothing spreads a blob over more than the particle, so absolute occupancies shrink with the size.)
 
     Returns
     -------
@@ -299,7 +311,8 @@ def mp_nms(score: np.ndarray, threshold: float | Sequence[float] = 0.5,
             for _ in range(mp_passes(diam, kernel)):
                 smooth = _pool_separable(smooth, kernel, "mean")
             pooled = _pool_separable(smooth, kernel, "max")
-            is_peak = (smooth == pooled) & (smooth > min_value)
+            floor = min_value if min_value is not None else min_fraction * particle_occupancy(diam, kernel)
+            is_peak = (smooth == pooled) & (smooth > floor)
             found.append(suppress_close(_merge_plateaus(is_peak, smooth, c), dist))
     return Peaks.concat(found).sorted()
 
@@ -307,6 +320,27 @@ def mp_nms(score: np.ndarray, threshold: float | Sequence[float] = 0.5,
 def mp_passes(diameter_vox: float, kernel: int = 5) -> int:
     """Number of mean-pool passes MP-NMS uses for a particle of ``diameter_vox``."""
     return int(math.ceil(max(diameter_vox, 1.0) / (kernel - 1))) + 1
+
+
+@functools.lru_cache(maxsize=256)
+def particle_occupancy(diameter_vox: float, kernel: int = 5) -> float:
+    """MP-NMS's smoothed occupancy at the centre of a whole particle: a binary ball of ``diameter_vox`` (voxel
+    centres within ``diameter / 2`` of a voxel centre) after :func:`mp_passes` ``kernel³`` mean pools.
+
+    Computed exactly as the sum over the ball of the separable smoothing kernel (``n``-fold box convolution).
+    """
+    n = mp_passes(diameter_vox, kernel)
+    k1 = np.ones(1)
+    for _ in range(n):
+        k1 = np.convolve(k1, np.full(kernel, 1.0 / kernel))
+    half = len(k1) // 2
+    r = max(float(diameter_vox), 1.0) / 2
+    reach = min(int(math.floor(r)), half)
+    ax = np.arange(-reach, reach + 1)
+    zz, yy, xx = np.meshgrid(ax, ax, ax, indexing="ij")
+    ball = zz**2 + yy**2 + xx**2 <= r * r
+    w = k1[half + ax]
+    return float((w[:, None, None] * w[None, :, None] * w[None, None, :])[ball].sum())
 
 
 def connected_components(score: np.ndarray, threshold: float | Sequence[float] = 0.5, *,
@@ -357,35 +391,109 @@ def connected_components(score: np.ndarray, threshold: float | Sequence[float] =
 
 
 def local_maxima(score: np.ndarray, threshold: float | Sequence[float] = 0.5,
-                 min_distance_vox: float | Sequence[float] = 3) -> Peaks:
-    """Local maxima at least ``min_distance_vox`` apart (``skimage.feature.peak_local_max``, borders included).
+                 min_distance_vox: float | Sequence[float] = 3, *, subvoxel: bool = False,
+                 device: str | None = None) -> Peaks:
+    """Local maxima at least ``min_distance_vox`` apart (borders included), plateau-aware.
+
+    ``skimage.feature.peak_local_max`` semantics: a peak is the maximum of the ``(2k+1)³`` cube around it
+    (``k = ceil(min_distance_vox)``, its default footprint) with score ≥ ``threshold``; peaks closer than
+    ``min_distance_vox`` are then thinned, highest first (:func:`suppress_close`; Euclidean, where skimage uses
+    the Chebyshev distance). Three departures, because softmax scores saturate (many voxels at exactly 1.0 or
+    one float16 step below): the threshold is inclusive (``peak_local_max`` keeps only scores strictly above
+    ``threshold_abs``, so a map saturated at 1.0 gave nothing at threshold 1.0); a plateau — a 26-connected set
+    of equal maxima — is one peak at its centroid (``peak_local_max`` returns every plateau voxel and its
+    spacing rule keeps arbitrary corners of it: 8 peaks for a 3×3×3 block); and a plateau that continues into
+    an equal voxel with a higher voxel in its own cube is a flank, not a peak (it is rejected whole, where
+    ``peak_local_max`` keeps the part of it that looks maximal). Optionally the position is refined to a
+    sub-voxel centroid. The cube test (not only 3×3×3) matters: the flank of a particle's blob holds small
+    noise bumps up to a radius from its centre, beyond ``min_distance_vox``; a 3×3×3 test keeps them.
 
     Parameters
     ----------
     score
-        ``(z, y, x)`` or ``(C, z, y, x)`` scores.
+        ``(z, y, x)`` or ``(C, z, y, x)`` scores (numpy or torch).
     threshold
-        Minimum score (``threshold_abs``), one value or one per channel.
+        Minimum score (inclusive), one value or one per channel.
     min_distance_vox
-        Minimum separation in voxels (rounded up to an integer, as skimage requires), one or per channel.
+        Minimum separation in voxels (Euclidean; the cube's half-width rounded up), one or per channel.
+    subvoxel
+        Refine each single-voxel peak to the score-weighted centroid of its 3×3×3 neighbourhood (negative
+        scores count as 0); a plateau keeps its centroid (its flat top holds no finer information).
+    device
+        Torch device for the max filters; default: where the input lives.
 
     Returns
     -------
     Peaks
+        Score = the peak's (plateau's) score.
     """
-    from skimage.feature import peak_local_max
-
+    torch = _torch()
     maps = _channels(score)
     thresholds = _per_channel(threshold, len(maps), "threshold")
     distances = _per_channel(min_distance_vox, len(maps), "min_distance_vox")
     found = []
-    for c, (m, thr, d) in enumerate(zip(maps, thresholds, distances)):
-        m = np.asarray(m, dtype=np.float32)
-        if m.size == 0 or not (m >= thr).any():
-            continue
-        idx = peak_local_max(m, min_distance=max(1, int(math.ceil(d))), threshold_abs=thr, exclude_border=False)
-        found.append(Peaks.make(idx, m[tuple(idx.T)] if len(idx) else [], c))
+    with torch.inference_mode():
+        for c, (m, thr, d) in enumerate(zip(maps, thresholds, distances)):
+            t = _as_tensor(m, device)
+            if t.numel() == 0 or not bool((t >= thr).any()):
+                continue
+            kernel = 2 * max(1, int(math.ceil(d))) + 1
+            # maxima of their cube; touching ones are equal (each lies in the other's cube), so their 26-connected
+            # components are plateaus of one score
+            candidate = (t == _pool_separable(t, kernel, "max")) & (t >= thr)
+            # a plateau continuing into an equal voxel that is not a candidate (it has a higher voxel in its cube)
+            # is the flank of something higher
+            others = torch.where(candidate, torch.full_like(t, -math.inf), t)
+            leaks = candidate & (_pool_separable(others, 3, "max") == t)
+            peaks, labels, sizes = _regional_maxima(candidate, leaks, t, c)
+            peaks = suppress_close(peaks, d)
+            if subvoxel and len(peaks):
+                peaks = _refine_subvoxel(peaks, t.float().cpu().numpy(), labels, sizes)
+            found.append(peaks)
     return Peaks.concat(found).sorted()
+
+
+def _regional_maxima(candidate, leaks, values, channel: int) -> tuple[Peaks, np.ndarray, np.ndarray]:
+    """Peaks at the centroids of the 26-connected components of ``candidate`` that hold no ``leaks`` voxel; also
+    the component labels and the voxel count per label (for the sub-voxel refinement)."""
+    import cc3d
+
+    mask = candidate.cpu().numpy()
+    labels, n = cc3d.connected_components(mask, connectivity=26, return_N=True)
+    if n == 0:
+        return Peaks.empty(), labels, np.zeros(1, dtype=np.int64)
+    ok = np.ones(n + 1, dtype=bool)
+    ok[0] = False
+    ok[np.unique(labels[leaks.cpu().numpy()])] = False
+    stats = cc3d.statistics(labels)
+    centroids = np.asarray(stats["centroids"], dtype=np.float64)
+    sizes = np.asarray(stats["voxel_counts"], dtype=np.int64)
+    score = np.zeros(n + 1)
+    score[labels[mask]] = values.float().cpu().numpy()[mask]  # one value per plateau
+    ids = np.flatnonzero(ok)
+    return Peaks.make(centroids[ids], score[ids], channel), labels, sizes
+
+
+_OFFSETS_27 = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+
+
+def _refine_subvoxel(peaks: Peaks, values: np.ndarray, labels: np.ndarray, sizes: np.ndarray) -> Peaks:
+    """Single-voxel peaks moved to the score-weighted centroid (weights ``max(score, 0)``) of their 3×3×3
+    neighbourhood inside the map; plateau peaks unchanged."""
+    idx = np.rint(peaks.zyx).astype(np.int64)
+    one = (sizes[labels[tuple(idx.T)]] == 1) & np.all(idx == peaks.zyx, axis=1)
+    if not one.any():
+        return peaks
+    idx = idx[one]
+    pos = idx[:, None, :] + _OFFSETS_27[None]  # (n, 27, 3)
+    inside = np.all((pos >= 0) & (pos < np.asarray(values.shape)), axis=-1)
+    clipped = np.clip(pos, 0, np.asarray(values.shape) - 1)
+    w = np.where(inside, np.maximum(values[tuple(clipped.transpose(2, 0, 1))], 0.0), 0.0).astype(np.float64)
+    total = w.sum(axis=1)
+    refined = (w[..., None] * pos).sum(axis=1) / np.where(total > 0, total, 1.0)[:, None]
+    zyx = peaks.zyx.copy()
+    zyx[one] = np.where(total[:, None] > 0, refined, idx)
+    return Peaks(zyx, peaks.score, peaks.channel)
 
 
 def apply_mask(peaks: Peaks, mask: np.ndarray | None) -> Peaks:
@@ -403,7 +511,7 @@ def apply_mask(peaks: Peaks, mask: np.ndarray | None) -> Peaks:
 def find_peaks(score: np.ndarray, method: str = "maxpool", *, threshold: float | Sequence[float] = 0.5,
                radius_vox: float | Sequence[float] = 5.0, distance_factor: float = 0.75,
                mask: np.ndarray | None = None, device: str | None = None, min_size_fraction: float = 0.05,
-               ) -> Peaks:
+               subvoxel: bool = False) -> Peaks:
     """Peaks of a score map with one call, parameters derived from the particle radius.
 
     Parameters
@@ -422,6 +530,8 @@ def find_peaks(score: np.ndarray, method: str = "maxpool", *, threshold: float |
         Optional ``(z, y, x)`` boolean mask; peaks outside it are dropped.
     device
         Torch device for the pooling methods.
+    subvoxel
+        ``localmax`` only: sub-voxel centroids (see :func:`local_maxima`).
 
     Returns
     -------
@@ -439,7 +549,7 @@ def find_peaks(score: np.ndarray, method: str = "maxpool", *, threshold: float |
         peaks = connected_components(score, threshold, min_size_vox=list(np.maximum(1, min_size_fraction * volume)),
                                      max_size_vox=list(8 * volume + 1))
     elif method == "localmax":
-        peaks = local_maxima(score, threshold, list(distance_factor * radii))
+        peaks = local_maxima(score, threshold, list(distance_factor * radii), subvoxel=subvoxel, device=device)
     else:
         raise ValueError(f"unknown peak method {method!r}; choose one of {', '.join(METHODS)}")
     return apply_mask(peaks, mask)
@@ -447,10 +557,13 @@ def find_peaks(score: np.ndarray, method: str = "maxpool", *, threshold: float |
 
 def halo_vox(method: str, radius_vox: float, distance_factor: float = 0.75, kernel: int = 5) -> int:
     """Voxels of context each side a slab needs so that :func:`find_peaks` gives the same peaks in its core as on
-    the whole volume (for ``cc``: components up to 2 radii from the core)."""
+    the whole volume (for ``cc``: components up to 2 radii from the core; for ``localmax`` one more voxel for
+    its plateau test and sub-voxel neighbourhood)."""
     d = int(math.ceil(distance_factor * radius_vox)) + 1
     if method == "mpnms":
         return mp_passes(2 * radius_vox, kernel) * (kernel // 2) + kernel // 2 + d
     if method == "cc":
         return int(math.ceil(2 * radius_vox)) + 1
+    if method == "localmax":
+        return 2 * d + 1
     return 2 * d
