@@ -156,3 +156,31 @@ def test_malformed_inputs(tmp_path, name, text, match):
     with pytest.raises(TomopickError, match=match) as info:
         read_picks(path, voxel_size_A=1.0)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_default_csv_keeps_scores_and_kaggle_is_exact(tmp_path):
+    """``--out picks.csv`` (format ``csv``) carries the scores; the Kaggle submission is explicit and exact."""
+    scores = np.array([0.123456789, 0.5, 1.0, 1e-7])
+    picks = Picks.from_arrays(np.array([[10.5, 20, 30], [40, 50, 60], [1, 2, 3], [7, 8, 9]]),
+                              ["ribosome", "apo-ferritin", "ribosome", "ribosome"], score=scores, run="TS_1")
+    assert detect(tmp_path / "picks.csv", "picks", for_writing=True).name == "csv"
+    out = write_picks(picks, tmp_path / "picks.csv")
+    assert out.read_text().splitlines()[0] == "id,experiment,particle_type,x,y,z,score"
+    back = read_picks(out)
+    np.testing.assert_allclose(back.scores, scores, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(back.xyz_A, picks.xyz_A)
+    assert back.particles == picks.particles and back.runs == ["TS_1"]
+    # without scores: the six columns
+    plain = write_picks(Picks.from_arrays(picks.xyz_A, "ribosome", run="TS_1"), tmp_path / "plain.csv")
+    assert plain.read_text().splitlines()[0] == "id,experiment,particle_type,x,y,z"
+    # the submission flavour, by name only: exactly the Kaggle columns
+    sub = write_picks(picks, tmp_path / "submission.csv", format="kaggle")
+    lines = sub.read_text().splitlines()
+    assert lines[0] == "id,experiment,particle_type,x,y,z" and lines[1].split(",")[:3] == ["0", "TS_1", "ribosome"]
+    assert pd.read_csv(sub).columns.tolist() == ["id", "experiment", "particle_type", "x", "y", "z"]
+    assert not read_picks(sub).has_scores
+    # the plain x,y,z list (pixels) carries scores too
+    ribosomes = picks.for_particle("ribosome")
+    xyz = write_picks(ribosomes, tmp_path / "p.xyz", voxel_size_A=10.0)
+    assert xyz.read_text().splitlines()[0] == "x,y,z,score"
+    np.testing.assert_allclose(read_picks(xyz, voxel_size_A=10.0).scores, ribosomes.scores, rtol=0, atol=1e-6)

@@ -40,7 +40,8 @@ SPECS = {s.name: s for s in [
     Spec("dynamo", ".tbl", frozenset({"class", "score", "rotation"}), {"voxel_size_A": VOXEL_A},
          {"particles": CZII, "run": RUN}),
     Spec("imod", ".mod", frozenset({"class"}), {"voxel_size_A": VOXEL_A}, {"particles": CZII, "run": RUN}),
-    Spec("csv", ".csv", frozenset({"class", "run"})),
+    Spec("csv", ".csv", frozenset({"class", "score", "run"})),
+    Spec("kaggle", ".csv", frozenset({"class", "run"})),
     Spec("xyz", ".csv", frozenset({"score"}), {"voxel_size_A": VOXEL_A},
          {"voxel_size_A": VOXEL_A, "particle": "ribosome", "run": RUN}),
 ]}

@@ -1,8 +1,11 @@
 """CSV picks: the Kaggle CZII submission layout (Å) and plain ``x,y,z`` lists (pixels).
 
-* **csv** (Kaggle): header ``id,experiment,particle_type,x,y,z``; positions in Å from the centre of voxel
-  (0, 0, 0), ``experiment`` = run. Reading also accepts the training-label layout (``x,y,z,particle_type,
-  experiment[,fold]``), an optional ``score`` column and no ``id``. No orientations.
+* **csv** (the default for ``.csv``): the Kaggle layout ``id,experiment,particle_type,x,y,z`` plus a ``score``
+  column when the picks have scores; positions in Å from the centre of voxel (0, 0, 0), ``experiment`` = run.
+  Reading also accepts the training-label layout (``x,y,z,particle_type,experiment[,fold]``), an optional
+  ``score`` column and no ``id``. No orientations.
+* **kaggle**: the CZII Kaggle submission, exactly ``id,experiment,particle_type,x,y,z`` (scores dropped); only
+  when asked for by name (``--format-out kaggle`` / ``format="kaggle"``). Read like **csv**.
 * **xyz**: one pick per line, ``x,y,z`` in pixels (voxel (0, 0, 0) at 0), optional header ``x,y,z`` and an
   optional 4th column ``score``; the class (``particle=``), run (``run=``) and pixel size (``voxel_size_A=``)
   come in as options.
@@ -63,14 +66,26 @@ def read_kaggle(path: Path, *, particle: str | None = None, run: str | None = No
     return Picks.from_arrays(xyz, names, score=score, run=runs)
 
 
-def write_kaggle(picks: Picks, path: Path, *, run: str | None = None, **_: Any) -> None:
-    """Write ``id,experiment,particle_type,x,y,z`` (Å, full precision)."""
+def _write_table(picks: Picks, path: Path, run: str | None, scores: bool) -> None:
     xyz = picks.xyz_A
+    score = picks.scores if scores and picks.has_scores else None
     with open(path, "w", newline="") as fh:
         w = _csv.writer(fh)
-        w.writerow(KAGGLE_COLUMNS)
+        w.writerow(KAGGLE_COLUMNS + (("score",) if score is not None else ()))
         for i, (r, p, (x, y, z)) in enumerate(zip(run_names(picks, run), picks.frame["particle"], xyz)):
-            w.writerow([i, r, p, repr(float(x)), repr(float(y)), repr(float(z))])
+            w.writerow([i, r, p, repr(float(x)), repr(float(y)), repr(float(z))]
+                       + ([repr(float(score[i]))] if score is not None else []))
+
+
+def write_csv(picks: Picks, path: Path, *, run: str | None = None, **_: Any) -> None:
+    """Write ``id,experiment,particle_type,x,y,z[,score]`` (Å, full precision; ``score`` when the picks have
+    scores, so that thresholds can be chosen later, e.g. ``tomopick evaluate --sweep``)."""
+    _write_table(picks, path, run, scores=True)
+
+
+def write_kaggle(picks: Picks, path: Path, *, run: str | None = None, **_: Any) -> None:
+    """Write a Kaggle CZII submission: exactly ``id,experiment,particle_type,x,y,z`` (Å, full precision)."""
+    _write_table(picks, path, run, scores=False)
 
 
 def read_xyz(path: Path, *, voxel_size_A: Any = None, particle: str | None = None, run: str | None = None,
@@ -123,7 +138,10 @@ def _sniff_xyz(path: Path) -> bool:
     return "particle_type" not in first and "experiment" not in first
 
 
-register(Format(name="csv", kind="picks", extensions=(".csv",), reader=read_kaggle, writer=write_kaggle,
-                description="Kaggle CZII CSV: id,experiment,particle_type,x,y,z in Å"))
+# "csv" is registered first and has no sniffer, so it is what a ".csv" output gets by default (registry.detect)
+register(Format(name="csv", kind="picks", extensions=(".csv",), reader=read_kaggle, writer=write_csv,
+                description="CSV in Å: id,experiment,particle_type,x,y,z[,score] (Kaggle layout + scores)"))
 register(Format(name="xyz", kind="picks", extensions=(".csv", ".xyz", ".txt"), reader=read_xyz, writer=write_xyz,
                 sniff=_sniff_xyz, description="plain x,y,z[,score] list in pixels (--voxel-size, --particle)"))
+register(Format(name="kaggle", kind="picks", extensions=(".csv",), reader=read_kaggle, writer=write_kaggle,
+                description="Kaggle CZII submission: exactly id,experiment,particle_type,x,y,z in Å (no scores)"))
