@@ -162,3 +162,40 @@ def test_numbered_class_formats_map_to_names_through_the_particle_set(tmp_path):
         assert result.score == 1.0
         assert set(result.table.loc[result.table["scored"], "particle"]) == {"apo-ferritin", "ribosome",
                                                                               "thyroglobulin"}
+
+
+def test_sweep_refuses_picks_without_scores(tmp_path, capsys):
+    truth = truth_picks("TS_1")
+    write_picks(truth, tmp_path / "truth.csv")
+    unscored = write_picks(truth, tmp_path / "picks.csv")  # no scores: the six Kaggle columns
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "-t", str(tmp_path / "truth.csv"), "-p", str(unscored), "--sweep"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith(f"error: {unscored}: ") and "no scores" in err and "--sweep" in err
+    assert "-inf" not in err
+    # without --sweep the same picks score fine
+    assert runner.invoke(app, ["evaluate", "-t", str(tmp_path / "truth.csv"), "-p", str(unscored)]).exit_code == 0
+    # some scored, some not (a folder of files): refused too, with the count
+    (tmp_path / "mixed").mkdir()
+    write_picks(truth.for_particle("ribosome"), tmp_path / "mixed" / "TS_1_a.json", format="copick")
+    scored = truth.for_particle("apo-ferritin")
+    write_picks(Picks.from_arrays(scored.xyz_A, "apo-ferritin", score=[0.7], run="TS_1"),
+                tmp_path / "mixed" / "TS_1_b.json", format="copick")
+    with pytest.raises(Exception, match="1 of 2 picks have no score"):
+        evaluate(tmp_path / "truth.csv", tmp_path / "mixed", sweep=True)
+
+
+def test_sweep_on_the_default_csv_output_uses_its_scores(tmp_path):
+    truth = truth_picks("TS_1")
+    write_picks(truth, tmp_path / "truth.csv")
+    scores = np.linspace(0.9, 0.3, len(truth))
+    picks = Picks.from_arrays(truth.xyz_A, truth.frame["particle"].tolist(), score=scores, run="TS_1")
+    decoy = Picks.from_arrays([[30000.0, 30000, 30000]], "ribosome", score=[0.2], run="TS_1")
+    write_picks(Picks.concat([picks, decoy]), tmp_path / "picks.csv")
+    out = evaluate(tmp_path / "truth.csv", tmp_path / "picks.csv", sweep=True)
+    table = out.sweep.table.set_index("particle")
+    # every class found at its own score: the best threshold is that score (the decoy at 0.2 is below)
+    np.testing.assert_allclose(table.loc[truth.particles, "threshold"].to_numpy(dtype=float), scores, atol=1e-6)
+    assert out.sweep.score == pytest.approx(1.0) and out.result.score < 1.0

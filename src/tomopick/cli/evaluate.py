@@ -47,7 +47,8 @@ def evaluate(
         None, "--distance-factor", help="Matching distance as a fraction of the particle radius (default 0.5)."),
     distance_A: Optional[float] = typer.Option(None, "--distance-A", help="Matching distance in Å for every class."),
     particles: str = typer.Option("czii", "--particles", help="Particle set: built-in name or YAML file."),
-    sweep: bool = typer.Option(False, "--sweep", help="Also report the best score threshold per class."),
+    sweep: bool = typer.Option(False, "--sweep", help="Also report the best score threshold per class (the picks "
+                                                      "need scores)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write report.md, evaluation.json and PR curves "
                                                                  "(PNG, CSV) into this folder."),

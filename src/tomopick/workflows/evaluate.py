@@ -115,6 +115,24 @@ def align_runs(truth: Picks, picks: Picks) -> tuple[Picks, Picks]:
     return truth, picks
 
 
+def check_scored(picks: Picks, source: str | Path) -> None:
+    """Refuse a threshold sweep over picks without scores (it would report a threshold of −inf: every pick
+    kept, whatever the threshold)."""
+    import numpy as np
+
+    if not len(picks):
+        return
+    missing = int((~np.isfinite(picks.scores)).sum())
+    if missing == len(picks):
+        raise TomopickError("these picks have no scores, so there is no threshold to sweep (--sweep); write "
+                            "the picks with their scores (e.g. tomopick pick --out picks.csv, .star or copick "
+                            "JSON) or leave out --sweep", source)
+    if missing:
+        raise TomopickError(f"{missing} of {len(picks)} picks have no score, so a threshold sweep (--sweep) "
+                            "would keep them whatever the threshold; give every pick a score or leave out "
+                            "--sweep", source)
+
+
 @dataclass(frozen=True)
 class EvaluateOutcome:
     """What :func:`evaluate` produced: the scores, the optional sweep and curves, and the report folder."""
@@ -165,7 +183,8 @@ def evaluate(truth: str | Path, picks: str | Path, *, particles: str | Path | Pa
     metric, beta, distance_factor, distance_A
         As :func:`tomopick.evaluation.evaluate`.
     sweep
-        Also find the best-case score threshold per class (:func:`tomopick.evaluation.threshold_sweep`).
+        Also find the best-case score threshold per class (:func:`tomopick.evaluation.threshold_sweep`); the
+        picks must all have scores (:class:`TomopickError` naming the picks source otherwise).
     report_dir
         Write ``report.md``, ``evaluation.json`` and ``pr_curves.png`` into this folder (atomically).
     overwrite
@@ -192,6 +211,8 @@ def evaluate(truth: str | Path, picks: str | Path, *, particles: str | Path | Pa
                                 f"(runs: {', '.join(sorted(t.runs)[:10])})", truth)
         t = t.select(t.frame["run"].isin(runs))
         p = p.select(p.frame["run"].isin(runs))
+    if sweep:
+        check_scored(p, picks)
     result = evaluate_picks(t, p, pset, metric, beta=beta, distance_factor=distance_factor,  # type: ignore[arg-type]
                             distance_A=distance_A)
     swept = (threshold_sweep(t, p, pset, metric, beta=beta, distance_factor=distance_factor,  # type: ignore[arg-type]
