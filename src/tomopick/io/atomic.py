@@ -12,13 +12,18 @@ from typing import Iterator
 from tomopick.errors import OutputExistsError, TomopickError
 
 
-def check_output(path: str | os.PathLike[str], overwrite: bool = False, create_parent: bool = True) -> Path:
-    """Validate an output path before any work is done: refuse an existing output without ``overwrite`` and a
-    parent folder that cannot be created or written. Returns the path.
+def check_output(path: str | os.PathLike[str], overwrite: bool = False, create_parent: bool = True,
+                 directory: bool | None = None) -> Path:
+    """Validate an output path before any work is done: refuse an existing output without ``overwrite``, a folder
+    where a file will be written (or a file where a folder will), even with ``overwrite``, and a parent folder
+    that cannot be created or written. Returns the path.
 
     With ``create_parent=False`` nothing is created: the nearest existing ancestor must be a writable folder
-    (use this for early checks, so that a later failure leaves no empty folders behind)."""
+    (use this for early checks, so that a later failure leaves no empty folders behind). ``directory`` says
+    whether the output is a folder (``None``: not known yet, only checked by :func:`atomic_output`)."""
     path = Path(path)
+    if directory is not None:
+        check_output_kind(path, directory)
     if path.exists() and not overwrite:
         raise OutputExistsError("output exists; pass --overwrite to replace it", path)
     parent = path.parent if str(path.parent) else Path(".")
@@ -53,7 +58,7 @@ def atomic_output(path: str | os.PathLike[str], overwrite: bool = False, directo
     directory
         The output is a folder: the temporary path is an empty folder created for the writer.
     """
-    final = check_output(path, overwrite)
+    final = check_output(path, overwrite, directory=directory)
     suffix = "".join(final.suffixes) or ""
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
@@ -63,17 +68,19 @@ def atomic_output(path: str | os.PathLike[str], overwrite: bool = False, directo
         tmp = Path(name)
     try:
         yield tmp
-        if final.exists():
-            if final.is_dir() and not final.is_symlink():
-                backup = final.with_name(f".{final.name}.old")
-                if backup.exists():
-                    shutil.rmtree(backup)
-                os.replace(final, backup)
+        # mkstemp/mkdtemp create 0600/0700: give the output the permissions of any new file (umask applies)
+        os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())
+        check_output_kind(final, directory)  # the path may have changed while the writer ran
+        if directory and final.exists():
+            backup = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
+            os.replace(final, backup)  # an empty folder is replaced by a folder
+            try:
                 os.replace(tmp, final)
-                shutil.rmtree(backup, ignore_errors=True)
-                return
-        if not directory:
-            os.chmod(tmp, 0o666 & ~_umask())
+            except BaseException:
+                os.replace(backup, final)
+                raise
+            shutil.rmtree(backup, ignore_errors=True)
+            return
         os.replace(tmp, final)
     except BaseException:
         if tmp.is_dir():
@@ -81,6 +88,21 @@ def atomic_output(path: str | os.PathLike[str], overwrite: bool = False, directo
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def check_output_kind(path: str | os.PathLike[str], directory: bool) -> None:
+    """Refuse to replace a folder by a file or a file by a folder (``--overwrite`` replaces like by like only)."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    if path.is_symlink() and directory:
+        raise TomopickError("is a link; will not replace it by a folder (remove it or choose another name)", path)
+    if path.is_dir() and not directory:
+        raise TomopickError("is a folder; will not replace a folder by a file (remove it or choose another name)",
+                            path)
+    if directory and not path.is_dir():
+        raise TomopickError("is a file; will not replace a file by a folder (remove it or choose another name)",
+                            path)
 
 
 def _umask() -> int:
