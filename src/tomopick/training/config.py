@@ -14,6 +14,11 @@ Example (``configs/czii-10A.yaml``)::
     patch_size: [64, 64, 64]
     epochs: 20
     steps_per_epoch: 100
+    max_minutes: 60                # optional wall-clock budget
+    pick: {peak_method: maxpool}   # how validation (and later tomopick pick) finds peaks
+
+Fine-tuning: ``init_from: base.pt`` starts from a checkpoint's weights, ``freeze_encoder: true`` trains only the
+decoder (see ``docs/training.md``).
 """
 
 from __future__ import annotations
@@ -54,8 +59,19 @@ class DataConfig(_Strict):
 
 
 class TargetConfig(_Strict):
+    """The training target (:mod:`tomopick.labels`). ``radius_fraction`` defaults by kind: 1.0 for ``gaussian``
+    (the Gaussians are truncated at ``radius_fraction × radius`` and their widths scale with it: 1.0 gives
+    tomoCPT's σ = 32 % and 16 % of the radius, as :func:`tomopick.labels.gaussian_heatmaps` by default), 0.5 for
+    the class maps (labels of the inner half)."""
+
     kind: Literal["sphere", "ball", "cubic", "tball", "gaussian"] = "sphere"
-    radius_fraction: float = Field(default=0.5, gt=0, le=2)
+    radius_fraction: float = Field(default=None, gt=0, le=2, validate_default=False)  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _default_radius_fraction(self) -> "TargetConfig":
+        if self.radius_fraction is None:
+            self.radius_fraction = 1.0 if self.kind == "gaussian" else 0.5
+        return self
 
 
 class NetworkConfig(_Strict):
@@ -95,6 +111,15 @@ class LossConfig(_Strict):
     laplacian_weight: float = 0.1
 
 
+class PickConfig(_Strict):
+    """How peaks will be found with the trained model (``tomopick pick --peak-method``). Validation picks the
+    same way, so that the per-class thresholds stored in the checkpoint are chosen for this peak method; the
+    checkpoint records it as ``config["pick"]["peak_method"]``."""
+
+    peak_method: Literal["maxpool", "mpnms", "cc", "localmax"] = "maxpool"
+    distance_factor: float = Field(default=0.75, gt=0)  # minimum distance between picks, × particle radius
+
+
 class ValidationConfig(_Strict):
     every_epochs: int = Field(default=1, ge=1)
     patience: int = Field(default=10, ge=1)       # validations without improvement before stopping
@@ -114,6 +139,7 @@ class TrainConfig(_Strict):
     batch_size: int = Field(default=2, ge=1)
     epochs: int = Field(default=20, ge=1)
     steps_per_epoch: int = Field(default=100, ge=1)
+    max_minutes: float | None = Field(default=None, gt=0)  # wall-clock budget: stop (and save) once spent
     particle_fraction: float = Field(default=0.5, ge=0, le=1)
     augment: AugmentConfig = AugmentConfig()
     loss: LossConfig = LossConfig()
@@ -128,6 +154,7 @@ class TrainConfig(_Strict):
     seed: int = 0
     deterministic: bool = True
     validation: ValidationConfig = ValidationConfig()
+    pick: PickConfig = PickConfig()
     init_from: str | None = None                  # fine-tune: start from this checkpoint
     freeze_encoder: bool = False
     normalisation: dict[str, Any] = {"method": "robust"}

@@ -49,11 +49,24 @@ class EpochRecord:
     val_score: float = float("nan")
     extra: dict[str, Any] = field(default_factory=dict)
     is_best: bool = False
+    #: The training time budget (``max_minutes``) ran out during this epoch: training stops after it.
+    budget_spent: bool = False
 
     def row(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "step": self.step, "train_loss": self.train_loss, "val_loss": self.val_loss,
                 "val_score": self.val_score, "lr": self.lr, "time_s": self.time_s, "is_best": int(self.is_best),
                 **{k: v for k, v in self.extra.items() if isinstance(v, (int, float, str))}}
+
+    def summary(self, epochs: int | None = None) -> str:
+        """One log line: what this epoch measured (validation figures only when it validated)."""
+        parts = [f"train loss {self.train_loss:.4f}"]
+        if math.isfinite(self.val_loss):
+            parts.append(f"val loss {self.val_loss:.4f}")
+        if math.isfinite(self.val_score):
+            parts.append(f"val score {self.val_score:.4f}")
+        line = (f"epoch {self.epoch}" + (f"/{epochs}" if epochs else "") + f" step {self.step}: "
+                + ", ".join(parts) + (" (best)" if self.is_best else "") + f", {self.time_s:.0f} s")
+        return line + (", time budget spent: stopping" if self.budget_spent else "")
 
 
 def training_classes(particles: ParticleSet) -> ParticleSet:
@@ -252,17 +265,29 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------------------------------------------
     def fit(self, on_epoch_end: Callable[["Trainer", EpochRecord], None] | None = None) -> list[EpochRecord]:
-        """Train until ``config.epochs`` or early stopping (``validation.patience`` validations without a better
-        score). ``on_epoch_end(trainer, record)`` runs after every epoch (checkpointing, CSV)."""
+        """Train until ``config.epochs``, early stopping (``validation.patience`` validations without a better
+        score) or the end of the time budget (``config.max_minutes``). ``on_epoch_end(trainer, record)`` runs after
+        every epoch (checkpointing, CSV).
+
+        The budget counts the trainer's time (training and validation, summed over resumed sessions). It is
+        checked after every step: the epoch in which it runs out ends there, and is validated and handed to
+        ``on_epoch_end`` like a last epoch (so ``best.pt`` / ``last.pt`` are written as at a normal end)."""
         cfg = self.config
         with self._runtime():
-            while self.epoch < cfg.epochs:
+            while self.epoch < cfg.epochs and not self.budget_spent():
                 record = self._train_epoch()
                 if on_epoch_end is not None:
                     on_epoch_end(self, record)
+                if record.budget_spent:
+                    break
                 if self.val_volumes and self.epochs_since_best >= cfg.validation.patience:
                     break  # early stopping
         return self.history
+
+    def budget_spent(self, running_s: float = 0.0) -> bool:
+        """Whether ``config.max_minutes`` is used up (``running_s``: time of the current epoch so far)."""
+        limit = self.config.max_minutes
+        return limit is not None and self.elapsed_s + running_s >= 60.0 * float(limit)
 
     @contextlib.contextmanager
     def _runtime(self) -> Iterator[None]:
@@ -297,17 +322,22 @@ class Trainer:
             bar = tqdm(total=cfg.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False,
                        unit="step")
         losses = []
+        spent = False
         for _ in range(cfg.steps_per_epoch):
             losses.append(self.train_step())
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            if self.budget_spent(time.perf_counter() - t0):
+                spent = True
+                break
         if bar is not None:
             bar.close()
         self.epoch += 1
         record = EpochRecord(epoch=self.epoch, step=self.step, train_loss=float(np.mean(losses)),
-                             lr=float(self.optimizer.param_groups[0]["lr"]), time_s=0.0)
-        if self.epoch % cfg.validation.every_epochs == 0 or self.epoch == cfg.epochs:
+                             lr=float(self.optimizer.param_groups[0]["lr"]), time_s=0.0, budget_spent=spent)
+        last = self.epoch == cfg.epochs or spent
+        if self.epoch % cfg.validation.every_epochs == 0 or last:
             record.val_loss, record.val_score, record.extra = self.validate()
             if np.isfinite(record.val_score) and record.val_score > self.best_score:
                 self.best_score = record.val_score
@@ -319,7 +349,7 @@ class Trainer:
                 record.is_best = True
             else:
                 self.epochs_since_best += 1
-        if not self.val_volumes and self.epoch == cfg.epochs:
+        if not self.val_volumes and last:
             record.is_best = True  # without validation the last epoch is "best"
         self.elapsed_s += time.perf_counter() - t0
         record.time_s = round(self.elapsed_s, 3)
@@ -344,10 +374,20 @@ class Trainer:
             "target": cfg.target.model_dump(mode="json"),
             "training": cfg.model_dump(mode="json"),
             "tomopick_version": __version__,
-        } | ({} if not self.best_thresholds else {"pick": {
-            "thresholds": {n: self.best_thresholds[n] for n in self.particles.names if n in self.best_thresholds},
-            "chosen_on": "validation runs " + ", ".join(v.name for v in self.val_volumes),
-            "epoch": self.best_epoch}})
+            "pick": self._pick_config(),
+        }
+
+    def _pick_config(self) -> dict[str, Any]:
+        """``config["pick"]``: the peak method (and spacing) the thresholds were chosen for, and the per-class
+        thresholds of the best validation when there are any (``tomopick pick``'s defaults)."""
+        out: dict[str, Any] = {"peak_method": self.config.pick.peak_method,
+                               "distance_factor": float(self.config.pick.distance_factor)}
+        if self.best_thresholds:
+            out.update({
+                "thresholds": {n: self.best_thresholds[n] for n in self.particles.names if n in self.best_thresholds},
+                "chosen_on": "validation runs " + ", ".join(v.name for v in self.val_volumes),
+                "epoch": self.best_epoch})
+        return out
 
     def model_card(self) -> dict[str, Any]:
         """A model card: data, recipe, metrics, hardware, time."""

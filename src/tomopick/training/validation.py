@@ -2,7 +2,8 @@
 
 :func:`fbeta_validator` returns a :data:`~tomopick.training.loop.Validator`: it picks every validation tomogram
 with :func:`tomopick.inference.picking.pick_tomogram` — the function behind ``tomopick pick``, with its default
-windows, peak finder and pick spacing, keeping every peak above a low floor — and scores the picks with
+windows and the peak method and pick spacing of the training config's ``pick:`` section (default ``maxpool``,
+0.75 × radius), keeping every peak above a low floor — and scores the picks with
 :func:`tomopick.evaluation.threshold_sweep` (best threshold per class) or, when a fixed threshold is configured,
 :func:`tomopick.evaluation.czii_score`. The per-class thresholds of the sweep (the lowest within
 :data:`THRESHOLD_TOLERANCE` of the best F-beta) are returned too (``threshold_<class>``): :class:`~tomopick.training.loop.Trainer` stores those of the best validation in the
@@ -58,6 +59,17 @@ def pick_volume(model: torch.nn.Module, volume: Any, trainer: Any, min_score: fl
     return picks
 
 
+def peak_settings(trainer: Any, peak_method: str | None = None, distance_factor: float | None = None,
+                  ) -> tuple[str, float]:
+    """``(peak_method, distance_factor)``: the given ones, else those of ``trainer.config.pick`` (else maxpool,
+    0.75)."""
+    pick = getattr(getattr(trainer, "config", None), "pick", None)
+    method = peak_method or (pick.peak_method if pick is not None else "maxpool")
+    factor = distance_factor if distance_factor is not None else (
+        float(pick.distance_factor) if pick is not None else 0.75)
+    return method, float(factor)
+
+
 def stored_threshold(row: Any, fixed: float | None, min_score: float = MIN_SCORE) -> float:
     """The threshold to store for one class from a sweep row: the fixed one if configured; else the sweep's
     choice (at least ``min_score``, the lowest score that was kept); :data:`MAX_THRESHOLD` when the class had no
@@ -71,8 +83,12 @@ def stored_threshold(row: Any, fixed: float | None, min_score: float = MIN_SCORE
 
 
 def fbeta_validator(beta: float = 4.0, threshold: float | None = None, min_score: float = MIN_SCORE,
-                    peak_method: str = "maxpool", distance_factor: float = 0.75):
+                    peak_method: str | None = None, distance_factor: float | None = None):
     """A validator scoring the CZII F-beta of the validation tomograms (see the module docstring).
+
+    ``peak_method`` / ``distance_factor``: how peaks are found; None (default) takes the trainer config's
+    ``pick.peak_method`` / ``pick.distance_factor`` (``maxpool``, 0.75 unless configured), so that the stored
+    thresholds are chosen for the peak method ``tomopick pick`` will use with the model.
 
     The returned dict holds ``score`` (weighted F-beta), ``n_picks``, and per class ``fbeta_<class>`` and
     ``threshold_<class>`` (the sweep's best threshold, or the fixed one).
@@ -82,9 +98,10 @@ def fbeta_validator(beta: float = 4.0, threshold: float | None = None, min_score
         from tomopick.evaluation import apply_thresholds, czii_score, threshold_sweep
 
         particles = trainer.particles
+        method, factor = peak_settings(trainer, peak_method, distance_factor)
         truth, picks = [], []
         for vol in volumes:
-            picks.append(pick_volume(model, vol, trainer, min_score, peak_method, distance_factor))
+            picks.append(pick_volume(model, vol, trainer, min_score, method, factor))
             truth.append(vol.picks.with_columns(run=vol.name))
         truth_all, picks_all = Picks.concat(truth), Picks.concat(picks)
         if threshold is None:

@@ -312,9 +312,7 @@ def train(config: Any, out_dir: str | Path, *, overwrite: bool = False, resume: 
         _save_state(out_dir / "state.pt", tr.state())
         _write_csv(out_dir / "metrics.csv", [r.row() for r in tr.history])
         if log is not None:
-            log(f"epoch {record.epoch}/{cfg.epochs} step {record.step}: train loss {record.train_loss:.4f}, "
-                f"val loss {record.val_loss:.4f}, val score {record.val_score:.4f}"
-                + (" (best)" if record.is_best else "") + f", {record.time_s:.0f} s")
+            log(record.summary(cfg.epochs))  # validation figures only where the epoch validated
 
     trainer.fit(on_epoch_end)
     if not (out_dir / "best.pt").is_file():  # e.g. no finite validation score ever: ship the last weights
