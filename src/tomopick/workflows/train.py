@@ -232,7 +232,7 @@ def _prepare_out(out_dir: Path, overwrite: bool, resume: bool) -> None:
     if existing and not overwrite:
         raise TomopickError(f"output folder already holds a training run ({', '.join(existing)}); pass --overwrite "
                             "to replace it or --resume to continue it", out_dir)
-    check_output(out_dir / "config.yaml", overwrite=True)
+    check_output(out_dir / "config.yaml", overwrite=True, create_parent=False)  # created once the data are read
 
 
 def train(config: Any, out_dir: str | Path, *, overwrite: bool = False, resume: bool = False, progress: bool = True,
