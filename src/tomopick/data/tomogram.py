@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from tomopick.data.coords import voxel_size_zyx
-from tomopick.errors import NonFiniteError
+from tomopick.errors import NonFiniteError, pass_option
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,8 @@ class Tomogram:
                 bad += int((~np.isfinite(slab)).sum())
         if bad and not allow_nonfinite:
             raise NonFiniteError(
-                f"tomogram holds {bad} NaN/Inf voxel(s); fix the file or pass --allow-nonfinite to treat them as 0",
+                f"tomogram holds {bad} NaN/Inf voxel(s); fix the file"
+                + (f" or {hint} to treat them as 0" if (hint := pass_option("allow_nonfinite")) else ""),
                 self.source or None,
             )
         return bad

@@ -16,9 +16,14 @@ def _resolve(path: str | Path, kind: str, fmt: str | None, for_writing: bool) ->
 
 
 def _check_exists(path: str | Path) -> None:
+    """An input must exist, and a file must not be empty (0 bytes: never a valid tomogram or picks file)."""
     text = str(path)
-    if "://" not in text and not Path(text).exists():
+    if "://" in text:
+        return
+    if not Path(text).exists():
         raise TomopickError("file not found", text)
+    if Path(text).is_file() and Path(text).stat().st_size == 0:
+        raise TomopickError("file is empty (0 bytes)", text)
 
 
 def read_tomogram(path: str | Path, *, format: str | None = None, **options: Any) -> Tomogram:

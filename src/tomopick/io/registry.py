@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from tomopick.errors import TomopickError
+from tomopick.errors import TomopickError, pass_option
 
 Kind = Literal["tomogram", "picks"]
 
@@ -96,8 +96,9 @@ def detect(path: str | Path, kind: Kind, *, for_writing: bool = False) -> Format
                 return fmt
     if not candidates:
         exts = sorted({e for f in formats(kind) for e in f.extensions})
+        hint = pass_option("format_out" if for_writing else "format_in")
         raise TomopickError(f"cannot tell the {kind} format from the file name; known extensions: {', '.join(exts)}"
-                            " (or pass --format)", text)
+                            + (f" (or {hint})" if hint else ""), text)
     best = max(n for _, n in candidates)
     candidates = [f for f, n in candidates if n == best]
     if len(candidates) == 1:

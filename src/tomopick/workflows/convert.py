@@ -17,7 +17,7 @@ from tomopick.data import ParticleSet, Picks, Tomogram, get_particle_set
 from tomopick.errors import TomopickError
 from tomopick.io import check_output, read_picks, read_tomogram, write_picks, write_tomogram
 from tomopick.io.formats._common import stated_voxel_size
-from tomopick.io.registry import detect, formats, get_format
+from tomopick.io.registry import Format, detect, formats, get_format
 
 Kind = Literal["tomogram", "picks"]
 
@@ -65,6 +65,24 @@ def detect_kind(path: str | Path, format: str | None = None) -> Kind:
         pass
     detect(text, "picks")  # raises the "cannot tell the format" message if neither knows it
     return "picks"
+
+
+def _output_format(dst: str, kind: Kind, format_out: str | None, src: str) -> Format:
+    """The output format for ``kind``; a name or ``--format-out`` of the other kind (a tomogram to ``.star``) says
+    so instead of "cannot tell the format"."""
+    other: Kind = "picks" if kind == "tomogram" else "tomogram"
+    try:
+        return get_format(format_out, kind) if format_out else detect(dst, kind, for_writing=True)
+    except TomopickError as exc:
+        try:
+            get_format(format_out, other) if format_out else detect(dst, other, for_writing=True)
+        except TomopickError:
+            raise exc from None
+    exts = ", ".join(sorted({e for f in formats(kind) if f.writer is not None for e in f.extensions}))
+    held = {"tomogram": "a tomogram, which converts", "picks": "picks, which convert"}[kind]
+    what = f"--format-out {format_out} is" if format_out else "names"
+    raise TomopickError(f"{what} a {other} format, but {src} holds {held} only to a {kind} format ({exts})",
+                        None if format_out else dst)
 
 
 def parse_shape(text: str | Sequence[int] | None) -> tuple[int, int, int] | None:
@@ -150,13 +168,13 @@ def convert(
     src_text, dst_text = str(src), str(dst)
     kind = detect_kind(src_text, format_in)
     fin = get_format(format_in, kind) if format_in else detect(src_text, kind)
-    fout = get_format(format_out, kind) if format_out else detect(dst_text, kind, for_writing=True)
+    fout = _output_format(dst_text, kind, format_out, src_text)
     if fout.writer is None:
         raise TomopickError(f"format {fout.name!r} cannot be written", dst_text)
     if not _is_uri(src_text) and not Path(src_text).exists():
         raise TomopickError("file not found", src_text)
     if not _is_uri(dst_text):  # refuse early, before reading anything big (creates nothing yet)
-        check_output(dst_text, overwrite, create_parent=False)
+        check_output(dst_text, overwrite, create_parent=False, directory=fout.directory)
     if kind == "tomogram":
         tomo = read_tomogram(src_text, format=fin.name, voxel_size_A=voxel_size_A, level=level)
         opts: dict[str, Any] = {"levels": levels}

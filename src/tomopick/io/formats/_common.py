@@ -1,4 +1,5 @@
-"""Helpers shared by the picks formats: options that fill in what a format cannot carry."""
+"""Helpers shared by the format modules: options that fill in what a format cannot carry, and the advice given
+when one is missing (worded for the running command, see :func:`tomopick.errors.option_for`)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,29 @@ from typing import Any, Sequence
 import numpy as np
 
 from tomopick.data import CZII, ParticleSet, Picks, get_particle_set
-from tomopick.errors import TomopickError
+from tomopick.errors import TomopickError, option_for, pass_option
+
+#: Advice for picks in pixels whose pixel size is unknown, for commands without an option to give it.
+CONVERT_FIRST = "convert it to Å first: tomopick convert <file> <new.csv> --voxel-size <Å>"
+
+
+def ask_tomogram_voxel_size() -> str:
+    """``"pass --voxel-size (Å)"`` with the running command's option for a tomogram's voxel size, else how to set
+    it in the file."""
+    return pass_option("voxel_size", "(Å)",
+                       otherwise="set it first: tomopick convert <file> <new file> --voxel-size <Å>")
+
+
+def ask_picks_voxel_size() -> str:
+    """``"pass --voxel-size (Å per pixel)"`` where the running command has that option, else how to convert."""
+    return pass_option("picks_voxel_size", "(Å per pixel)", otherwise=CONVERT_FIRST)
 
 
 def positive_voxel_size(voxel_size_A: Any, path: str | Path | None, what: str = "this format") -> float:
     """One positive voxel size in Å from an option (a number or a ``(z, y, x)`` triple that must agree),
     else a one-line error asking for ``--voxel-size``."""
     if voxel_size_A is None:
-        raise TomopickError(f"{what} stores positions in pixels; pass --voxel-size (Å per pixel)", path)
+        raise TomopickError(f"{what} stores positions in pixels; {ask_picks_voxel_size()}", path)
     values = np.atleast_1d(np.asarray(voxel_size_A, dtype=np.float64))
     if not np.all(np.isfinite(values)) or np.any(values <= 0):
         raise TomopickError(f"voxel size must be positive, got {values.tolist()}", path)
@@ -27,7 +43,7 @@ def positive_voxel_size(voxel_size_A: Any, path: str | Path | None, what: str = 
 def voxel_size_zyx_option(voxel_size_A: Any, path: str | Path | None, what: str) -> np.ndarray:
     """Per-axis voxel size ``(z, y, x)`` in Å from an option (number or triple), or a one-line error."""
     if voxel_size_A is None:
-        raise TomopickError(f"{what}; pass --voxel-size (Å per pixel)", path)
+        raise TomopickError(f"{what}; {ask_picks_voxel_size()}", path)
     values = np.broadcast_to(np.asarray(voxel_size_A, dtype=np.float64), (3,)).copy()
     if not np.all(np.isfinite(values)) or np.any(values <= 0):
         raise TomopickError(f"voxel size must be positive, got {values.tolist()}", path)
@@ -98,8 +114,12 @@ def tomogram_centre_A(tomogram_shape_zyx: Any, voxel_size_A: Any, tomogram: Any,
             raise TomopickError(f"tomogram shape must be three positive sizes z,y,x, got {shape.tolist()}", path)
         vs = voxel_size_zyx_option(voxel_size_A, path, "RELION 5 centred coordinates need the tomogram voxel size")
     else:
-        raise TomopickError("RELION 5 centred coordinates need the tomogram size: pass --tomo-shape Z,Y,X with "
-                            "--voxel-size, or --tomogram FILE", path)
+        shape_opt, vs_opt, tomo_opt = (option_for(r) for r in ("tomo_shape", "picks_voxel_size", "tomogram"))
+        if shape_opt and vs_opt and tomo_opt:
+            hint = f"pass {shape_opt} Z,Y,X with {vs_opt}, or {tomo_opt} FILE"
+        else:
+            hint = "convert it first: tomopick convert <file> <new.csv> --tomogram <tomogram file>"
+        raise TomopickError(f"RELION 5 centred coordinates need the tomogram size: {hint}", path)
     return (shape * vs / 2.0)[::-1].copy()
 
 

@@ -36,7 +36,8 @@ import pandas as pd
 
 from tomopick.data import Picks, Tomogram
 from tomopick.data.rotations import euler_zyz_to_matrix, matrix_to_euler_zyz
-from tomopick.errors import TomopickError
+from tomopick.errors import TomopickError, pass_option
+from tomopick.io.formats._common import with_stated_voxel_size
 from tomopick.io.registry import Format, register
 
 _TOP_KEYS = ("pickable_object_name", "user_id", "session_id", "run_name", "voxel_spacing", "unit", "points",
@@ -53,7 +54,8 @@ def parse_copick_document(doc: Any, source: str | Path, *, particle: str | None 
         raise TomopickError("malformed copick picks JSON (expected an object with a 'points' list)", source)
     name = doc.get("pickable_object_name") or particle
     if not name:
-        raise TomopickError("copick picks JSON lacks 'pickable_object_name'; pass --particle", source)
+        raise TomopickError("copick picks JSON lacks 'pickable_object_name'"
+                            + (f"; {hint}" if (hint := pass_option("particle", "NAME")) else ""), source)
     unit = str(doc.get("unit") or "angstrom").lower()
     if unit not in _UNIT_TO_A:
         raise TomopickError(f"unsupported unit {unit!r} (expected angstrom)", source)
@@ -91,7 +93,22 @@ def parse_copick_document(doc: Any, source: str | Path, *, particle: str | None 
         angles = matrix_to_euler_zyz(mats[:, :3, :3])
         for j, col in enumerate(("rot_deg", "tilt_deg", "psi_deg")):
             frame[col] = angles[:, j]
-    return Picks(frame)
+    return with_stated_voxel_size(Picks(frame), _voxel_spacing(doc.get("voxel_spacing"), source))
+
+
+def _voxel_spacing(value: Any, source: str | Path) -> float | None:
+    """The file's ``voxel_spacing`` (Å, as copick states it; None when null or 0 as the portal writes), kept so that
+    a conversion to a pixel format (STAR, Dynamo, IMOD, x,y,z CSV) needs no ``--voxel-size``."""
+    if value is None:
+        return None
+    try:
+        spacing = float(value)
+    except (TypeError, ValueError):
+        spacing = math.nan
+    if isinstance(value, bool) or not math.isfinite(spacing) or spacing < 0:
+        raise TomopickError(f"malformed copick picks JSON: voxel_spacing must be a positive number, got {value!r}",
+                            source)
+    return spacing if spacing > 0 else None
 
 
 def copick_document(picks: Picks, *, particle: str | None = None, run: str | None = None,
@@ -108,11 +125,12 @@ def copick_document(picks: Picks, *, particle: str | None = None, run: str | Non
                             f"({', '.join(names)}); write to a copick project (copick://…) instead", source)
     name = particle or (names[0] if names else None)
     if not name:
-        raise TomopickError("no particle name for the copick picks JSON; pass --particle", source)
+        raise TomopickError("no particle name for the copick picks JSON"
+                            + (f"; {hint}" if (hint := pass_option("particle", "NAME")) else ""), source)
     runs = [r for r in picks.runs if r]
     if run is None and len(runs) > 1:
-        raise TomopickError(f"picks span {len(runs)} runs; a copick picks JSON holds one (pass --run or write "
-                            "to a copick project)", source)
+        hint = pass_option("run", "NAME or write to a copick project", otherwise="write to a copick project")
+        raise TomopickError(f"picks span {len(runs)} runs; a copick picks JSON holds one ({hint})", source)
     run_name = run if run is not None else (runs[0] if runs else None)
     users = [u for u in dict.fromkeys(picks.frame["user"]) if u]
     sessions = [s for s in dict.fromkeys(picks.frame["session"]) if s]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 
 from tomopick.data import Tomogram
 from tomopick.errors import TomopickError
+from tomopick.io.formats._common import ask_tomogram_voxel_size
 from tomopick.io.registry import Format, register
 
 SUPPORTED_MODES = {0: "int8", 1: "int16", 2: "float32", 6: "uint16", 12: "float16"}
@@ -18,18 +20,35 @@ _WRITE_DTYPES = {np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.float32), np
                  np.dtype(np.float16), np.dtype(np.uint8)}
 
 
-def _mode_of_header(path: Path) -> int:
-    """Read the mode word straight from the header so an unsupported mode gets our message, not mrcfile's."""
+def _check_header(path: Path) -> int:
+    """Check the header words mrcfile trusts (mode, sizes, extended header) against the file; returns the mode.
+
+    A corrupt header otherwise reaches mrcfile/numpy as a negative or huge mmap length (``OverflowError``) or an
+    empty volume; here it becomes one line naming the file."""
     try:
         with open(path, "rb") as fh:
             raw = fh.read(1024)
+            size = os.fstat(fh.fileno()).st_size
     except IsADirectoryError:
         raise TomopickError("is a folder, not an MRC file", path) from None
     if len(raw) < 1024:
         raise TomopickError(f"not an MRC file (header is {len(raw)} bytes, expected 1024)", path)
-    mode_le = int(np.frombuffer(raw[12:16], dtype="<i4")[0])
-    mode_be = int(np.frombuffer(raw[12:16], dtype=">i4")[0])
-    return mode_le if 0 <= mode_le < 256 else mode_be
+    order = "<" if 0 <= int(np.frombuffer(raw[12:16], dtype="<i4")[0]) < 256 else ">"
+    nx, ny, nz, mode = (int(v) for v in np.frombuffer(raw[:16], dtype=f"{order}i4"))
+    nsymbt = int(np.frombuffer(raw[92:96], dtype=f"{order}i4")[0])
+    if mode not in SUPPORTED_MODES:
+        raise TomopickError(
+            f"unsupported MRC mode {mode}; supported: "
+            + ", ".join(f"{m} ({t})" for m, t in SUPPORTED_MODES.items()), path)
+    if min(nx, ny, nz) < 1:
+        raise TomopickError(f"corrupt MRC header: size nx, ny, nz = {nx}, {ny}, {nz} (each must be at least 1)", path)
+    if nsymbt < 0:
+        raise TomopickError(f"corrupt MRC header: negative extended header size ({nsymbt} bytes)", path)
+    expected = 1024 + nsymbt + nx * ny * nz * np.dtype(SUPPORTED_MODES[mode]).itemsize
+    if size < expected:
+        raise TomopickError(f"corrupt or truncated MRC file: the header ({nx} x {ny} x {nz} voxels, mode {mode}) "
+                            f"needs {expected} bytes, the file has {size}", path)
+    return mode
 
 
 def read_mrc(path: Path, *, voxel_size_A: float | None = None, mmap: bool = True, **_: Any) -> Tomogram:
@@ -43,11 +62,7 @@ def read_mrc(path: Path, *, voxel_size_A: float | None = None, mmap: bool = True
         Memory-map (default) instead of reading into memory.
     """
     path = Path(path)
-    mode = _mode_of_header(path)
-    if mode not in SUPPORTED_MODES:
-        raise TomopickError(
-            f"unsupported MRC mode {mode}; supported: "
-            + ", ".join(f"{m} ({t})" for m, t in SUPPORTED_MODES.items()), path)
+    _check_header(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -57,6 +72,9 @@ def read_mrc(path: Path, *, voxel_size_A: float | None = None, mmap: bool = True
         raise TomopickError(f"corrupt or truncated MRC file ({reason})", path) from None
     except OSError as exc:
         raise TomopickError(f"cannot read MRC file ({exc.strerror or exc})", path) from None
+    except (OverflowError, MemoryError, EOFError) as exc:  # a header the checks above did not catch
+        reason = str(exc).splitlines()[0].rstrip(".") if str(exc) else type(exc).__name__
+        raise TomopickError(f"corrupt or truncated MRC file ({reason})", path) from None
     data = handle.data
     if data is None or data.ndim != 3:
         shape = None if data is None else data.shape
@@ -70,7 +88,8 @@ def read_mrc(path: Path, *, voxel_size_A: float | None = None, mmap: bool = True
     elif np.all(np.isfinite(header_vs)) and np.all(header_vs > 0):
         zyx = tuple(float(v) for v in header_vs)
     else:
-        raise TomopickError("voxel size in the header is 0 or absent; pass --voxel-size (Å)", path)
+        raise TomopickError(f"voxel size in the header is 0, negative or invalid ({header_vs[::-1].tolist()} Å, "
+                            f"x, y, z); {ask_tomogram_voxel_size()}", path)
     origin = handle.header.origin
     meta = {"format": "mrc", "mode": int(handle.header.mode), "header_voxel_size_A": header_vs.tolist()}
     return Tomogram(data, zyx, origin_A=(float(origin.x), float(origin.y), float(origin.z)),

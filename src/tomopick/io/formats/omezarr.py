@@ -16,6 +16,7 @@ import numpy as np
 
 from tomopick.data import Tomogram
 from tomopick.errors import TomopickError
+from tomopick.io.formats._common import ask_tomogram_voxel_size
 from tomopick.io.registry import Format, register
 
 #: Length units OME-NGFF allows that tomograms use, as Å per unit.
@@ -136,7 +137,7 @@ def read_omezarr(path: str | Path, *, level: int = 0, voxel_size_A: float | None
             raise TomopickError(f"voxel size must be positive, got {voxel_size_A}", path)
         vs = (float(voxel_size_A),) * 3
     if vs is None or not np.all(np.isfinite(vs)) or np.any(np.asarray(vs) <= 0):
-        raise TomopickError("voxel size is 0 or absent in the zarr metadata; pass --voxel-size (Å)", path)
+        raise TomopickError("voxel size is 0 or absent in the zarr metadata; " + ask_tomogram_voxel_size(), path)
     tz, ty, tx = chosen["translation_A"]
     meta = {"format": "ome-zarr", "level": level if level >= 0 else len(levels) + level, "n_levels": len(levels),
             "levels": [{"path": lv["path"], "voxel_size_A": lv["voxel_size_A"]} for lv in levels],

@@ -33,6 +33,7 @@ from tomopick.errors import TomopickError
 from tomopick.io.formats._common import (
     class_labels,
     class_names,
+    ask_picks_voxel_size,
     positive_voxel_size,
     run_names,
     tomogram_centre_A,
@@ -103,9 +104,9 @@ def _pixel_sizes(tables: dict[str, pd.DataFrame], df: pd.DataFrame, voxel_size_A
             sizes = det[:, 0] * 1e4 / det[:, 1]
         else:
             raise TomopickError("STAR file states no pixel size (rlnImagePixelSize / optics group); "
-                                "pass --voxel-size (Å per pixel)", path)
+                                + ask_picks_voxel_size(), path)
     if n and (not np.all(np.isfinite(sizes)) or np.any(sizes <= 0)):
-        raise TomopickError("pixel size in the STAR file is 0 or invalid; pass --voxel-size (Å per pixel)", path)
+        raise TomopickError("pixel size in the STAR file is 0 or invalid; " + ask_picks_voxel_size(), path)
     return sizes
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from tomopick.data import Tomogram
 from tomopick.errors import TomopickError
+from tomopick.io.formats._common import ask_tomogram_voxel_size
 from tomopick.io.registry import Format, register
 
 _UNITS = {"angstrom": 1.0, "å": 1.0, "a": 1.0, "\\u00c5": 1.0, "nm": 10.0, "nanometer": 10.0, "micron": 1e4,
@@ -67,7 +68,8 @@ def read_tiff(path: Path, *, voxel_size_A: float | None = None, **_: Any) -> Tom
     elif header_vs is not None:
         vs = header_vs
     else:
-        raise TomopickError("TIFF states no voxel size in Å/nm/µm (ImageJ unit + resolution); pass --voxel-size (Å)",
+        raise TomopickError("TIFF states no voxel size in Å/nm/µm (ImageJ unit + resolution); "
+                            + ask_tomogram_voxel_size(),
                             path)
     return Tomogram(data, vs, source=str(path), metadata={"format": "tiff"})
 
