@@ -219,3 +219,23 @@ def test_tomocpt_recipes_load(name, network):
     build_loss(cfg.loss, len(particles))
     # a recipe is plain data: it survives a dump/validate round trip unchanged
     assert validate_config(yaml.safe_load(yaml.safe_dump(cfg.model_dump(mode="json")))) == cfg
+
+
+def test_the_fine_tuning_example_in_the_docs_is_a_valid_recipe(tmp_path):
+    """docs/training.md's worked example validates and matches the bundled model it starts from."""
+    import re
+    import textwrap
+
+    from tomopick.models.bundled import bundled_model_path
+
+    text = (REPO / "docs" / "training.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", text, flags=re.S) if "init_from" in b)
+    raw = yaml.safe_load(textwrap.dedent(block))
+    raw["init_from"] = str(bundled_model_path())
+    (tmp_path / "finetune.yaml").write_text(yaml.safe_dump(raw))
+    cfg = load_config(tmp_path / "finetune.yaml")
+    assert cfg.freeze_encoder and cfg.init_from == str(bundled_model_path())
+    base = load_checkpoint(cfg.init_from)
+    assert base.config["network"] == {"name": cfg.network.name, "hparams": dict(cfg.network.hparams)}
+    assert base.config["target"] == cfg.target.model_dump(mode="json")
+    assert len(base.classes) == 1 + 6 and cfg.output == base.config["output"]
