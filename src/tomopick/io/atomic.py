@@ -27,12 +27,12 @@ def check_output(path: str | os.PathLike[str], overwrite: bool = False, create_p
     if path.exists() and not overwrite:
         raise OutputExistsError("output exists; pass --overwrite to replace it", path)
     parent = path.parent if str(path.parent) else Path(".")
+    existing = parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise TomopickError(f"cannot create output folder ({existing} is a file)", parent)
     if not create_parent:
-        existing = parent
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        if not existing.is_dir():
-            raise TomopickError("cannot create output folder (Not a directory)", parent)
         if not os.access(existing, os.W_OK | os.X_OK):
             raise TomopickError("output folder is not writable", existing)
         return path

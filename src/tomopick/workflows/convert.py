@@ -173,6 +173,8 @@ def convert(
         raise TomopickError(f"format {fout.name!r} cannot be written", dst_text)
     if not _is_uri(src_text) and not Path(src_text).exists():
         raise TomopickError("file not found", src_text)
+    if kind == "tomogram" and levels < 1:
+        raise TomopickError(f"--levels must be at least 1, got {levels}")
     if not _is_uri(dst_text):  # refuse early, before reading anything big (creates nothing yet)
         check_output(dst_text, overwrite, create_parent=False, directory=fout.directory)
     if kind == "tomogram":

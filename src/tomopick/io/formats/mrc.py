@@ -33,6 +33,8 @@ def _check_header(path: Path) -> int:
         raise TomopickError("is a folder, not an MRC file", path) from None
     if len(raw) < 1024:
         raise TomopickError(f"not an MRC file (header is {len(raw)} bytes, expected 1024)", path)
+    if raw[208:212] != b"MAP ":  # MRC2014 requires it (and mrcfile refuses files without it)
+        raise TomopickError(f"not an MRC file (no 'MAP ' identifier at byte 208, found {raw[208:212]!r})", path)
     order = "<" if 0 <= int(np.frombuffer(raw[12:16], dtype="<i4")[0]) < 256 else ">"
     nx, ny, nz, mode = (int(v) for v in np.frombuffer(raw[:16], dtype=f"{order}i4"))
     nsymbt = int(np.frombuffer(raw[92:96], dtype=f"{order}i4")[0])

@@ -195,7 +195,7 @@ def write_omezarr(
     from ome_zarr.writer import write_multiscales_metadata
 
     if levels < 1:
-        raise ValueError("levels must be >= 1")
+        raise TomopickError(f"an OME-Zarr pyramid needs at least 1 level, got {levels}", path)
     path = Path(path)
     target = np.dtype(dtype) if dtype else tomogram.dtype
     shapes = pyramid_shapes(tomogram.shape, levels)
