@@ -250,3 +250,23 @@ def test_train_creates_no_output_folder_on_bad_data(tmp_path, capsys, data):
     code, _, err = run(["train", cfg, "--out", out, "--quiet"], capsys)
     assert code == 2 and one_error_line(err)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command,hint", [("convert", False), ("pick", True)])
+def test_out_of_memory_names_batch_size_only_where_it_exists(tmp_path, capsys, monkeypatch, command, hint):
+    def no_memory(*_a, **_k):
+        raise MemoryError
+
+    if command == "pick":
+        import tomopick.workflows.pick as workflow
+
+        monkeypatch.setattr(workflow, "pick", no_memory)
+        args = ["pick", tmp_path / "t.mrc", "--out", tmp_path / "p.csv"]
+    else:
+        import tomopick.workflows.convert as workflow
+
+        monkeypatch.setattr(workflow, "convert", no_memory)
+        args = ["convert", tmp_path / "a.csv", tmp_path / "b.csv"]
+    code, _, err = run(args, capsys)
+    assert code == 1 and one_error_line(err).startswith("error: out of memory")
+    assert ("--batch-size" in err) == hint

@@ -68,9 +68,7 @@ COMMAND_OPTIONS: dict[str, dict[str, str]] = {
 }
 
 
-def command_path(argv: list[str]) -> str:
-    """The (sub)command ``argv`` runs, e.g. ``"prompt extract"`` ("" for none): the leading non-option words that
-    name commands (the root and the ``prompt`` group take flags only)."""
+def _resolve(argv: list[str]) -> tuple[str, object]:
     command = typer.main.get_command(app)
     words: list[str] = []
     for token in argv:
@@ -84,7 +82,18 @@ def command_path(argv: list[str]) -> str:
             break
         words.append(token)
         command = sub
-    return " ".join(words)
+    return " ".join(words), command
+
+
+def command_path(argv: list[str]) -> str:
+    """The (sub)command ``argv`` runs, e.g. ``"prompt extract"`` ("" for none): the leading non-option words that
+    name commands (the root and the ``prompt`` group take flags only)."""
+    return _resolve(argv)[0]
+
+
+def _has_option(argv: list[str], option: str) -> bool:
+    params = getattr(_resolve(argv)[1], "params", [])
+    return any(option in (*p.opts, *p.secondary_opts) for p in params)
 
 
 def _usage_error(exc: click_exceptions.UsageError) -> str:
@@ -143,7 +152,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         sys.exit(2)
     except MemoryError:
-        print("error: out of memory (try a smaller --batch-size or a machine with more RAM)", file=sys.stderr)
+        smaller = "a smaller --batch-size or " if _has_option(args, "--batch-size") else ""
+        print(f"error: out of memory (try {smaller}a machine with more RAM)", file=sys.stderr)
         sys.exit(1)
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if debug:
