@@ -41,6 +41,8 @@ def runs(kind: str) -> list[SimulationConfig]:
         randomised = [SimulationConfig(shape_zyx=SMALL, randomize=True, seed=2000 + i, run_name=f"rnd_{i:03d}",
                                        **common) for i in range(40)]
         return fixed + randomised
+    if kind == "train-wide":
+        return wide_runs()
     if kind == "test":
         return [SimulationConfig(shape_zyx=SMALL, crowding=1.5, seed=5000 + i, run_name=f"test_{i}", **common)
                 for i in range(100, 103)]
@@ -49,9 +51,45 @@ def runs(kind: str) -> list[SimulationConfig]:
     raise ValueError(f"unknown data set {kind!r}")
 
 
+#: Imaging ranges of the ``train-wide`` set (czii-10A v3), wider than :data:`tomopick.simulate.config.RANDOMIZATION`
+#: where tomograms of other microscopes and reconstructions differ: SNR down to the edge of visibility, no CTF
+#: correction, stronger defocus, narrower tilt ranges and coarser steps, larger alignment error and B-factors,
+#: SIRT-like low-pass filtering, more look-alike distractors. Fields not listed are drawn by ``randomize=True``.
+WIDE: dict[str, tuple] = {
+    "snr": ("loguniform", 0.5, 8.0),
+    "defocus_um": ("uniform", 1.5, 7.0),
+    "ctf_correction": ("choice", ["phaseflip", "wiener", "none"], [0.5, 0.3, 0.2]),
+    "tilt_max_deg": ("uniform", 45.0, 66.0),
+    "tilt_step_deg": ("choice", [2.0, 3.0, 4.0, 5.0], [0.2, 0.4, 0.25, 0.15]),
+    "alignment_error_A": ("uniform", 0.0, 8.0),
+    "b_factor_A2": ("uniform", 50.0, 300.0),
+    "lowpass_A": ("choice", [None, 15.0, 20.0, 30.0, 40.0], [0.4, 0.15, 0.15, 0.15, 0.15]),
+    "n_distractors": ("int", 0, 30),
+}
+
+
+def wide_runs() -> list[SimulationConfig]:
+    """``train-wide``: ``sim_000``–``sim_015`` as in ``train`` (the validation runs stay the same) and
+    ``wide_000``–``wide_063`` drawn from :data:`WIDE` (seeds 3000–3063)."""
+    import numpy as np
+
+    from tomopick.simulate.config import _draw
+
+    common = dict(voxel_size_A=10.0, imaging="full", keep_noiseless=False, shape_zyx=SMALL)
+    out = [SimulationConfig(crowding=1.5, seed=1000 + i, run_name=f"sim_{i:03d}", **common) for i in range(16)]
+    out.append(SimulationConfig(randomize=True, seed=2000, run_name="rnd_000", **common))  # a validation run
+    for i in range(64):
+        rng = np.random.default_rng(3000 + i)
+        drawn = {k: _draw(spec, rng) for k, spec in WIDE.items()}
+        top = float(drawn.pop("tilt_max_deg"))
+        drawn.update(tilt_max_deg=top, tilt_min_deg=-top + float(rng.uniform(-4, 4)))
+        out.append(SimulationConfig(randomize=True, seed=3000 + i, run_name=f"wide_{i:03d}", **common, **drawn))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("kind", choices=["train", "test", "czii-test"])
+    parser.add_argument("kind", choices=["train", "train-wide", "test", "czii-test"])
     parser.add_argument("out", type=Path, help="copick project folder to create")
     args = parser.parse_args()
     project = CopickProject.create(args.out, CZII, name=f"czii-10A-{args.kind}", overwrite=False)

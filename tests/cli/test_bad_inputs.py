@@ -173,7 +173,6 @@ def case(case_id: str, argv_of: Callable[[Path], list], match: str | None = None
 
 
 SUB = {"sub": True}
-PICK_XFAIL = pytest.mark.xfail(strict=False, reason="tomopick pick is being reworked; reported, not fixed here")
 NOT_AS_ROOT = pytest.mark.skipif(ROOT, reason="root may write into read-only folders")
 
 TOMOGRAMS = [
@@ -406,12 +405,11 @@ OPTIONS = [
     case("pick-batch-size-zero", lambda t: ["pick", tiny(t), "--out", t / "p.csv", "--batch-size", "0"],
          "--batch-size"),
     case("pick-distance-negative", lambda t: ["pick", tiny(t), "--out", t / "p.csv", "--distance", "-1"],
-         "distance", marks=PICK_XFAIL),
+         "--distance"),
     case("pick-voxel-size-negative", lambda t: ["pick", tiny(t), "--out", t / "p.csv", "--voxel-size", "-10"],
-         "voxel size"),
+         "--voxel-size"),
     case("pick-unknown-output-format", lambda t: ["pick", tiny(t), "--out", t / "p.csv", "--format", "bogus"],
-         "bogus", marks=pytest.mark.xfail(strict=False, reason="pick checks --format only after picking (progress "
-                                                             "bar line first); pick is being reworked")),
+         "bogus"),
     case("pick-tta-with-prompt", lambda t: ["pick", tiny(t), "--out", t / "p.csv", "--prompt", prompt_file(t),
                                             "--tta"], "--tta"),
     case("prompt-extract-at-two-numbers",

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tomopick.inference.picking import CPU_ROI, CROP_OVERLAP, inference_settings, window_dependent
+from tomopick.inference.options import PickOptions
+from tomopick.inference.picking import CROP_OVERLAP, DEFAULT_ROI, inference_settings, window_dependent
 
 
 def _loaded(name="resunet", **hparams):
@@ -33,8 +34,8 @@ def test_instance_norm_runs_on_training_patches_batch_norm_on_large_windows():
     inst = inference_settings(_loaded(norm="instance"))
     assert tuple(inst.roi_size) == (48, 48, 48) and inst.fixed_roi and inst.overlap == 0.25
     batch = inference_settings(_loaded(norm="batch"))
-    assert tuple(batch.roi_size) == CPU_ROI and not batch.fixed_roi and batch.overlap == CROP_OVERLAP
-    assert inference_settings(_loaded(norm="batch"), mode="gaussian").overlap == 0.25
+    assert tuple(batch.roi_size) == DEFAULT_ROI and not batch.fixed_roi and batch.overlap == CROP_OVERLAP
+    assert inference_settings(_loaded(norm="batch"), PickOptions(mode="gaussian")).overlap == 0.25
     # an explicit window is the user's choice, also for instance norm
-    chosen = inference_settings(_loaded(norm="instance"), roi_size=(64, 96, 96), overlap=0.1)
+    chosen = inference_settings(_loaded(norm="instance"), PickOptions(roi_size=(64, 96, 96), overlap=0.1))
     assert tuple(chosen.roi_size) == (64, 96, 96) and not chosen.fixed_roi and chosen.overlap == 0.1

@@ -124,7 +124,8 @@ def test_train_workflow_with_budget_and_no_validation(tmp_path):
         assert (tmp_path / "run" / name).is_file()
     assert len(list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))) == 1
     best = load_checkpoint(tmp_path / "run" / "best.pt")
-    assert best.config["pick"] == {"peak_method": "localmax", "distance_factor": 0.75}  # no validation: no thresholds
+    assert best.config["pick"] == {"peak_method": "localmax", "distance_factor": 0.75,
+                                                   "score": "blob"}  # no validation: no thresholds
     assert best.config["training"]["max_minutes"] == 1e-6
 
 
@@ -153,14 +154,14 @@ def _oracle_volume():
 
 @pytest.mark.parametrize("method", ["localmax", "cc", "mpnms"])
 def test_validation_picks_with_the_configured_peak_method(method, monkeypatch):
-    import tomopick.inference.picking as picking
+    import tomopick.training.validation as picking
 
     calls = []
     real = picking.pick_tomogram
 
-    def spy(*args, **kwargs):
-        calls.append((kwargs["peak_method"], kwargs["distance_factor"]))
-        return real(*args, **kwargs)
+    def spy(tomogram, loaded, options, **kwargs):
+        calls.append((options.peak_method, options.distance_factor))
+        return real(tomogram, loaded, options, **kwargs)
 
     monkeypatch.setattr(picking, "pick_tomogram", spy)
     vol = _oracle_volume()
@@ -188,7 +189,8 @@ def test_checkpoint_records_the_peak_method_next_to_the_thresholds(toy_volumes):
 
     t = Trainer(tiny_config(epochs=1, steps_per_epoch=1, pick={"peak_method": "localmax"}), PARTICLES, VS, train,
                 val, validator=validator, progress=False)
-    assert t.checkpoint_config()["pick"] == {"peak_method": "localmax", "distance_factor": 0.75}
+    assert t.checkpoint_config()["pick"] == {"peak_method": "localmax", "distance_factor": 0.75,
+                                                   "score": "blob"}
     t.fit()
     pick = t.checkpoint_config()["pick"]
     assert pick["peak_method"] == "localmax" and pick["thresholds"] == {"big": 0.3, "small": 0.6}

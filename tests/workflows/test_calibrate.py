@@ -14,7 +14,9 @@ from tomopick.inference.normalize import robust_config
 from tomopick.io import read_picks, write_picks, write_tomogram
 from tomopick.models import build_model, register_model, save_checkpoint
 from tomopick.models.checkpoint import load_checkpoint
-from tomopick.training.validation import MAX_THRESHOLD, MIN_SCORE, THRESHOLD_TOLERANCE, stored_threshold
+from tomopick.peaks.thresholds import DEFAULT_THRESHOLD, MIN_SCORE, THRESHOLD_TOLERANCE, stored_threshold
+
+MAX_THRESHOLD = DEFAULT_THRESHOLD["blob"]  # stored for a class never found
 from tomopick.workflows.calibrate import (
     calibrate, choose_thresholds, foreground_particles, parse_runs, source_is_half,
 )
@@ -60,15 +62,16 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def calibrated(data):
-    return calibrate(data / "TS_1.mrc", data / "truth.star", model=data / "source.pt", out=data / "calibrated.pt")
+    return calibrate(data / "TS_1.mrc", data / "truth.star", model=data / "source.pt", out=data / "calibrated.pt",
+                     score="peak")
 
 
 def independent_thresholds(data, model=None):
     """pick at the validator's floor, sweep, stored_threshold: what calibrate() must store."""
-    picks = pick(data / "TS_1.mrc", model or data / "source.pt", threshold=MIN_SCORE).picks
+    picks = pick(data / "TS_1.mrc", model or data / "source.pt", threshold=MIN_SCORE, score="peak").picks
     truth = read_picks(data / "truth.star", particles=PARTICLES)
     sweep = threshold_sweep(truth, picks, PARTICLES, "czii", beta=4.0, tolerance=THRESHOLD_TOLERANCE)
-    return picks, sweep, {r["particle"]: stored_threshold(r, None) for _, r in sweep.table.iterrows()}
+    return picks, sweep, {r["particle"]: stored_threshold(r, None, score="peak") for _, r in sweep.table.iterrows()}
 
 
 def test_thresholds_equal_an_independent_sweep_and_are_stored(data, calibrated):
@@ -81,7 +84,7 @@ def test_thresholds_equal_an_independent_sweep_and_are_stored(data, calibrated):
     assert t == pytest.approx(float(picks.scores.min())) and int((picks.scores >= t).sum()) == 6
     best = sweep.curves[sweep.curves["particle"] == "apo-ferritin"]
     assert int(best["tp"].max()) == 4
-    assert calibrated.thresholds == {"apo-ferritin": t, "ribosome": MAX_THRESHOLD}
+    assert calibrated.thresholds == {"apo-ferritin": t, "ribosome": DEFAULT_THRESHOLD["peak"]}
     assert calibrated.calibrated == ("apo-ferritin",) and calibrated.runs == ("TS_1",)
     pd.testing.assert_frame_equal(calibrated.table, sweep.table)
     row = calibrated.at_thresholds.set_index("particle").loc["apo-ferritin"]
@@ -91,7 +94,7 @@ def test_thresholds_equal_an_independent_sweep_and_are_stored(data, calibrated):
 
     loaded = load_checkpoint(calibrated.out)
     assert loaded.config["pick"] == {"thresholds": calibrated.thresholds, "chosen_on": "calibration runs TS_1",
-                                     "beta": 4.0}
+                                     "beta": 4.0, "score": "peak", "peak_method": "maxpool", "distance_factor": 0.75}
     card = loaded.card["calibration"]
     assert loaded.card["name"] == "box" and card["runs"] == ["TS_1"] and card["score"] == pytest.approx(f4)
     assert card["classes"]["apo-ferritin"]["tp"] == 4 and card["classes"]["apo-ferritin"]["fbeta"] == pytest.approx(f4)
@@ -102,20 +105,20 @@ def test_thresholds_equal_an_independent_sweep_and_are_stored(data, calibrated):
 
 def test_pick_with_the_copy_uses_its_thresholds(data, calibrated):
     t = calibrated.thresholds["apo-ferritin"]
-    everything = pick(data / "TS_1.mrc", data / "source.pt", threshold=MIN_SCORE).picks
-    default = pick(data / "TS_1.mrc", calibrated.out).picks
+    everything = pick(data / "TS_1.mrc", data / "source.pt", threshold=MIN_SCORE, score="peak").picks
+    default = pick(data / "TS_1.mrc", calibrated.out).picks  # the copy records its score: peak
     assert len(default) == int((everything.scores >= t).sum()) == 6
     assert default.scores.min() >= t
-    assert len(pick(data / "TS_1.mrc", data / "source.pt").picks) == int((everything.scores >= 0.5).sum())
+    assert len(pick(data / "TS_1.mrc", data / "source.pt", score="peak").picks) == int((everything.scores >= 0.5).sum())
 
 
 def test_float16_source_gives_float16_copy_and_keeps_uncalibrated_thresholds(data, calibrated, tmp_path):
     src = tmp_path / "half.pt"
     save_checkpoint(src, build_model("test-calibrate-box", 1, 3),
-                    config(pick={"thresholds": {"apo-ferritin": 0.9, "ribosome": 0.3}}), half=True)
+                    config(pick={"thresholds": {"apo-ferritin": 0.9, "ribosome": 0.3}, "score": "peak"}), half=True)
     assert source_is_half(src) and not source_is_half(data / "source.pt") and not source_is_half(None)
     res = calibrate([str(data / "TS_1.mrc")], data / "truth.star", model=src, out=tmp_path / "half_cal.pt",
-                    runs="TS_1", threads=1)
+                    runs="TS_1", threads=1, score="peak")
     # apo-ferritin chosen on the truth (float16 weights shift the scores a little); ribosome (not annotated)
     # keeps the source's 0.3
     expected = independent_thresholds(data, src)[2]["apo-ferritin"]
@@ -137,11 +140,11 @@ def test_copick_project_picks_only_the_annotated_runs(data, calibrated, tmp_path
     seen = []
     res = calibrate(f"copick://{tmp_path / 'proj'}", tmp_path / "proj", truth_user="curation",
                     model=data / "source.pt", out=tmp_path / "sub" / "m.pt", peak_method="maxpool",
-                    roi_size=(16, 32, 32), progress=lambda run, d, t: seen.append(run))
+                    roi_size=(16, 32, 32), progress=lambda run, d, t: seen.append(run), score="peak")
     assert set(seen) == {"TS_1"} and res.runs == ("TS_1",)  # TS_2 has no truth: not picked
     assert res.thresholds == calibrated.thresholds
     card = load_checkpoint(res.out).card["calibration"]
-    assert card["pick_options"] == {"peak_method": "maxpool", "roi_size": [16, 32, 32]}
+    assert card["pick_options"] == {"peak_method": "maxpool", "roi_size": [16, 32, 32], "score": "peak"}
 
 
 def test_pure_helpers():

@@ -63,7 +63,7 @@ def write(tmp_path, name, tomo):
     return path
 
 
-def assert_found(picks, tol_A, min_score=0.9):
+def assert_found(picks, tol_A, min_score=0.7):
     assert len(picks) == len(TRUE_A), picks.frame
     assert set(picks.particles) == {"apo-ferritin"}
     got = picks.xyz_A[np.lexsort(picks.xyz_A.T[::-1])]
@@ -77,8 +77,11 @@ def test_finds_particles_in_angstrom(tmp_path, blob_model, method):
     mrc = write(tmp_path, "TS_1.mrc", blob_tomogram())
     report = pick(mrc, blob_model, out=tmp_path / "picks.star", peak_method=method, roi_size=(16, 32, 32))
     assert report.runs[0]["windows"] > 1
-    # scores: peak probability (maxpool, localmax), component mean (cc, >= threshold), smoothed occupancy (mpnms)
-    assert_found(report.picks, 10.0, min_score={"mpnms": 0.1, "cc": 0.5}.get(method, 0.9))
+    # the default blob score: mean probability over the sphere of half the radius around each peak (any method)
+    assert_found(report.picks, 10.0, min_score=0.7)
+    # peak scores: peak probability (maxpool, localmax), component mean (cc), smoothed occupancy (mpnms)
+    peak = pick(mrc, blob_model, peak_method=method, roi_size=(16, 32, 32), score="peak").picks
+    assert_found(peak, 10.0, min_score={"mpnms": 0.1, "cc": 0.5}.get(method, 0.9))
     on_disk = read_picks(tmp_path / "picks.star")
     assert list(on_disk.runs) == ["TS_1"]
     np.testing.assert_allclose(np.sort(on_disk.scores), np.sort(report.picks.scores), rtol=1e-6)
@@ -106,8 +109,10 @@ def test_threshold_per_class_and_mask(tmp_path, blob_model):
     assert _thresholds({"*": 0.3, "ribosome": 0.7}, ["apo-ferritin", "ribosome"]) == [0.3, 0.7]
     assert _thresholds([0.2, 0.4], ["apo-ferritin", "ribosome"]) == [0.2, 0.4]
     assert _thresholds(None, ["apo-ferritin"]) == [0.5]
-    high = pick(mrc, blob_model, threshold={"apo-ferritin": 0.95, "*": 0.5}).picks
+    high = pick(mrc, blob_model, threshold={"apo-ferritin": 0.95, "*": 0.5}, score="peak").picks
     assert len(high) == 3 and high.scores.min() >= 0.95
+    blob = pick(mrc, blob_model).picks  # blob scores of the three particles lie between 0.7 and 0.95
+    assert len(pick(mrc, blob_model, threshold=float(np.sort(blob.scores)[1])).picks) == 2
     with pytest.raises(TomopickError, match=r"thresholds must be in \(0, 1\]"):
         pick(mrc, blob_model, threshold=0.0)
     mask = np.zeros(tomo.shape, dtype=bool)
@@ -119,14 +124,28 @@ def test_threshold_per_class_and_mask(tmp_path, blob_model):
 
 
 def test_model_thresholds_are_the_default(tmp_path):
-    """A checkpoint's config["pick"]["thresholds"] replace 0.5 when no threshold is given; an explicit one wins."""
+    """A checkpoint's config["pick"]["thresholds"] for the score in use replace the default when no threshold is
+    given; an explicit one wins; thresholds stored for the peak score do not apply to the blob score."""
     mrc = write(tmp_path, "a.mrc", blob_tomogram())
     path = tmp_path / "own.pt"
     save_checkpoint(path, build_model("test-boxfilter", 1, 3),
-                    {**config(), "pick": {"thresholds": {"apo-ferritin": 0.3, "proteasome": 0.3}}})
-    with pytest.raises(TomopickError, match="unknown class.*proteasome"):  # the model's own thresholds are used
-        pick(mrc, path)
+                    {**config(), "pick": {"thresholds": {"apo-ferritin": 0.99}, "score": "blob"}})
+    report = pick(mrc, path)
+    assert len(report.picks) == 0  # blob scores of these particles stay below 0.95
+    assert report.runs[0]["thresholds"] == {"apo-ferritin": {"value": 0.99, "rule": "checkpoint"},
+                                            "ribosome": {"value": 0.2, "rule": "default"}}
     assert len(pick(mrc, path, threshold=0.5).picks) == 3
+    legacy = tmp_path / "legacy.pt"  # written before the blob score: its thresholds are peak thresholds
+    save_checkpoint(legacy, build_model("test-boxfilter", 1, 3), {**config(), "pick": {"thresholds":
+                                                                                       {"apo-ferritin": 0.99}}})
+    report = pick(mrc, legacy)
+    assert len(report.picks) == 3 and report.runs[0]["thresholds"]["apo-ferritin"]["rule"] == "default"
+    assert len(pick(mrc, legacy, score="peak").picks) == 3  # peak probabilities of the three reach 0.99
+    bad = tmp_path / "bad.pt"
+    save_checkpoint(bad, build_model("test-boxfilter", 1, 3),
+                    {**config(), "pick": {"thresholds": {"apo-ferritin": 0.3, "proteasome": 0.3}}})
+    with pytest.raises(TomopickError, match="bad.pt.*proteasome"):
+        pick(mrc, bad)
 
 
 def test_several_inputs_one_file_and_folder(tmp_path, tiny_unet, blob_model):
@@ -177,7 +196,7 @@ def test_bad_inputs_one_line_errors(tmp_path, blob_model):
     with pytest.raises(NonFiniteError, match="nan.mrc: tomogram holds 1 NaN/Inf"):
         pick(nan_path, blob_model)
     assert_found(pick(nan_path, blob_model, allow_nonfinite=True).picks, 10.0)
-    with pytest.raises(TomopickError, match="unknown peak method"):
+    with pytest.raises(TomopickError, match="--peak-method 'magic': Input should be 'maxpool'"):
         pick(good, blob_model, peak_method="magic")
     with pytest.raises(TomopickError, match="tta"):
         pick(good, blob_model, tta=3)

@@ -83,12 +83,21 @@ def pick(
                                         help="Checkpoint (.pt). Default: the bundled czii-10A model."),
     threshold: Optional[List[str]] = typer.Option(None, "--threshold", "-t",
                                                   help="Score threshold, or CLASS=VALUE; repeatable. Default: the model's "
-                                                       "per-class thresholds (chosen on its validation data), "
-                                                       "else 0.5."),
+                                                       "per-class thresholds for the score in use (chosen on its "
+                                                       "validation data), else 0.2 (blob) / 0.5 (peak)."),
+    score: str = typer.Option("blob", "--score",
+                              help="blob (mean class probability in the sphere the network paints; transfers "
+                                   "across tomograms) | peak (the class map's value at the peak; saturates)."),
+    threshold_rule: str = typer.Option("stored", "--threshold-rule",
+                                       help="stored (given, else the model's, else the default) | valley (per "
+                                            "tomogram and class: the emptiest blob score in 0.12-0.3)."),
     peak_method: Optional[str] = typer.Option(
         None, "--peak-method",
-        help="maxpool (default) | mpnms (DeepETPicker) | cc (connected components; --prompt default) | localmax."),
-    distance: float = typer.Option(0.75, "--distance", help="Minimum pick spacing as a fraction of the radius."),
+        help="maxpool | mpnms (DeepETPicker) | cc (connected components; --prompt default) | localmax. "
+             "Default: the model's (config pick.peak_method), else maxpool."),
+    distance: Optional[float] = typer.Option(None, "--distance",
+                                             help="Minimum pick spacing as a fraction of the radius (default: the "
+                                                  "model's, else 0.75)."),
     tta: bool = typer.Option(False, "--tta", help="Average over 4 flips (4× slower)."),
     overlap: Optional[float] = typer.Option(None, "--overlap",
                                             help="Window context fraction (crop: 0.08; gaussian: 0.25)."),
@@ -118,20 +127,27 @@ def pick(
         from tomopick.cli.prompt import pick_prompted
 
         pick_prompted(inputs, prompt, out=out, model=model, threshold=parse_thresholds(threshold),
-                      peak_method=peak_method, distance=distance, roi=parse_roi(roi), stride=stride, overlap=overlap,
+                      peak_method=peak_method, distance=0.75 if distance is None else distance, roi=parse_roi(roi),
+                      stride=stride, overlap=overlap,
                       batch_size=batch_size, device=device, threads=threads, voxel_size=voxel_size,
                       allow_nonfinite=allow_nonfinite, save_scores=save_scores, picks_format=picks_format,
                       radius=radius, tta=tta, overwrite=overwrite, quiet=quiet)
         return
+    from tomopick.inference.options import PickOptions
     from tomopick.workflows.pick import pick as run_pick
 
+    # every option is checked here, before torch or the model is loaded
+    options = PickOptions.make(threshold=parse_thresholds(threshold), threshold_rule=threshold_rule, score=score,
+                               peak_method=peak_method, distance_factor=distance, tta=4 if tta else 1,
+                               overlap=overlap, batch_size=batch_size, device=device, mode=mode,
+                               roi_size=parse_roi(roi), voxel_size_A=voxel_size, allow_nonfinite=allow_nonfinite,
+                               threads=threads)
+    lines: list[str] = []
     with window_progress(quiet) as progress:
-        report = run_pick(inputs, model, out=out, threshold=parse_thresholds(threshold),
-                          peak_method=peak_method or "maxpool",
-                          distance_factor=distance, tta=4 if tta else 1, overlap=overlap, batch_size=batch_size,
-                          device=device, mode=mode, roi_size=parse_roi(roi), voxel_size_A=voxel_size,
-                          allow_nonfinite=allow_nonfinite, save_scores=save_scores, overwrite=overwrite,
-                          threads=threads, picks_format=picks_format, progress=progress)
+        report = run_pick(inputs, model, options=options, out=out, save_scores=save_scores, overwrite=overwrite,
+                          picks_format=picks_format, progress=progress, log=lines.append)
+    for line in lines:
+        typer.echo(line)
     for summary in report.runs:
         counts = ", ".join(f"{k} {v}" for k, v in summary.get("counts", {}).items()) or "no classes"
         note = f" ({summary['note']})" if summary.get("note") else ""

@@ -20,27 +20,27 @@ import numpy as np
 
 from tomopick.data import Picks, Tomogram
 from tomopick.errors import TomopickError
+from tomopick.inference.options import PickOptions
+from tomopick.peaks.thresholds import (
+    CANDIDATE_FLOOR, ThresholdChoice, choose_thresholds, valley_threshold,
+)
+
+#: Lower bound of the valley rule's band (:func:`~tomopick.peaks.thresholds.valley_threshold`).
+VALLEY_LOW = 0.12
 
 #: Default largest windows. Large windows with a thin context margin (crop mode, overlap 0.08: 8–10 voxels per
 #: side) keep the recomputed fraction small: 1.33× the voxels of a 184 × 630 × 630 tomogram instead of 2.3× with
 #: 96 × 160 × 160 windows and overlap 0.2 (bench/bench_pick.py). The network's cost per voxel hardly depends on
 #: the window size on CPU.
-CPU_ROI = (208, 256, 256)
-GPU_ROI = (208, 256, 256)
+DEFAULT_ROI = (208, 256, 256)
 CROP_OVERLAP = 0.08
 
 
 def _divisor(config: dict[str, Any]) -> int:
+    from tomopick.models.registry import network_divisor
+
     net = config.get("network", {}) or {}
-    hp = net.get("hparams", {}) or {}
-    name = net.get("name", "unet")
-    if name == "swinunetr":
-        return 32
-    if "strides" in hp:
-        return int(np.prod([int(s) for s in hp["strides"]]))
-    if "channels" in hp:
-        return 2 ** (len(hp["channels"]) - 1)
-    return 8 if name in ("unet", "resunet", "coordresunet") else 16
+    return network_divisor(net.get("name", "unet"), net.get("hparams", {}) or {})
 
 
 def _foreground(config: dict[str, Any]) -> tuple[list[int], list[str]]:
@@ -49,10 +49,18 @@ def _foreground(config: dict[str, Any]) -> tuple[list[int], list[str]]:
     return keep, [classes[i] for i in keep]
 
 
-def pick_tomogram(tomogram: Tomogram, loaded: Any, *, run: str = "", threshold: float | Sequence[float] | dict |
-                  None = None, peak_method: str = "maxpool", distance_factor: float = 0.75,
-                  settings: Any | None = None, mask: np.ndarray | None = None, allow_nonfinite: bool = False,
-                  scores_out: str | None = None, overwrite: bool = False, stats: Any | None = None,
+def score_radius_fraction(config: dict[str, Any]) -> float:
+    """Radius of the ``blob`` score's sphere as a fraction of the particle radius: the radius of the sphere labels
+    the network was trained on (``target.radius_fraction``; 0.5 for the bundled model), at most 1."""
+    target = config.get("target") or {}
+    kind = str(target.get("kind", "sphere"))
+    default = 1.0 if kind == "gaussian" else 0.5
+    return float(min(1.0, max(0.1, float(target.get("radius_fraction", default) or default))))
+
+
+def pick_tomogram(tomogram: Tomogram, loaded: Any, options: PickOptions | None = None, *, run: str = "",
+                  settings: Any | None = None, mask: np.ndarray | None = None, scores_out: str | None = None,
+                  overwrite: bool = False, stats: Any | None = None,
                   progress: Callable[[int, int], None] | None = None) -> tuple[Picks, dict[str, Any]]:
     """Pick one tomogram with a loaded model (no picks file written).
 
@@ -62,15 +70,11 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, *, run: str = "", threshold: 
         ``(z, y, x)`` volume (lazy or in memory) with its voxel size.
     loaded
         :class:`~tomopick.models.checkpoint.LoadedModel`.
-    threshold
-        Score threshold: one value, one per class (model order), or ``{class: value}``; default: the
-        checkpoint's ``config["pick"]["thresholds"]`` (chosen on validation data) where present, else 0.5.
-    peak_method
-        ``maxpool`` | ``mpnms`` | ``cc`` | ``localmax`` (:mod:`tomopick.peaks`).
-    distance_factor
-        Minimum distance between picks of a class = ``distance_factor × radius``.
+    options
+        :class:`~tomopick.inference.options.PickOptions` (score, thresholds, peak method, spacing, windows, TTA);
+        peak method and spacing default to the checkpoint's ``config["pick"]``.
     settings
-        :class:`~tomopick.inference.sliding.InferenceSettings` (window, overlap, TTA, batch, device).
+        :class:`~tomopick.inference.sliding.InferenceSettings`; default: :func:`inference_settings` of ``options``.
     mask
         Optional ``(z, y, x)`` boolean array on the tomogram's grid; picks outside are dropped.
     stats
@@ -85,31 +89,32 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, *, run: str = "", threshold: 
     -------
     (Picks, dict)
         Picks ``x, y, z`` in Å relative to voxel (0, 0, 0) of ``tomogram``, with ``score`` and ``run``; and a
-        summary (shape, rescale factors, timings, counts).
+        summary (shape, rescale factors, timings, counts, and per class the threshold and its rule).
     """
     import torch
 
     from tomopick.inference.normalize import normalisation_kwargs, robust_stats
     from tomopick.inference.rescale import rescale_factors, rescale_volume, rescaled_shape
-    from tomopick.inference.sliding import (
-        InferenceSettings, ReleasingArray, count_windows, predict_to_store,
-    )
+    from tomopick.inference.sliding import ReleasingArray, count_windows, predict_to_store
     from tomopick.peaks import find_peaks_blocks
 
     t0 = time.perf_counter()
     source_name = tomogram.source or run or None
     config = loaded.config
-    settings = settings or InferenceSettings()
+    options = (options or PickOptions()).with_defaults(config)
+    settings = settings or inference_settings(loaded, options)
     channels, names = _foreground(config)
-    summary: dict[str, Any] = {"run": run, "shape_zyx": list(tomogram.shape), "voxel_size_A": tomogram.voxel_size_A}
-    if threshold is None:  # the model's own per-class thresholds (chosen on its validation data), else 0.5
-        threshold = (config.get("pick") or {}).get("thresholds")
-    thresholds = resolve_thresholds(threshold, names, source_name)  # option errors before any work
+    summary: dict[str, Any] = {"run": run, "shape_zyx": list(tomogram.shape), "voxel_size_A": tomogram.voxel_size_A,
+                               "score": options.score}
+    choices = choose_thresholds(names, options.threshold, config.get("pick"), str(options.score), source_name)
+    valley = options.threshold_rule == "valley" and options.score == "blob"
+    # the valley rule looks at every peak above its lower bound, then chooses per class (given thresholds win)
+    thresholds = [VALLEY_LOW if (valley and c.rule != "option") else c.value for c in choices]
     if mask is not None and tuple(np.shape(mask)) != tomogram.shape:
         raise TomopickError(f"mask shape {tuple(np.shape(mask))} differs from the tomogram's {tomogram.shape}",
                             source_name)
     # whole-volume passes go through a view that drops memory-mapped pages as it goes (bounded resident set)
-    tomogram.with_data(ReleasingArray(tomogram.data)).check_finite(allow_nonfinite=allow_nonfinite)
+    tomogram.with_data(ReleasingArray(tomogram.data)).check_finite(allow_nonfinite=options.allow_nonfinite)
     if min(tomogram.shape) == 0:
         summary.update(counts={}, seconds=time.perf_counter() - t0, note="empty tomogram")
         return Picks.empty(), summary
@@ -163,10 +168,17 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, *, run: str = "", threshold: 
             radius_vox = [(particles[n].radius_A if n in particles else 50.0) / float(np.mean(grid_vs))
                           for n in names]
             grid_mask = _mask_on_grid(mask, tomogram.shape, store.shape[1:])
-            device = settings.device if peak_method in ("maxpool", "mpnms") else None
-            peaks = find_peaks_blocks(store.read, store.shape, peak_method, threshold=thresholds,
-                                     radius_vox=radius_vox, distance_factor=distance_factor, mask=grid_mask,
-                                     device=device)
+            method = str(options.peak_method)
+            device = settings.device if method in ("maxpool", "mpnms") else None
+            blob = options.score == "blob"
+            fraction = score_radius_fraction(config)
+            peaks = find_peaks_blocks(store.read, store.shape, method, threshold=thresholds,
+                                      radius_vox=radius_vox, distance_factor=float(options.distance_factor),
+                                      mask=grid_mask, device=device,
+                                      score_radius_vox=[fraction * r for r in radius_vox] if blob else None,
+                                      floor=[min(CANDIDATE_FLOOR, t) for t in thresholds] if blob else None)
+            if valley:
+                peaks, choices = _apply_valley(peaks, choices)
             if scores_out is not None:
                 _write_scores(store, names, grid_vs, scores_out, run, overwrite)
         finally:
@@ -187,36 +199,32 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, *, run: str = "", threshold: 
     # rescaled grids can put a pick a fraction of a voxel past the edge: keep only picks inside the tomogram
     picks = picks.select(picks.inside(tomogram.shape, tomogram.voxel_size_A)) if len(picks) else picks
     summary.update(counts={n: int((picks.frame["particle"] == n).sum()) for n in names},
+                   thresholds={n: {"value": c.value, "rule": c.rule} for n, c in zip(names, choices)},
                    windows=total, seconds_network=t2 - t1, seconds_peaks=t3 - t2,
                    seconds=time.perf_counter() - t0, store_on_disk=bool(getattr(store, "on_disk", False)))
     return picks, summary
 
 
-def resolve_thresholds(threshold: Any, names: list[str], source: str | None = None) -> list[float]:
-    """Per-class thresholds (model order) from one value, a list, or ``{class: value}`` (``"*"``: the rest)."""
-    values = _threshold_values(threshold, names)
-    bad = [v for v in values if not 0 < v <= 1]
-    if bad:
-        raise TomopickError(f"score thresholds must be in (0, 1], got {bad[0]:g}", source)
-    return values
+def _apply_valley(peaks: Any, choices: list[ThresholdChoice]) -> tuple[Any, list[ThresholdChoice]]:
+    """Per class, the valley threshold of its own peak scores (classes with a given threshold keep it)."""
+    keep = np.ones(len(peaks), dtype=bool)
+    out = []
+    for c, choice in enumerate(choices):
+        if choice.rule == "option":
+            out.append(choice)
+            continue
+        mine = peaks.channel == c
+        value = valley_threshold(peaks.score[mine])
+        keep &= ~mine | (peaks.score >= value)
+        out.append(ThresholdChoice(value, "valley"))
+    return peaks.select(keep), out
 
 
-def _threshold_values(threshold: Any, names: list[str]) -> list[float]:
-    if threshold is None:
-        return [0.5] * len(names)
-    if isinstance(threshold, dict):
-        unknown = sorted(set(threshold) - set(names) - {"*"})
-        if unknown:
-            raise TomopickError(f"threshold given for unknown class(es) {', '.join(unknown)}; "
-                                f"the model's classes: {', '.join(names)}")
-        default = float(threshold.get("*", 0.5))
-        return [float(threshold.get(n, default)) for n in names]
-    values = np.atleast_1d(np.asarray(threshold, dtype=np.float64))
-    if values.size == 1:
-        return [float(values[0])] * len(names)
-    if values.size != len(names):
-        raise TomopickError(f"{values.size} thresholds for {len(names)} classes ({', '.join(names)})")
-    return [float(v) for v in values]
+def resolve_thresholds(threshold: Any, names: list[str], source: str | None = None,
+                       score: str = "peak") -> list[float]:
+    """Per-class thresholds (model order) from one value, a list, or ``{class: value}`` (``"*"``: the rest);
+    classes not named get the default of ``score``."""
+    return [c.value for c in choose_thresholds(names, threshold, None, score, source)]
 
 
 def _mask_on_grid(mask: Any, tomo_shape: Sequence[int], grid_shape: Sequence[int]) -> Any:
@@ -275,10 +283,9 @@ def window_dependent(config: dict[str, Any]) -> bool:
     return str(norm_name).lower() in ("instance", "group", "layer", "instance_nvfuser")
 
 
-def inference_settings(loaded: Any, *, mode: str = "crop", roi_size: Sequence[int] | None = None,
-                       overlap: float | None = None, tta: int = 1, batch_size: int | None = None,
-                       device: str = "cpu", store_directory: str | None = None) -> Any:
-    """The :class:`~tomopick.inference.sliding.InferenceSettings` :func:`pick` uses for a model.
+def inference_settings(loaded: Any, options: PickOptions | None = None, *,
+                       store_directory: str | None = None) -> Any:
+    """The :class:`~tomopick.inference.sliding.InferenceSettings` :func:`pick_tomogram` uses for a model.
 
     Defaults: 208 × 256 × 256 windows with an 8–10 voxel margin in crop mode (overlap 0.08; 0.25 in gaussian
     mode); for networks whose output depends on the window (:func:`window_dependent`: coordinate channels,
@@ -288,17 +295,19 @@ def inference_settings(loaded: Any, *, mode: str = "crop", roi_size: Sequence[in
     downsampling."""
     from tomopick.inference.sliding import InferenceSettings
 
+    options = options or PickOptions()
     config = loaded.config
-    fixed = window_dependent(config) and roi_size is None
-    on_gpu = str(device).startswith("cuda")
-    roi = tuple(int(v) for v in (roi_size or (loaded.patch_size if fixed else (GPU_ROI if on_gpu else CPU_ROI))))
+    fixed = window_dependent(config) and options.roi_size is None
+    on_gpu = str(options.device).startswith("cuda")
+    roi = tuple(int(v) for v in (options.roi_size or (loaded.patch_size if fixed else DEFAULT_ROI)))
+    overlap = options.overlap
     if overlap is None:
-        overlap = 0.25 if (fixed or mode != "crop") else CROP_OVERLAP
+        overlap = 0.25 if (fixed or options.mode != "crop") else CROP_OVERLAP
     try:
         return InferenceSettings(
-            mode=mode, roi_size=roi,  # type: ignore[arg-type]
-            overlap=float(overlap), tta=int(tta),
-            batch_size=int(batch_size or (4 if on_gpu else 1)), device=str(device), divisor=_divisor(config),
-            fixed_roi=fixed, store_directory=store_directory)
+            mode=options.mode, roi_size=roi,  # type: ignore[arg-type]
+            overlap=float(overlap), tta=int(options.tta),
+            batch_size=int(options.batch_size or (4 if on_gpu else 1)), device=str(options.device),
+            divisor=_divisor(config), fixed_roi=fixed, store_directory=store_directory)
     except ValueError as exc:
         raise TomopickError(str(exc)) from None

@@ -28,9 +28,10 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tomopick.data import ParticleSet
 from tomopick.errors import TomopickError
@@ -38,6 +39,82 @@ from tomopick.io.atomic import atomic_output
 
 FORMAT = "tomopick-checkpoint"
 VERSION = 1
+
+
+class PickDefaults(BaseModel):
+    """``config["pick"]``: how picks are made with the model by default (``tomopick pick`` without options).
+
+    ``thresholds`` hold for ``score`` (absent in checkpoints written before the blob score: ``peak``), found with
+    ``peak_method`` at spacing ``distance_factor`` × radius (:mod:`tomopick.peaks.thresholds`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    thresholds: dict[str, float] | None = None
+    score: Literal["blob", "peak"] | None = None
+    peak_method: Literal["maxpool", "mpnms", "cc", "localmax"] | None = None
+    distance_factor: float | None = Field(default=None, gt=0)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _range(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for name, v in (value or {}).items():
+            if not 0 < float(v) <= 1:
+                raise ValueError(f"threshold of {name} must be in (0, 1], got {float(v):g}")
+        return value
+
+
+class NetworkSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    hparams: dict[str, Any] = Field(default_factory=dict)
+
+
+class CheckpointConfig(BaseModel):
+    """The typed view of a checkpoint's ``config`` (the stored dict keeps any further keys, e.g. the whole
+    training config). Checked on every load, so a damaged or hand-edited checkpoint fails with one line.
+    Picking checkpoints carry ``classes`` … ``patch_size``; promptable ones (:mod:`tomopick.prompt`) their own
+    keys instead."""
+
+    model_config = ConfigDict(extra="allow")
+
+    network: NetworkSpec
+    in_channels: int = Field(default=1, ge=1)
+    out_channels: int = Field(ge=1)
+    output: Literal["softmax", "sigmoid"] = "softmax"
+    classes: list[str] | None = None
+    particles: dict[str, Any] | None = None
+    voxel_size_A: float | None = Field(default=None, gt=0)
+    patch_size: tuple[int, int, int] | None = None
+    normalisation: dict[str, Any] | None = None
+    target: dict[str, Any] | None = None
+    pick: PickDefaults = Field(default_factory=PickDefaults)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "CheckpointConfig":
+        if self.classes is None:
+            return self
+        for name in ("particles", "voxel_size_A", "patch_size"):
+            if getattr(self, name) is None:
+                raise ValueError(f"a picking checkpoint (with classes) needs {name}")
+        if len(self.classes) != self.out_channels:
+            raise ValueError(f"{len(self.classes)} classes for {self.out_channels} output channels")
+        unknown = sorted(set(self.pick.thresholds or {}) - set(self.classes))
+        if unknown:
+            raise ValueError(f"pick thresholds for class(es) the model lacks: {', '.join(unknown)}")
+        return self
+
+
+def validate_config(config: Any, path: str | os.PathLike[str] | None = None) -> CheckpointConfig:
+    """A checkpoint config dict as :class:`CheckpointConfig`, or one :class:`TomopickError` line naming the file
+    and the first problem."""
+    try:
+        return CheckpointConfig.model_validate(config)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ())) or "config"
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        raise TomopickError(f"checkpoint config {where}: {msg}", path) from None
 
 
 @dataclass
@@ -60,6 +137,11 @@ class LoadedModel:
     config: dict[str, Any]
     card: dict[str, Any] = field(default_factory=dict)
     path: str = ""
+
+    @property
+    def settings(self) -> CheckpointConfig:
+        """The config, typed and validated."""
+        return validate_config(self.config, self.path or None)
 
     @property
     def particles(self) -> ParticleSet:
@@ -123,7 +205,8 @@ def load_checkpoint(path: str | os.PathLike[str], sha256: str | None = None) -> 
         raise TomopickError("not a tomopick checkpoint (missing format marker)", path)
     if int(payload.get("version", 0)) > VERSION:
         raise TomopickError(f"checkpoint version {payload.get('version')} is newer than this tomopick", path)
-    config = payload["config"]
+    config = payload.get("config")
+    validate_config(config, path)
     try:
         net = config["network"]
         model = build_model(net["name"], config["in_channels"], config["out_channels"], **net.get("hparams", {}))

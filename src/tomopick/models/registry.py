@@ -6,6 +6,7 @@ them and pass hyper-parameters as plain data. All networks map ``(n, c_in, z, y,
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import torch
@@ -120,3 +121,16 @@ def encoder_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
         else:
             break
     return params
+
+
+def network_divisor(name: str, hparams: dict[str, Any] | None = None) -> int:
+    """Total downsampling of a registered network: window sizes must be multiples of it (SwinUNETR: 32;
+    UNet-likes: the product of their strides, else 2^(levels − 1))."""
+    hparams = hparams or {}
+    if name == "swinunetr":
+        return 32
+    if "strides" in hparams:
+        return int(math.prod(int(s) for s in hparams["strides"]))
+    if "channels" in hparams:
+        return 2 ** (len(hparams["channels"]) - 1)
+    return 8 if name in ("unet", "resunet", "coordresunet") else 16

@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from tomopick.peaks.core import Peaks, find_peaks, halo_vox, suppress_close
+from tomopick.peaks.score import sphere_mean
 
 #: Default voxels per block core: 32 M (128 MB as float32; the pooling methods hold ~4 such arrays).
 DEFAULT_BLOCK_VOXELS = 1 << 25
@@ -31,7 +32,9 @@ def find_peaks_blocks(read: Callable[[int, tuple[slice, slice, slice]], np.ndarr
                       method: str = "maxpool", *, threshold: float | Sequence[float] = 0.5,
                       radius_vox: float | Sequence[float] = 5.0, distance_factor: float = 0.75,
                       mask: np.ndarray | None = None, device: str | None = None,
-                      block_voxels: int = DEFAULT_BLOCK_VOXELS) -> Peaks:
+                      block_voxels: int = DEFAULT_BLOCK_VOXELS,
+                      score_radius_vox: float | Sequence[float] | None = None,
+                      floor: float | Sequence[float] | None = None) -> Peaks:
     """:func:`~tomopick.peaks.core.find_peaks` on a ``(C, z, y, x)`` score map read one channel-block at a time.
 
     Parameters
@@ -41,7 +44,14 @@ def find_peaks_blocks(read: Callable[[int, tuple[slice, slice, slice]], np.ndarr
     shape
         ``(C, z, y, x)``.
     threshold, radius_vox
-        One value or one per channel (radius in voxels of the score map).
+        One value or one per channel (radius in voxels of the score map). ``threshold`` applies to the peaks'
+        final score (the blob score when ``score_radius_vox`` is given).
+    score_radius_vox
+        One value or one per channel: score each peak by the mean of its channel over a sphere of this radius
+        (:func:`~tomopick.peaks.score.sphere_mean`, the ``blob`` score) instead of its peak value. Peaks are then
+        found at ``floor`` and kept where the blob score reaches ``threshold``.
+    floor
+        Peak-value floor of the candidates when rescoring (default: ``threshold``).
     mask
         Optional ``(z, y, x)`` boolean array-like (sliced per block).
     block_voxels
@@ -57,10 +67,15 @@ def find_peaks_blocks(read: Callable[[int, tuple[slice, slice, slice]], np.ndarr
     dims = tuple(int(s) for s in shape[1:])
     thresholds = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (n_ch,))
     radii = np.broadcast_to(np.asarray(radius_vox, dtype=np.float64), (n_ch,))
+    blob = None if score_radius_vox is None else np.broadcast_to(np.asarray(score_radius_vox, dtype=np.float64),
+                                                                 (n_ch,))
+    floors = thresholds if (floor is None or blob is None) else np.broadcast_to(np.asarray(floor, np.float64), (n_ch,))
     found = []
     several = False
     for c in range(n_ch):
         halo = halo_vox(method, float(radii[c]), distance_factor)
+        if blob is not None:  # the sphere around a core peak must lie inside the block's region
+            halo = max(halo, int(math.ceil(blob[c])) + 1)
         blocks = block_grid(dims, block_voxels, halo)
         several = several or len(blocks) > 1
         for core in blocks:
@@ -68,11 +83,15 @@ def find_peaks_blocks(read: Callable[[int, tuple[slice, slice, slice]], np.ndarr
             hi = [min(n, s.stop + halo) for s, n in zip(core, dims)]
             region = tuple(slice(a, b) for a, b in zip(lo, hi))
             values = read(c, region)
-            if values.size == 0 or not float(values.max()) >= thresholds[c]:
+            if values.size == 0 or not float(values.max()) >= floors[c]:
                 continue
             sub_mask = None if mask is None else np.asarray(mask[region])
-            p = find_peaks(values, method, threshold=float(thresholds[c]), radius_vox=float(radii[c]),
-                           distance_factor=distance_factor, mask=sub_mask, device=device).shifted(lo)
+            p = find_peaks(values, method, threshold=float(floors[c]), radius_vox=float(radii[c]),
+                           distance_factor=distance_factor, mask=sub_mask, device=device)
+            if blob is not None and len(p):
+                p = Peaks(p.zyx, sphere_mean(values, p.zyx, float(blob[c])), p.channel)
+                p = p.select(p.score >= thresholds[c])
+            p = p.shifted(lo)
             if len(blocks) > 1:
                 keep = np.ones(len(p), dtype=bool)
                 for axis, s in enumerate(core):

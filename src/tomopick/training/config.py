@@ -118,6 +118,8 @@ class PickConfig(_Strict):
 
     peak_method: Literal["maxpool", "mpnms", "cc", "localmax"] = "maxpool"
     distance_factor: float = Field(default=0.75, gt=0)  # minimum distance between picks, × particle radius
+    score: Literal["blob", "peak"] | None = None       # what stored thresholds apply to; None: blob for class maps,
+                                                        # peak for heatmaps (tomopick.inference.options.default_score)
 
 
 class ValidationConfig(_Strict):

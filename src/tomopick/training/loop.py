@@ -27,6 +27,7 @@ import torch
 
 from tomopick import __version__
 from tomopick.data import ParticleSet
+from tomopick.inference.options import default_score
 from tomopick.training.augment import Augmenter, mixup
 from tomopick.training.config import TrainConfig
 from tomopick.training.losses import build_loss
@@ -377,11 +378,19 @@ class Trainer:
             "pick": self._pick_config(),
         }
 
+    @property
+    def pick_score(self) -> str:
+        """The score validation thresholds are chosen for: the config's ``pick.score``, else ``peak`` for heatmap
+        networks and ``blob`` for class maps (:func:`~tomopick.inference.options.default_score`)."""
+        return self.config.pick.score or default_score({"target": self.config.target.model_dump(mode="json"),
+                                                        "output": self.config.output})
+
     def _pick_config(self) -> dict[str, Any]:
         """``config["pick"]``: the peak method (and spacing) the thresholds were chosen for, and the per-class
         thresholds of the best validation when there are any (``tomopick pick``'s defaults)."""
         out: dict[str, Any] = {"peak_method": self.config.pick.peak_method,
-                               "distance_factor": float(self.config.pick.distance_factor)}
+                               "distance_factor": float(self.config.pick.distance_factor),
+                               "score": self.pick_score}
         if self.best_thresholds:
             out.update({
                 "thresholds": {n: self.best_thresholds[n] for n in self.particles.names if n in self.best_thresholds},

@@ -18,21 +18,21 @@ import numpy as np
 import torch
 
 from tomopick.data import Picks, Tomogram
+from tomopick.inference.normalize import RobustStats
+from tomopick.inference.options import PickOptions
+from tomopick.inference.picking import inference_settings, pick_tomogram
+from tomopick.models.checkpoint import LoadedModel
+from tomopick.peaks import thresholds
 
-#: Lowest score kept while validating; the sweep chooses the real threshold above it.
-MIN_SCORE = 0.05
-#: Threshold stored for a class without evidence (absent from the validation runs, or never found): the
-#: default of ``tomopick pick``.
-MAX_THRESHOLD = 0.5
-#: Among thresholds whose validation F-beta is within this of the best, the lowest is stored
-#: (:func:`tomopick.evaluation.threshold_sweep` ``tolerance``): softmax scores of a trained network saturate near
-#: 1, so the exact optimum on a few tens of particles often sits at 0.99+, where a small shift in scores on other
-#: data would cost most of the recall.
-THRESHOLD_TOLERANCE = 0.02
+#: Lowest score kept while validating, the threshold tolerance and the stored-threshold rule live with the rest
+#: of the threshold policy (:mod:`tomopick.peaks.thresholds`).
+MIN_SCORE = thresholds.MIN_SCORE
+THRESHOLD_TOLERANCE = thresholds.THRESHOLD_TOLERANCE
+stored_threshold = thresholds.stored_threshold
 
 
 def pick_volume(model: torch.nn.Module, volume: Any, trainer: Any, min_score: float = MIN_SCORE,
-                peak_method: str = "maxpool", distance_factor: float = 0.75) -> Picks:
+                peak_method: str = "maxpool", distance_factor: float = 0.75, score: str | None = None) -> Picks:
     """Scored picks (every peak ≥ ``min_score``) of one normalised validation volume, as ``tomopick pick`` would
     find them with this network: same windows (:func:`~tomopick.inference.picking.inference_settings`), same
     peaks, same spacing (``distance_factor × radius``).
@@ -46,40 +46,25 @@ def pick_volume(model: torch.nn.Module, volume: Any, trainer: Any, min_score: fl
     trainer
         Provides ``checkpoint_config()`` (classes, output, network, patch size) and ``device``.
     """
-    from tomopick.inference.normalize import RobustStats
-    from tomopick.inference.picking import inference_settings, pick_tomogram
-    from tomopick.models.checkpoint import LoadedModel
-
     loaded = LoadedModel(model=model, config=trainer.checkpoint_config())
-    settings = inference_settings(loaded, device=str(trainer.device))
+    options = PickOptions(threshold=min_score, peak_method=peak_method, distance_factor=distance_factor,
+                          score=score or getattr(trainer, "pick_score", None), device=str(trainer.device))
     tomogram = Tomogram(volume.image, float(volume.voxel_size_A), source=volume.name)
-    picks, _ = pick_tomogram(tomogram, loaded, run=volume.name, threshold=min_score, peak_method=peak_method,
-                             distance_factor=distance_factor, settings=settings,
+    picks, _ = pick_tomogram(tomogram, loaded, options, run=volume.name, settings=inference_settings(loaded, options),
                              stats=RobustStats(0.0, 1.0, 1))  # the volume is normalised already
     return picks
 
 
 def peak_settings(trainer: Any, peak_method: str | None = None, distance_factor: float | None = None,
-                  ) -> tuple[str, float]:
-    """``(peak_method, distance_factor)``: the given ones, else those of ``trainer.config.pick`` (else maxpool,
-    0.75)."""
+                  ) -> tuple[str, float, str]:
+    """``(peak_method, distance_factor, score)``: the given ones, else those of ``trainer.config.pick`` (else
+    maxpool, 0.75, blob)."""
     pick = getattr(getattr(trainer, "config", None), "pick", None)
     method = peak_method or (pick.peak_method if pick is not None else "maxpool")
     factor = distance_factor if distance_factor is not None else (
         float(pick.distance_factor) if pick is not None else 0.75)
-    return method, float(factor)
-
-
-def stored_threshold(row: Any, fixed: float | None, min_score: float = MIN_SCORE) -> float:
-    """The threshold to store for one class from a sweep row: the fixed one if configured; else the sweep's
-    choice (at least ``min_score``, the lowest score that was kept); :data:`MAX_THRESHOLD` when the class had no
-    true positive (absent from the validation runs, or never found)."""
-    if fixed is not None:
-        return float(fixed)
-    best = float(row.get("threshold", np.nan))
-    if not np.isfinite(best) or int(row.get("tp", 0)) == 0:
-        return MAX_THRESHOLD
-    return float(min(max(best, min_score), 1.0))
+    score = getattr(trainer, "pick_score", None) or "blob"
+    return method, float(factor), str(score)
 
 
 def fbeta_validator(beta: float = 4.0, threshold: float | None = None, min_score: float = MIN_SCORE,
@@ -98,10 +83,10 @@ def fbeta_validator(beta: float = 4.0, threshold: float | None = None, min_score
         from tomopick.evaluation import apply_thresholds, czii_score, threshold_sweep
 
         particles = trainer.particles
-        method, factor = peak_settings(trainer, peak_method, distance_factor)
+        method, factor, kind = peak_settings(trainer, peak_method, distance_factor)
         truth, picks = [], []
         for vol in volumes:
-            picks.append(pick_volume(model, vol, trainer, min_score, method, factor))
+            picks.append(pick_volume(model, vol, trainer, min_score, method, factor, kind))
             truth.append(vol.picks.with_columns(run=vol.name))
         truth_all, picks_all = Picks.concat(truth), Picks.concat(picks)
         if threshold is None:
@@ -114,7 +99,7 @@ def fbeta_validator(beta: float = 4.0, threshold: float | None = None, min_score
         out: dict[str, Any] = {"score": float(score) if np.isfinite(score) else 0.0, "n_picks": len(picks_all)}
         for _, row in table.iterrows():
             out[f"fbeta_{row['particle']}"] = float(row["fbeta"])
-            out[f"threshold_{row['particle']}"] = stored_threshold(row, threshold, min_score)
+            out[f"threshold_{row['particle']}"] = stored_threshold(row, threshold, min_score, kind)
         return out
 
     return validate

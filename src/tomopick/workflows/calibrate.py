@@ -6,18 +6,19 @@ train`` chooses them on its validation runs; :func:`calibrate` does the same on 
 tomograms, for a model trained elsewhere or on other data:
 
 1. pick every input with :func:`tomopick.workflows.pick.pick`, keeping every peak scoring at least
-   :data:`~tomopick.training.validation.MIN_SCORE` (the validator's floor);
+   :data:`~tomopick.peaks.thresholds.MIN_SCORE` (the validator's floor), with the score in use (``blob`` by
+   default, :mod:`tomopick.peaks.score`);
 2. match the picks to the ground truth run by run and sweep the score threshold per class
    (:func:`tomopick.evaluation.threshold_sweep`, CZII counting, F-beta);
 3. store per class the threshold the validator would store
-   (:func:`~tomopick.training.validation.stored_threshold`: the lowest threshold whose F-beta is within
-   ``THRESHOLD_TOLERANCE`` (0.02) of the best, at least ``MIN_SCORE``; ``MAX_THRESHOLD`` when the class was
+   (:func:`~tomopick.peaks.thresholds.stored_threshold`: the lowest threshold whose F-beta is within
+   ``THRESHOLD_TOLERANCE`` (0.02) of the best, at least ``MIN_SCORE``; the score's default when the class was
    never found);
 4. write a copy of the checkpoint with the new thresholds in its config and a ``"calibration"`` entry in its
    model card (runs, F-beta per class at the stored thresholds, overall score).
 
 Classes the truth does not annotate are not calibrated: they keep the source checkpoint's threshold where it had
-one, else :data:`~tomopick.training.validation.MAX_THRESHOLD` (the default of ``tomopick pick``).
+one for the same score, else the score's default (:data:`~tomopick.peaks.thresholds.DEFAULT_THRESHOLD`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ import pandas as pd
 
 from tomopick.data import ParticleSet, Picks
 from tomopick.errors import TomopickError
+from tomopick.peaks.score import DEFAULT_SCORE
+from tomopick.peaks.thresholds import (
+    DEFAULT_THRESHOLD, MIN_SCORE, THRESHOLD_TOLERANCE, stored_for_score, stored_threshold,
+)
 
 __all__ = ["CalibrationResult", "calibrate", "choose_thresholds", "foreground_particles", "parse_runs",
            "source_is_half"]
@@ -106,7 +111,8 @@ def foreground_particles(config: dict[str, Any]) -> ParticleSet:
 
 
 def choose_thresholds(table: pd.DataFrame, names: Sequence[str], previous: dict[str, float] | None = None,
-                      min_score: float | None = None) -> tuple[dict[str, float], tuple[str, ...]]:
+                      min_score: float | None = None, score: str = DEFAULT_SCORE,
+                      ) -> tuple[dict[str, float], tuple[str, ...]]:
     """Per-class thresholds to store from a threshold-sweep table, as the training validator stores them.
 
     Parameters
@@ -118,15 +124,15 @@ def choose_thresholds(table: pd.DataFrame, names: Sequence[str], previous: dict[
     previous
         The source checkpoint's thresholds: kept for classes the truth does not annotate.
     min_score
-        Lowest threshold stored (default :data:`~tomopick.training.validation.MIN_SCORE`).
+        Lowest threshold stored (default :data:`~tomopick.peaks.thresholds.MIN_SCORE`).
+    score
+        The score the thresholds apply to (its default goes to classes never found).
 
     Returns
     -------
     ``({class: threshold} for every name, the classes calibrated on the truth)``. A class in the truth gets
-    ``stored_threshold(row, None)``; any other class its ``previous`` threshold, else ``MAX_THRESHOLD``.
+    ``stored_threshold(row, None)``; any other class its ``previous`` threshold, else the score's default.
     """
-    from tomopick.training.validation import MAX_THRESHOLD, MIN_SCORE, stored_threshold
-
     floor = MIN_SCORE if min_score is None else float(min_score)
     previous = previous or {}
     rows = {str(r["particle"]): r for _, r in table.iterrows()}
@@ -135,12 +141,12 @@ def choose_thresholds(table: pd.DataFrame, names: Sequence[str], previous: dict[
     for name in names:
         row = rows.get(name)
         if row is not None and bool(row["scored"]):
-            out[name] = stored_threshold(row, None, floor)
+            out[name] = stored_threshold(row, None, floor, score)
             calibrated.append(name)
         elif name in previous:
             out[name] = float(previous[name])
         else:
-            out[name] = MAX_THRESHOLD  # what stored_threshold gives a class never found
+            out[name] = DEFAULT_THRESHOLD[score]  # what stored_threshold gives a class never found
     return out, tuple(calibrated)
 
 
@@ -291,7 +297,6 @@ def calibrate(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     from tomopick.io import check_output
     from tomopick.io.inputs import expand_inputs
     from tomopick.models.checkpoint import save_checkpoint
-    from tomopick.training.validation import MIN_SCORE, THRESHOLD_TOLERANCE
     from tomopick.workflows.evaluate import align_runs, load_picks
     from tomopick.workflows.pick import pick, resolve_model
 
@@ -332,13 +337,16 @@ def calibrate(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     chosen_runs = tuple(sorted(set(t.runs)))
 
     sweep = threshold_sweep(t, picks, particles, "czii", beta=beta, tolerance=THRESHOLD_TOLERANCE)
-    previous = (loaded.config.get("pick") or {}).get("thresholds") or {}
-    thresholds, calibrated = choose_thresholds(sweep.table, particles.names, previous, MIN_SCORE)
+    score = str(pick_options.get("score", DEFAULT_SCORE))
+    previous = stored_for_score(loaded.config.get("pick"), score)
+    thresholds, calibrated = choose_thresholds(sweep.table, particles.names, previous, MIN_SCORE, score)
     applied = czii_score(t, apply_thresholds(picks, thresholds), particles, beta=beta)
 
     config = copy.deepcopy(loaded.config)
-    config["pick"] = {"thresholds": thresholds, "chosen_on": "calibration runs " + ", ".join(chosen_runs),
-                      "beta": beta}
+    used = report.options  # the peak method and spacing actually used: the thresholds hold for them
+    config["pick"] = {**(config.get("pick") or {}), "thresholds": thresholds, "score": score,
+                      "peak_method": used.peak_method, "distance_factor": used.distance_factor,
+                      "chosen_on": "calibration runs " + ", ".join(chosen_runs), "beta": beta}
     card = copy.deepcopy(loaded.card or {})
     card["calibration"] = calibration_card(chosen_runs, thresholds, calibrated, applied.table, applied.score, beta,
                                            source=str(loaded.path or ""), truth=truth_source,

@@ -18,11 +18,12 @@ import numpy as np
 
 from tomopick.data import Picks
 from tomopick.errors import TomopickError
+from tomopick.inference.options import PickOptions
 from tomopick.inference.picking import inference_settings, pick_tomogram, resolve_thresholds
 from tomopick.io.inputs import expand_inputs, run_name
 
-__all__ = ["DEFAULT_MODEL", "PickReport", "expand_inputs", "inference_settings", "pick", "pick_tomogram",
-           "resolve_model", "resolve_thresholds", "run_name"]
+__all__ = ["DEFAULT_MODEL", "PickOptions", "PickReport", "describe_thresholds", "expand_inputs",
+           "inference_settings", "pick", "pick_tomogram", "resolve_model", "resolve_thresholds", "run_name"]
 
 DEFAULT_MODEL = "czii-10A"
 
@@ -34,6 +35,7 @@ class PickReport:
     picks: Picks
     outputs: list[str] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    options: PickOptions | None = None  # as used: peak method and spacing filled in from the model
 
 
 # -- model ------------------------------------------------------------------------------------------------------
@@ -84,14 +86,11 @@ def _folder_extension() -> str:
 
 # -- the verb -----------------------------------------------------------------------------------------------
 def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], model: Any | None = None, *,
-         out: str | os.PathLike[str] | None = None, threshold: float | Sequence[float] | dict | None = None,
-         peak_method: str = "maxpool", distance_factor: float = 0.75, tta: int = 1, overlap: float | None = None,
-         batch_size: int | None = None, device: str = "cpu", mode: str = "crop",
-         roi_size: Sequence[int] | None = None, voxel_size_A: float | None = None, allow_nonfinite: bool = False,
+         options: PickOptions | None = None, out: str | os.PathLike[str] | None = None,
          save_scores: str | os.PathLike[str] | None = None, mask: np.ndarray | None = None,
-         overwrite: bool = False, threads: int | None = None, picks_format: str | None = None,
-         user_id: str = "tomopick", session_id: str = "0",
-         progress: Callable[[str, int, int], None] | None = None) -> PickReport:
+         overwrite: bool = False, picks_format: str | None = None, user_id: str = "tomopick",
+         session_id: str = "0", progress: Callable[[str, int, int], None] | None = None,
+         log: Callable[[str], None] | None = None, **option_values: Any) -> PickReport:
     """Pick particles in one or more tomograms with a trained model.
 
     Parameters
@@ -101,53 +100,38 @@ def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], mode
         a copick URI without ``run=`` means every run).
     model
         Checkpoint path or a loaded model; ``None`` uses the bundled ``czii-10A`` model.
+    options
+        :class:`~tomopick.inference.options.PickOptions` (score, thresholds, peak method, windows, TTA, device,
+        threads …); or give its fields as keywords (``threshold=0.3, tta=4``), validated the same way.
     out
         A picks file (all inputs, ``run`` column set), a folder (one file per input), or a ``copick://`` project;
         ``None`` returns the picks without writing.
-    threshold
-        Score threshold: one value, one per class, or ``{class: value}`` (default: the model's per-class
-        thresholds chosen on its validation data where the checkpoint has them, else 0.5).
-    peak_method
-        ``maxpool`` (default) | ``mpnms`` | ``cc`` | ``localmax``.
-    tta
-        Flip test-time augmentation: 1, 4 or 8 variants.
-    overlap
-        Crop mode: fraction of each window used as context (default 0.08, i.e. 8–10 voxels per side);
-        gaussian mode: window overlap (default 0.25).
-    batch_size
-        Windows per forward pass (default 1 on CPU, 4 on GPU).
-    device
-        ``cpu`` or ``cuda``; mixed precision is used on GPU only.
-    mode
-        ``crop`` (overlap-tile, default) or ``gaussian`` (MONAI Gaussian blending per block).
-    roi_size
-        Largest window ``(z, y, x)``; default 208×256×256 (networks with coordinate channels always use their
-        training patch size).
-    voxel_size_A
-        Override the voxel size of the inputs (Å).
-    allow_nonfinite
-        Treat NaN/Inf voxels as the median instead of refusing the tomogram.
     save_scores
         Folder for the per-class score maps (OME-Zarr).
     mask
         Optional ``(z, y, x)`` boolean mask (single input only) restricting where picks may be.
-    threads
-        Set torch's CPU threads (process-wide); default: leave torch's setting (one per physical core).
+    picks_format
+        Picks format name (default: from ``out``).
     progress
         ``progress(run, done, total)`` over windows.
+    log
+        Receives one line per input and class: picks kept, the threshold and its rule.
+
+    Every input is opened (headers read, voxel sizes checked) and every option and output checked before the
+    model is loaded or any tomogram is picked.
 
     Returns
     -------
     PickReport
     """
-    import torch
-
     from tomopick.io import check_output, get_format, read_tomogram, write_picks
-    from tomopick.peaks import METHODS
 
+    if options is None:
+        options = PickOptions.make(**option_values)
+    elif option_values:
+        raise TomopickError(f"give pick options either as options= or as keywords, not both "
+                            f"({', '.join(sorted(option_values))})")
     items = expand_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs))
-    if peak_method not in METHODS:
-        raise TomopickError(f"unknown peak method {peak_method!r}; choose one of {', '.join(METHODS)}")
     if mask is not None and len(items) != 1:
         raise TomopickError("a mask can only be given for a single input tomogram")
     runs = [run_name(i) for i in items]
@@ -156,6 +140,8 @@ def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], mode
         raise TomopickError(f"several inputs share the run name {', '.join(dupes)}; rename them")
     out_text = None if out is None else str(out)
     kind = None if out_text is None else _out_kind(out_text, len(items))
+    if picks_format is not None:
+        get_format(picks_format, "picks")  # unknown names fail here, before any work
     targets: dict[str, Path] = {}
     if kind == "file":
         check_output(out_text, overwrite)
@@ -164,25 +150,33 @@ def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], mode
                                                                   or ("",))[0]
         for r in runs:
             targets[r] = check_output(Path(out_text) / f"{r}{ext}", overwrite)
+    # open every input first (lazy: headers only): a bad second input must not cost the first one's work
+    read_options = {"voxel_size_A": options.voxel_size_A} if options.voxel_size_A is not None else {}
+    tomograms = [read_tomogram(item, **read_options) for item in items]
+    if str(options.device).startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise TomopickError("--device cuda was asked for but no CUDA GPU is available")
     loaded = resolve_model(model)
-    if threads is not None:
-        torch.set_num_threads(max(1, int(threads)))  # else torch's default: one per physical core
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise TomopickError("--device cuda was asked for but no CUDA GPU is available")
-    settings = inference_settings(loaded, mode=mode, roi_size=roi_size, overlap=overlap, tta=tta,
-                                  batch_size=batch_size, device=device)
-    report = PickReport(picks=Picks.empty())
+    if options.threads is not None:
+        import torch
+
+        torch.set_num_threads(int(options.threads))  # else torch's default: one per physical core
+    options = options.with_defaults(loaded.config)
+    settings = inference_settings(loaded, options)
+    report = PickReport(picks=Picks.empty(), options=options)
     all_picks = []
-    for item, run in zip(items, runs):
-        options = {"voxel_size_A": voxel_size_A} if voxel_size_A is not None else {}
-        tomogram = read_tomogram(item, **options)
+    for item, run, tomogram in zip(items, runs, tomograms):
         picks, summary = pick_tomogram(
-            tomogram, loaded, run=run, threshold=threshold, peak_method=peak_method,
-            distance_factor=distance_factor, settings=settings, mask=mask, allow_nonfinite=allow_nonfinite,
+            tomogram, loaded, options, run=run, settings=settings, mask=mask,
             scores_out=None if save_scores is None else str(save_scores), overwrite=overwrite,
             progress=None if progress is None else (lambda d, t, r=run: progress(r, d, t)))
         picks = picks.with_columns(user=user_id, session=session_id) if len(picks) else picks
         summary["input"] = item
+        if log is not None:
+            for line in describe_thresholds(summary):
+                log(line)
         vs = float(np.mean(tomogram.voxel_size_A))
         summary["writer_options"] = {"voxel_size_A": vs, "tomogram_shape_zyx": tomogram.shape}
         if kind == "folder":
@@ -197,8 +191,20 @@ def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], mode
     report.picks = Picks.concat(all_picks)
     if kind == "file":
         # pixel-based formats need a pixel size (and RELION 5 the tomogram size): given when all inputs agree
-        options = [r["writer_options"] for r in report.runs]
-        common = {k: v for k, v in options[0].items() if all(o[k] == v for o in options)}
+        writer_options = [r["writer_options"] for r in report.runs]
+        common = {k: v for k, v in writer_options[0].items() if all(o[k] == v for o in writer_options)}
         write_picks(report.picks, out_text, overwrite=overwrite, format=picks_format, **common)
         report.outputs.append(out_text)
     return report
+
+
+def describe_thresholds(summary: dict[str, Any]) -> list[str]:
+    """One line per class of a :func:`pick_tomogram` summary: picks kept, the score, the threshold and its rule
+    (``option``: given; ``checkpoint``: stored in the model; ``default``; ``valley``: this tomogram's own)."""
+    run = summary.get("run") or summary.get("input") or ""
+    counts = summary.get("counts", {})
+    out = []
+    for name, choice in (summary.get("thresholds") or {}).items():
+        out.append(f"  {run} {name}: {counts.get(name, 0)} picks with {summary.get('score', 'blob')} score >= "
+                   f"{choice['value']:.3g} ({choice['rule']})")
+    return out
