@@ -1,0 +1,104 @@
+"""Domain-shift benchmark: a checkpoint scored on simulated test sets whose imaging lies outside its training data.
+
+For every set of ``bench/shift_sets.py`` (made beforehand with ``python bench/shift_sets.py bench DATA``) and,
+when given, the in-distribution CZII-size test set (``python bench/czii_data.py czii-test DATA/czii-test``):
+
+* pick every run once with ``tomopick pick``'s code path (:func:`tomopick.workflows.pick.pick`), keeping every
+  candidate above the validation floor (``MIN_SCORE``);
+* **defaults** — the CZII score of the picks ``tomopick pick`` keeps without options (the thresholds its policy
+  chooses, :func:`tomopick.peaks.thresholds.choose_thresholds`: the same picks as a run with defaults);
+* **oracle** — the best threshold per class chosen on the truth (:func:`tomopick.evaluation.threshold_sweep`);
+* their ratio, and per class the average precision (AP) of the ranked picks.
+
+Nothing here trains or selects anything: these sets are for reporting only.
+
+Usage::
+
+    python bench/domain_shift.py DATA [--model M.pt] [--scores blob peak] [--czii-test DATA/czii-test]
+        [--json bench/out/domain_shift.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine_info  # noqa: E402
+from shift_sets import BENCH_SETS  # noqa: E402
+
+from tomopick.data import Picks  # noqa: E402
+from tomopick.evaluation import (  # noqa: E402
+    apply_thresholds, average_precisions, czii_score, pr_curve, threshold_sweep,
+)
+from tomopick.io.copick_project import CopickProject  # noqa: E402
+from tomopick.peaks.thresholds import MIN_SCORE, choose_thresholds  # noqa: E402
+from tomopick.workflows.calibrate import foreground_particles  # noqa: E402
+from tomopick.workflows.pick import PickOptions, pick, resolve_model  # noqa: E402
+
+
+def score_set(root: Path, loaded, score: str, threads: int | None) -> dict:
+    """Defaults, oracle and per-class AP of one copick project (every run)."""
+    project = CopickProject.open(root)
+    particles = foreground_particles(loaded.config)
+    truth = Picks.concat([project.read_picks(run=r, user_id="curation").with_columns(run=r)
+                          for r in project.runs()])
+    t0 = time.perf_counter()
+    options = PickOptions(threshold=MIN_SCORE, score=score, threads=threads)
+    report = pick(f"copick://{root}", loaded, options=options)
+    seconds = time.perf_counter() - t0
+    candidates = report.picks
+    choices = choose_thresholds(particles.names, None, loaded.config.get("pick"), score)
+    defaults = {n: c.value for n, c in zip(particles.names, choices)}
+    default = czii_score(truth, apply_thresholds(candidates, defaults), particles)
+    oracle = threshold_sweep(truth, candidates, particles, "czii")
+    ap = average_precisions(pr_curve(truth, candidates, particles), particles)
+    per_class = {}
+    for _, row in default.table.iterrows():
+        name = row["particle"]
+        o = oracle.table.set_index("particle").loc[name]
+        per_class[name] = {"default_fbeta": float(row["fbeta"]), "oracle_fbeta": float(o["fbeta"]),
+                           "ap": float(ap.get(name, 0.0)), "n_truth": int(row["tp"] + row["fn"]),
+                           "n_default_picks": int(row["tp"] + row["fp"]), "threshold": defaults[name],
+                           "threshold_rule": choices[particles.names.index(name)].rule}
+    return {"default": float(default.score), "oracle": float(oracle.score),
+            "ratio": float(default.score / oracle.score) if oracle.score > 0 else float("nan"),
+            "classes": per_class, "runs": project.runs(), "seconds_picking": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("data", type=Path, help="folder with one copick project per shift set")
+    parser.add_argument("--model", default=None, help="checkpoint (default: the bundled czii-10A)")
+    parser.add_argument("--scores", nargs="+", default=["blob"], choices=["blob", "peak"])
+    parser.add_argument("--sets", nargs="*", default=None, help="only these shift sets")
+    parser.add_argument("--czii-test", type=Path, default=None, help="in-distribution test project too")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = parser.parse_args()
+    loaded = resolve_model(args.model)
+    sets = {name: args.data / name for name in (args.sets or list(BENCH_SETS))}
+    if args.czii_test is not None:
+        sets["in-distribution (czii-test)"] = args.czii_test
+    results: dict = {"machine": machine_info(octopi=False), "model": args.model or "czii-10A (bundled)",
+                     "sets": {n: BENCH_SETS[n][0] if n in BENCH_SETS else "default imaging, SNR 3" for n in sets},
+                     "scores": {}}
+    for score in args.scores:
+        results["scores"][score] = {}
+        for name, root in sets.items():
+            res = score_set(root, loaded, score, args.threads)
+            results["scores"][score][name] = res
+            aps = " ".join(f"{k[:5]} {v['ap']:.2f}" for k, v in res["classes"].items())
+            print(f"{score:5s} {name:28s} default {res['default']:.3f} oracle {res['oracle']:.3f} "
+                  f"ratio {res['ratio']:.2f} | AP {aps}", flush=True)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
