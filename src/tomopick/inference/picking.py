@@ -4,8 +4,8 @@
 :class:`~tomopick.models.checkpoint.LoadedModel`, resamples to the model's voxel size if needed (0.5–2×),
 estimates robust intensity statistics from a subsample, streams the network over it window by window into a
 per-class score store (:mod:`tomopick.inference.sliding`), finds peaks slab by slab (:mod:`tomopick.peaks`) and
-returns scored picks in Å on the tomogram's own frame. It reads and writes no files (except score maps when
-asked): :func:`tomopick.workflows.pick.pick` adds reading inputs and writing picks.
+returns scored picks in Å on the tomogram's own frame. It reads and writes no files:
+:func:`tomopick.workflows.pick.pick` adds reading inputs and writing picks (and score maps).
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ def score_radius_fraction(config: dict[str, Any]) -> float:
 
 
 def pick_tomogram(tomogram: Tomogram, loaded: Any, options: PickOptions | None = None, *, run: str = "",
-                  settings: Any | None = None, mask: np.ndarray | None = None, scores_out: str | None = None,
-                  overwrite: bool = False, stats: Any | None = None,
+                  settings: Any | None = None, mask: np.ndarray | None = None,
+                  on_scores: Callable[[list[Tomogram]], None] | None = None, stats: Any | None = None,
                   progress: Callable[[int, int], None] | None = None) -> tuple[Picks, dict[str, Any]]:
     """Pick one tomogram with a loaded model (no picks file written).
 
@@ -80,8 +80,10 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, options: PickOptions | None =
     stats
         :class:`~tomopick.inference.normalize.RobustStats` to normalise with; default: estimated from a
         subsample of the (resampled) tomogram. Pass ``RobustStats(0.0, 1.0, 1)`` for an already normalised volume.
-    scores_out
-        Folder to write the per-class score maps (OME-Zarr, one per class) into.
+    on_scores
+        Called with the per-class score maps (one lazy :class:`~tomopick.data.Tomogram` per class, on the
+        model's grid, ``source`` = ``"<run>:<class>"``) while they exist, e.g. to write them
+        (``tomopick pick --save-scores``; this function writes no files).
     progress
         ``progress(done, total)`` over windows.
 
@@ -179,8 +181,9 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, options: PickOptions | None =
                                       floor=[min(CANDIDATE_FLOOR, t) for t in thresholds] if blob else None)
             if valley:
                 peaks, choices = _apply_valley(peaks, choices)
-            if scores_out is not None:
-                _write_scores(store, names, grid_vs, scores_out, run, overwrite)
+            if on_scores is not None:
+                on_scores([Tomogram(_ChannelView(store.array, c), tuple(float(v) for v in grid_vs),
+                                    source=f"{run}:{name}") for c, name in enumerate(names)])
         finally:
             store.close()
         t3 = time.perf_counter()
@@ -238,18 +241,6 @@ def _mask_on_grid(mask: Any, tomo_shape: Sequence[int], grid_shape: Sequence[int
     idx = [np.minimum(np.rint(np.arange(g) * (t - 1) / max(g - 1, 1)).astype(int), t - 1)
            for g, t in zip(grid_shape, tomo_shape)]
     return mask[np.ix_(*idx)].astype(bool)
-
-
-def _write_scores(store: Any, names: list[str], grid_vs: np.ndarray, folder: str, run: str,
-                  overwrite: bool) -> None:
-    from tomopick.io import write_tomogram
-
-    for c, name in enumerate(names):
-        lazy = _ChannelView(store.array, c)
-        tomo = Tomogram(lazy, tuple(float(v) for v in grid_vs), source=f"{run}:{name}")
-        stem = f"{run}_{name}" if run else name
-        write_tomogram(tomo, Path(folder) / f"{stem}_scores.ome.zarr", overwrite=overwrite, levels=1,
-                       dtype="float16")
 
 
 class _ChannelView:

@@ -170,7 +170,7 @@ def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], mode
     for item, run, tomogram in zip(items, runs, tomograms):
         picks, summary = pick_tomogram(
             tomogram, loaded, options, run=run, settings=settings, mask=mask,
-            scores_out=None if save_scores is None else str(save_scores), overwrite=overwrite,
+            on_scores=None if save_scores is None else _score_writer(Path(save_scores), run, overwrite),
             progress=None if progress is None else (lambda d, t, r=run: progress(r, d, t)))
         picks = picks.with_columns(user=user_id, session=session_id) if len(picks) else picks
         summary["input"] = item
@@ -196,6 +196,19 @@ def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], mode
         write_picks(report.picks, out_text, overwrite=overwrite, format=picks_format, **common)
         report.outputs.append(out_text)
     return report
+
+
+def _score_writer(folder: Path, run: str, overwrite: bool) -> Callable[[list[Any]], None]:
+    """Writes each class's score map as ``<folder>/<run>_<class>_scores.ome.zarr`` (float16, one level)."""
+    from tomopick.io import write_tomogram
+
+    def write(maps: list[Any]) -> None:
+        for tomo in maps:
+            name = str(tomo.source).split(":", 1)[-1]
+            stem = f"{run}_{name}" if run else name
+            write_tomogram(tomo, folder / f"{stem}_scores.ome.zarr", overwrite=overwrite, levels=1, dtype="float16")
+
+    return write
 
 
 def describe_thresholds(summary: dict[str, Any]) -> list[str]:
