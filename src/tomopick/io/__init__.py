@@ -12,6 +12,9 @@ CopickProject.create(root, particles) / CopickProject.open(config_or_root)   (co
 Formats, what each carries and the conventions converted: ``docs/formats.md``.
 """
 
+# The subpackage tomopick.io.formats is imported first, on purpose: the name ``tomopick.io.formats`` then stays the
+# registry function imported below (importing a subpackage for the first time rebinds its name on the parent).
+import tomopick.io.formats  # noqa: F401,I001
 from tomopick.io.api import read_picks, read_tomogram, write_picks, write_tomogram
 from tomopick.io.atomic import atomic_output, check_output
 from tomopick.io.copick_project import CopickProject

@@ -1,4 +1,4 @@
-"""The four verbs of :mod:`tomopick.io`. Format modules are imported here so that they register."""
+"""The four verbs of :mod:`tomopick.io`. The format modules register the first time the registry is used."""
 
 from __future__ import annotations
 
@@ -80,7 +80,3 @@ def _write_named(fmt: Format, obj: Any, tmp: Path, final: str | Path, options: d
         if exc.path == str(tmp):
             raise TomopickError(exc.message, final) from None
         raise
-
-
-# Format modules register themselves on import (kept last to avoid import cycles).
-from tomopick.io import formats as _formats  # noqa: E402,F401

@@ -29,6 +29,7 @@ import numpy as np
 from tomopick.data import ParticleSet, ParticleSpec, Picks, Tomogram
 from tomopick.errors import OutputExistsError, TomopickError
 from tomopick.io.atomic import atomic_output
+from tomopick.io.copick_document import copick_document, parse_copick_document
 
 CONFIG_NAME = "copick_config.json"
 
@@ -285,8 +286,6 @@ class CopickProject:
         every target is checked before anything is written. Returns the files written."""
         from copick.util.escape import sanitize_name
 
-        from tomopick.io.formats.copick import copick_document
-
         for label, value in (("user_id", user_id), ("session_id", session_id)):
             if not value or sanitize_name(str(value)) != str(value):
                 raise TomopickError(f"invalid copick {label} {value!r} (letters, digits, '-' and '.' only: "
@@ -313,8 +312,6 @@ class CopickProject:
     def read_picks(self, run: str | None = None, particle: str | None = None, user_id: str | None = None,
                    session_id: str | None = None) -> Picks:
         """All picks matching the filters (None = any), concatenated, with ``run``/``user``/``session`` set."""
-        from tomopick.io.formats.copick import parse_copick_document
-
         self.root.refresh()
         if run is not None and self.root.get_run(run) is None:
             raise TomopickError(f"run {run!r} not in the project (runs: {', '.join(self.runs()[:10]) or 'none'})",

@@ -1,12 +1,15 @@
 """Reader/writer registry: formats are chosen by URI scheme, by extension, or by sniffing the content.
 
-Each format module registers itself with :func:`register`; :mod:`tomopick.io` imports them all. Users call
+Each built-in format module (:mod:`tomopick.io.formats`) registers itself with :func:`register` when imported; the
+registry imports them, in a fixed order, the first time it is used (:func:`load_builtin_formats`), so importing
+:mod:`tomopick.io` has no side effects. Users call
 :func:`tomopick.io.read_tomogram`, :func:`~tomopick.io.write_tomogram`, :func:`~tomopick.io.read_picks` and
 :func:`~tomopick.io.write_picks`; they never pick a reader by hand unless they pass ``format=``.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -55,18 +58,38 @@ class Format:
 
 _FORMATS: dict[tuple[str, str], Format] = {}
 
+# The built-in format modules, in registration order (order matters for defaults: within one extension, the first
+# format without a sniffer is the default for writing). Imported by name, so import-linter does not see these edges.
+BUILTIN_FORMAT_MODULES = tuple(f"tomopick.io.formats.{name}" for name in
+                               ("copick", "csv", "dynamo", "imod", "mrc", "omezarr", "star", "tiff"))
+_builtins_loaded = False
+
+
+def load_builtin_formats() -> None:
+    """Register the built-in formats (once; every lookup and :func:`register` call does this first, so a user's
+    format registered later replaces a built-in one of the same name and never precedes the built-ins)."""
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True  # before importing: the modules call register() while they load
+    for module in BUILTIN_FORMAT_MODULES:
+        importlib.import_module(module)
+
 
 def register(fmt: Format) -> Format:
     """Add (or replace) a format in the registry."""
+    load_builtin_formats()
     _FORMATS[(fmt.kind, fmt.name)] = fmt
     return fmt
 
 
 def formats(kind: Kind | None = None) -> list[Format]:
+    load_builtin_formats()
     return [f for f in _FORMATS.values() if kind is None or f.kind == kind]
 
 
 def get_format(name: str, kind: Kind) -> Format:
+    load_builtin_formats()
     try:
         return _FORMATS[(kind, name)]
     except KeyError:

@@ -1,4 +1,3 @@
-"""One module per format family; importing this package registers them all (order matters for defaults:
-within one extension, the first format without a sniffer is the default for writing)."""
-
-from tomopick.io.formats import copick, csv, dynamo, imod, mrc, omezarr, star, tiff  # noqa: F401
+"""One module per format family; each registers its formats with :mod:`tomopick.io.registry` when imported.
+Importing this package imports none of them: the registry loads them all, in the order of
+``tomopick.io.registry.BUILTIN_FORMAT_MODULES``, the first time it is used."""

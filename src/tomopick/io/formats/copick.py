@@ -26,141 +26,21 @@ the project has one) and take the only tomogram type / voxel spacing when there 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-import numpy as np
-import pandas as pd
-
 from tomopick.data import Picks, Tomogram
-from tomopick.data.rotations import euler_zyz_to_matrix, matrix_to_euler_zyz
-from tomopick.errors import TomopickError, pass_option
-from tomopick.io.formats._common import with_stated_voxel_size
+from tomopick.errors import TomopickError
+from tomopick.io.copick_document import copick_document, parse_copick_document
+from tomopick.io.copick_project import CopickProject
 from tomopick.io.registry import Format, register
 
-_TOP_KEYS = ("pickable_object_name", "user_id", "session_id", "run_name", "voxel_spacing", "unit", "points",
-             "trust_orientation")
-_UNIT_TO_A = {"angstrom": 1.0, "nanometer": 10.0, "nm": 10.0, "a": 1.0}
+__all__ = ["copick_document", "parse_copick_document", "parse_copick_uri", "read_copick_picks",
+           "read_copick_tomogram", "write_copick_picks", "write_copick_tomogram"]
 
 
 # -- single files ---------------------------------------------------------------------------------------------
-def parse_copick_document(doc: Any, source: str | Path, *, particle: str | None = None,
-                          run: str | None = None) -> Picks:
-    """Picks from a parsed copick pick-file document (see the module docstring). ``particle``/``run`` fill in
-    what the file lacks (they do not override what it states)."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("points", []), list):
-        raise TomopickError("malformed copick picks JSON (expected an object with a 'points' list)", source)
-    name = doc.get("pickable_object_name") or particle
-    if not name:
-        raise TomopickError("copick picks JSON lacks 'pickable_object_name'"
-                            + (f"; {hint}" if (hint := pass_option("particle", "NAME")) else ""), source)
-    unit = str(doc.get("unit") or "angstrom").lower()
-    if unit not in _UNIT_TO_A:
-        raise TomopickError(f"unsupported unit {unit!r} (expected angstrom)", source)
-    factor = _UNIT_TO_A[unit]
-    points = doc.get("points") or []
-    n = len(points)
-    xyz = np.zeros((n, 3))
-    mats = np.tile(np.eye(4), (n, 1, 1))
-    score = np.full(n, np.nan)
-    inst = np.zeros(n, dtype=np.int64)
-    for i, p in enumerate(points):
-        try:
-            loc = p["location"]
-            xyz[i] = [float(loc["x"]), float(loc["y"]), float(loc["z"])]
-            if p.get("transformation_") is not None:
-                m = np.asarray(p["transformation_"], dtype=np.float64)
-                if m.shape != (4, 4):
-                    raise ValueError("transformation_ is not 4x4")
-                mats[i] = m
-            if p.get("score") is not None:
-                score[i] = float(p["score"])
-            inst[i] = int(p.get("instance_id") or 0)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise TomopickError(f"malformed copick picks JSON: point {i} ({type(exc).__name__}: {exc})",
-                                source) from None
-    if not np.all(np.isfinite(xyz)):
-        raise TomopickError("malformed copick picks JSON: non-finite location", source)
-    centre = (xyz + mats[:, :3, 3]) * factor
-    frame = pd.DataFrame({
-        "particle": [str(name)] * n, "x_A": centre[:, 0], "y_A": centre[:, 1], "z_A": centre[:, 2], "score": score,
-        "run": [str(doc.get("run_name") or run or "")] * n, "instance_id": inst,
-        "user": [str(doc.get("user_id") or "")] * n, "session": [str(doc.get("session_id") or "")] * n,
-    })
-    if doc.get("trust_orientation", True) and n:
-        angles = matrix_to_euler_zyz(mats[:, :3, :3])
-        for j, col in enumerate(("rot_deg", "tilt_deg", "psi_deg")):
-            frame[col] = angles[:, j]
-    return with_stated_voxel_size(Picks(frame), _voxel_spacing(doc.get("voxel_spacing"), source))
-
-
-def _voxel_spacing(value: Any, source: str | Path) -> float | None:
-    """The file's ``voxel_spacing`` (Å, as copick states it; None when null or 0 as the portal writes), kept so that
-    a conversion to a pixel format (STAR, Dynamo, IMOD, x,y,z CSV) needs no ``--voxel-size``."""
-    if value is None:
-        return None
-    try:
-        spacing = float(value)
-    except (TypeError, ValueError):
-        spacing = math.nan
-    if isinstance(value, bool) or not math.isfinite(spacing) or spacing < 0:
-        raise TomopickError(f"malformed copick picks JSON: voxel_spacing must be a positive number, got {value!r}",
-                            source)
-    return spacing if spacing > 0 else None
-
-
-def copick_document(picks: Picks, *, particle: str | None = None, run: str | None = None,
-                    user_id: str | None = None, session_id: str | None = None,
-                    voxel_size_A: float | None = None, source: str | Path | None = None) -> dict[str, Any]:
-    """The copick pick-file document for picks of ONE class (keys and order as copick and the portal write).
-
-    Scores are written only where finite (portal files have none); unknown orientations → identity with
-    ``trust_orientation: false``.
-    """
-    names = picks.particles
-    if len(names) > 1:
-        raise TomopickError(f"a copick picks JSON holds one particle class, these picks have {len(names)} "
-                            f"({', '.join(names)}); write to a copick project (copick://…) instead", source)
-    name = particle or (names[0] if names else None)
-    if not name:
-        raise TomopickError("no particle name for the copick picks JSON"
-                            + (f"; {hint}" if (hint := pass_option("particle", "NAME")) else ""), source)
-    runs = [r for r in picks.runs if r]
-    if run is None and len(runs) > 1:
-        hint = pass_option("run", "NAME or write to a copick project", otherwise="write to a copick project")
-        raise TomopickError(f"picks span {len(runs)} runs; a copick picks JSON holds one ({hint})", source)
-    run_name = run if run is not None else (runs[0] if runs else None)
-    users = [u for u in dict.fromkeys(picks.frame["user"]) if u]
-    sessions = [s for s in dict.fromkeys(picks.frame["session"]) if s]
-    angles = picks.angles_deg()
-    trust = bool(len(picks)) and bool(np.isfinite(angles).all())
-    rots = euler_zyz_to_matrix(np.nan_to_num(angles)) if len(picks) else np.zeros((0, 3, 3))
-    points = []
-    for i, (x, y, z) in enumerate(picks.xyz_A):
-        t = np.eye(4)
-        if trust:
-            t[:3, :3] = rots[i]
-        point: dict[str, Any] = {"location": {"x": float(x), "y": float(y), "z": float(z)},
-                                 "transformation_": t.tolist(),
-                                 "instance_id": int(picks.frame["instance_id"].iat[i])}
-        s = float(picks.frame["score"].iat[i])
-        if math.isfinite(s):
-            point["score"] = s
-        points.append(point)
-    return {
-        "pickable_object_name": name,
-        "user_id": user_id or (users[0] if users else "tomopick"),
-        "session_id": str(session_id if session_id is not None else (sessions[0] if sessions else "0")),
-        "run_name": run_name,
-        "voxel_spacing": None if voxel_size_A is None else float(voxel_size_A),
-        "unit": "angstrom",
-        "points": points,
-        "trust_orientation": trust if len(picks) else True,
-    }
-
-
 def _load_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_text())
@@ -177,14 +57,10 @@ def read_copick_picks(path: Path | str, *, particle: str | None = None, run: str
     if text.startswith("copick://"):
         return _read_uri_picks(text, particle=particle, run=run, user_id=user_id, session_id=session_id)
     if Path(path).is_dir():
-        from tomopick.io.copick_project import CopickProject
-
         return CopickProject.open(path).read_picks(run=run, particle=particle, user_id=user_id,
                                                    session_id=session_id)
     doc = _load_json(Path(path))
     if isinstance(doc, dict) and "pickable_objects" in doc:
-        from tomopick.io.copick_project import CopickProject
-
         return CopickProject.open(path).read_picks(run=run, particle=particle, user_id=user_id,
                                                    session_id=session_id)
     return parse_copick_document(doc, path, particle=particle, run=run)
@@ -223,8 +99,6 @@ def parse_copick_uri(uri: str) -> tuple[str, dict[str, str]]:
 
 def _read_uri_picks(uri: str, *, particle: str | None, run: str | None, user_id: str | None,
                     session_id: str | None) -> Picks:
-    from tomopick.io.copick_project import CopickProject
-
     target, q = parse_copick_uri(uri)
     project = CopickProject.open(target)
     return project.read_picks(run=q.get("run", run), particle=q.get("particle", particle),
@@ -233,8 +107,6 @@ def _read_uri_picks(uri: str, *, particle: str | None, run: str | None, user_id:
 
 def _write_uri_picks(picks: Picks, uri: str, *, particle: str | None, run: str | None, user_id: str | None,
                      session_id: str | None, overwrite: bool) -> None:
-    from tomopick.io.copick_project import CopickProject
-
     target, q = parse_copick_uri(uri)
     project = CopickProject.open(target)
     name = q.get("particle", particle)
@@ -257,8 +129,6 @@ def _write_uri_picks(picks: Picks, uri: str, *, particle: str | None, run: str |
 def read_copick_tomogram(path: str, *, run: str | None = None, voxel_size_A: float | None = None,
                          tomo_type: str | None = None, level: int = 0, **_: Any) -> Tomogram:
     """Read a tomogram from a copick project URI (lazy OME-Zarr)."""
-    from tomopick.io.copick_project import CopickProject
-
     target, q = parse_copick_uri(str(path))
     project = CopickProject.open(target)
     vs = q.get("voxel_size")
@@ -274,8 +144,6 @@ def read_copick_tomogram(path: str, *, run: str | None = None, voxel_size_A: flo
 def write_copick_tomogram(tomogram: Tomogram, path: str, *, run: str | None = None, tomo_type: str | None = None,
                           overwrite: bool = False, **options: Any) -> None:
     """Write a tomogram into a copick project URI (``?run=`` required; ``tomo_type`` default ``wbp``)."""
-    from tomopick.io.copick_project import CopickProject
-
     target, q = parse_copick_uri(str(path))
     run = q.get("run", run)
     if not run:
