@@ -7,9 +7,10 @@
   (Feature-wise Linear Modulation; the ``1 +`` keeps an untrained FiLM near the identity). The encoder half never
   sees the prompt, so :meth:`FiLMUNet.encode` runs **once** per sub-volume and :meth:`FiLMUNet.decode` once per
   prompt.
-* :class:`PromptablePicker` — both together, the unit saved in one checkpoint. Registered in the model registry
-  as ``"promptable-film-unet"`` (``in_channels=1, out_channels=1``: a binary "is this the prompted particle"
-  logit map).
+* :class:`PromptablePicker` — both together, the unit saved in one checkpoint. Named in the model registry as
+  ``"promptable-film-unet"`` (``in_channels=1, out_channels=1``: a binary "is this the prompted particle" logit
+  map); the registry imports :func:`build_promptable` on first use (``tomopick.models.registry.LAZY_BUILDERS``),
+  so importing this module registers nothing.
 
 Building blocks are MONAI's (:class:`monai.networks.blocks.Convolution` / ``ResidualUnit``).
 """
@@ -20,8 +21,6 @@ from typing import Sequence
 
 import torch
 from torch import nn
-
-from tomopick.models.registry import register_model
 
 NETWORK_NAME = "promptable-film-unet"
 
@@ -186,7 +185,6 @@ class PromptablePicker(nn.Module):
         return self.segment(x, self.embed(prompts))
 
 
-@register_model(NETWORK_NAME)
 def build_promptable(in_channels: int = 1, out_channels: int = 1, embed_dim: int = 32,
                      encoder_channels: Sequence[int] = (16, 32, 64), unet_channels: Sequence[int] = (16, 32, 64, 128),
                      res_units: int = 0, norm: str = "instance") -> PromptablePicker:

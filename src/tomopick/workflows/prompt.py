@@ -35,7 +35,6 @@ def load_promptable(model: Any = None):
     model
         Checkpoint path, a ``LoadedModel``, or ``None`` for the bundled model (see :mod:`tomopick.prompt.bundled`).
     """
-    import tomopick.prompt.networks  # noqa: F401 - registers "promptable-film-unet"
     from tomopick.models import LoadedModel, load_checkpoint
     from tomopick.prompt.bundled import bundled_checkpoint
     from tomopick.prompt.networks import NETWORK_NAME
