@@ -26,6 +26,7 @@ from tomopick.evaluation import (
 )
 from tomopick.io import atomic_output, check_output, read_picks
 from tomopick.io.registry import detect
+from tomopick.jsonable import to_jsonable
 
 REPORT_FILES = ("report.md", "evaluation.json", "pr_curves.png", "pr_curves.csv")
 
@@ -147,23 +148,9 @@ class EvaluateOutcome:
         out = {"truth": self.truth_source, "picks": self.picks_source, **self.result.to_dict()}
         if self.sweep is not None:
             rows = self.sweep.table.to_dict(orient="records")
-            out["sweep"] = {"score": _clean(self.sweep.score),
-                            "classes": [{k: _clean(v) for k, v in r.items()} for r in rows]}
+            out["sweep"] = {"score": to_jsonable(self.sweep.score, nonfinite="text"),
+                            "classes": [{k: to_jsonable(v, nonfinite="text") for k, v in r.items()} for r in rows]}
         return out
-
-
-def _clean(v: Any) -> Any:
-    import math
-
-    import numpy as np
-
-    if isinstance(v, (float, np.floating)):
-        return float(v) if math.isfinite(float(v)) else (None if math.isnan(float(v)) else str(float(v)))
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    return v
 
 
 def evaluate(truth: str | Path, picks: str | Path, *, particles: str | Path | ParticleSet = "czii",

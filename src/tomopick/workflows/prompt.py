@@ -17,6 +17,7 @@ import numpy as np
 from tomopick.data import ParticleSet, ParticleSpec, Picks, Tomogram
 from tomopick.data.coords import angstrom_to_voxel, voxel_to_angstrom
 from tomopick.errors import TomopickError
+from tomopick.jsonable import to_jsonable
 
 PathLike = str | os.PathLike[str]
 
@@ -419,13 +420,6 @@ def finetune(tomogram_paths: Sequence[PathLike] | PathLike, prompt_paths: Sequen
 # ---------------------------------------------------------------------------------------------------------------
 # training on simulated data, and the held-out evaluation
 # ---------------------------------------------------------------------------------------------------------------
-def _plain(obj: Any) -> Any:
-    """JSON-able plain containers (numpy scalars → Python), as ``torch.load(weights_only=True)`` requires."""
-    import json
-
-    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
-
-
 def evaluate_promptable(net, cfg, radii_A: dict[str, float], *, seen_kinds: Sequence[str], workdir: PathLike,
                         progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """F1 (matching distance ``distance_factor × radius``, best threshold) of a promptable model on fresh simulated
@@ -579,7 +573,8 @@ def train_promptable(config: Any, out: PathLike, *, overwrite: bool = False, dev
         "wall_seconds": round(time.time() - started), "tomopick_version": __version__,
         "limitations": "trained on simulated data only; check on your data (tomopick evaluate) before trusting it",
     }
-    path = save_checkpoint(out, net, _plain(config), _plain(card), overwrite=overwrite, half=True)
+    path = save_checkpoint(out, net, to_jsonable(config, unknown="str"), to_jsonable(card, unknown="str"),
+                           overwrite=overwrite, half=True)  # plain containers: weights_only loading requires them
     say(f"metrics: seen-kind mean F1 {metrics.get('seen_mean_f1', float('nan')):.3f}, held-out mean F1 "
         f"{metrics.get('held_out_mean_f1', float('nan')):.3f}")
     return path

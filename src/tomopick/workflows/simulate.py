@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from tomopick.data import Picks, Tomogram, get_particle_set
 from tomopick.errors import OutputExistsError, TomopickError
 from tomopick.io.atomic import atomic_output, check_output
+from tomopick.jsonable import to_jsonable
 from tomopick.simulate import SimulationConfig, SimulationResult, simulate_tomogram
 
 TRUTH_USER = "curation"
@@ -76,20 +77,7 @@ def make_config(preset: str = "czii", imaging: str = "fast", snr: float | None =
 
 
 def _yaml_text(data: Any) -> str:
-    return yaml.safe_dump(_plain(data), sort_keys=False, allow_unicode=True)
-
-
-def _plain(value: Any) -> Any:
-    """Make numpy scalars/arrays and tuples YAML-safe."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+    return yaml.safe_dump(to_jsonable(data), sort_keys=False, allow_unicode=True)
 
 
 def _write_text(path: Path, text: str, overwrite: bool) -> None:
@@ -264,7 +252,7 @@ def simulate_dataset(out: str | Path, n: int = 8, seed: int = 0, preset: str = "
         if bar is not None:
             bar.close()
     dataset = {"call": {"n": n, "seed": seed, "preset": preset, "imaging": base.imaging, "snr": base.snr,
-                        "format": fmt, "run_prefix": run_prefix, "config": _plain(config)},
+                        "format": fmt, "run_prefix": run_prefix, "config": to_jsonable(config)},
                "truth_user_id": TRUTH_USER, "truth_session_id": TRUTH_SESSION, **summary.to_dict()}
     target = out / "simulation" / "dataset.yaml"
     target.parent.mkdir(parents=True, exist_ok=True)
