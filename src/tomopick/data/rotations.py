@@ -42,26 +42,6 @@ def matrix_to_euler_zyz(matrices: np.ndarray) -> np.ndarray:
         return Rotation.from_matrix(mats).as_euler("ZYZ", degrees=True).reshape(-1, 3)
 
 
-def euler_zxz_to_matrix(angles_deg: np.ndarray) -> np.ndarray:
-    """Intrinsic ZXZ angles ``(n, 3)`` in degrees → matrices ``Rz(a) · Rx(b) · Rz(c)`` ``(n, 3, 3)``.
-
-    Generic ZXZ; for Dynamo table angles use :func:`dynamo_angles_to_matrix` (Dynamo's own definition).
-    """
-    angles = np.asarray(angles_deg, dtype=np.float64).reshape(-1, 3)
-    return Rotation.from_euler("ZXZ", angles, degrees=True).as_matrix().reshape(-1, 3, 3)
-
-
-def matrix_to_euler_zxz(matrices: np.ndarray) -> np.ndarray:
-    """Rotation matrices ``(n, 3, 3)`` → intrinsic ZXZ angles ``(n, 3)`` in degrees (inverse of
-    :func:`euler_zxz_to_matrix`; for Dynamo tables use :func:`matrix_to_dynamo_angles`)."""
-    import warnings
-
-    mats = np.asarray(matrices, dtype=np.float64).reshape(-1, 3, 3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return Rotation.from_matrix(mats).as_euler("ZXZ", degrees=True).reshape(-1, 3)
-
-
 def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` rotation matrices ``(n, 3, 3)`` drawn uniformly from SO(3) with the given generator."""
     return Rotation.random(n, random_state=rng).as_matrix().reshape(-1, 3, 3)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -369,15 +368,3 @@ class CopickProject:
         if len(segs) != 1:
             raise TomopickError(f"{len(segs)} segmentations match name={name!r} run={r.name}", self.config_path)
         return read_omezarr(Path(segs[0].path))
-
-
-def is_copick_config(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a JSON file with copick ``pickable_objects`` (cheap check)."""
-    p = Path(path)
-    if not p.is_file() or p.suffix.lower() != ".json":
-        return False
-    try:
-        with open(p, "rb") as fh:
-            return b'"pickable_objects"' in fh.read(1 << 16)
-    except OSError:
-        return False

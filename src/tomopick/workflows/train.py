@@ -57,7 +57,7 @@ def _normalise(tomogram, norm_cfg: dict[str, Any]) -> np.ndarray:
     return normalize_robust(tomogram.data, **kwargs)
 
 
-def _copick_items(cfg, particles: ParticleSet) -> list[tuple[str, Any, Picks]]:
+def _copick_items(cfg) -> list[tuple[str, Any, Picks]]:
     from tomopick.io.copick_project import CopickProject
 
     project = CopickProject.open(cfg.data.path)
@@ -72,7 +72,7 @@ def _copick_items(cfg, particles: ParticleSet) -> list[tuple[str, Any, Picks]]:
     return items
 
 
-def _folder_items(cfg, particles: ParticleSet) -> list[tuple[str, Any, Picks]]:
+def _folder_items(cfg) -> list[tuple[str, Any, Picks]]:
     from tomopick.io import read_picks, read_tomogram
 
     root = Path(cfg.data.path)
@@ -133,7 +133,7 @@ def split_runs(names: list[str], train_runs: list[str] | None, val_runs: list[st
     return train, val
 
 
-def load_volumes(cfg, particles: ParticleSet, progress: bool = False):
+def load_volumes(cfg, particles: ParticleSet):
     """Read, normalise and label the training and validation tomograms.
 
     Returns
@@ -144,7 +144,7 @@ def load_volumes(cfg, particles: ParticleSet, progress: bool = False):
     from tomopick.labels import TargetSpec, make_target
     from tomopick.training import Volume, training_classes
 
-    items = _copick_items(cfg, particles) if cfg.data.kind == "copick" else _folder_items(cfg, particles)
+    items = _copick_items(cfg) if cfg.data.kind == "copick" else _folder_items(cfg)
     names = [n for n, _, _ in items]
     train_names, val_names = split_runs(names, cfg.data.train_runs, cfg.data.val_runs, cfg.data.val_fraction)
     wanted = set(train_names) | set(val_names)
@@ -292,7 +292,7 @@ def train(config: Any, out_dir: str | Path, *, overwrite: bool = False, resume: 
                 len(particles) + (0 if cfg.output == "sigmoid" else 1)):
             raise TomopickError("fine-tuning: the checkpoint's classes/output do not match the config "
                                 f"(checkpoint classes: {', '.join(base.classes)})", cfg.init_from)
-    train_vols, val_vols, voxel_size_A, summary = load_volumes(cfg, particles, progress)
+    train_vols, val_vols, voxel_size_A, summary = load_volumes(cfg, particles)
     if validator is None and val_vols:
         validator = fbeta_validator(beta=cfg.validation.beta, threshold=cfg.validation.threshold)
     trainer = Trainer(cfg, particles, voxel_size_A, train_vols, val_vols, validator=validator, init_state=init_state,
