@@ -24,13 +24,21 @@ that ``var(signal) / var(noise) = snr`` inside the ice slab exactly (signal = th
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft as sfft
 from scipy import sparse
 
-_WORKERS = 2
+
+def fft_workers() -> int:
+    """FFT threads by default: the CPUs this process may run on (``workers=`` of the imaging functions overrides;
+    scipy's FFTs give the same numbers with any count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no sched_getaffinity (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
 
 
 def electron_wavelength_A(voltage_kV: float) -> float:
@@ -156,22 +164,25 @@ def _fftfreq_grid(shape: tuple[int, int, int], voxel_size_A: float):
 # ------------------------------------------------------------------------------------------------------------
 def image_fast(potential: np.ndarray, voxel_size_A: float, scheme: TiltScheme, *, voltage_kV: float, cs_mm: float,
                amplitude_contrast: float, b_factor_A2: float, ctf_correction: str, lowpass_A: float | None,
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+               rng: np.random.Generator,
+               workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Fourier-space imaging without a tilt series.
 
     Each 3D frequency ``k`` is assigned to the tilt whose central section contains it (``atan2(kz, kx)``); the
     signal gets that tilt's CTF (true defocus) × correction (nominal defocus) × B-factor × damage envelope × taper;
     the noise is white noise shaped by the same tilt's noise level, the correction, the back-projection weighting
     ``√|k_xz|`` and the taper. Frequencies outside the tilt range (the missing wedge) get nothing.
+    ``workers`` sets the FFT threads (default :func:`fft_workers`).
 
     Returns
     -------
     signal, noise
         float32 ``(z, y, x)`` arrays: the noise-free reconstruction and unit-scaled noise (to be scaled by SNR).
     """
+    workers = fft_workers() if workers is None else int(workers)
     shape = potential.shape
     nz, ny, nx = shape
-    spec = sfft.rfftn(potential, workers=_WORKERS)  # complex64
+    spec = sfft.rfftn(potential, workers=workers)  # complex64
     noise_spec = np.empty_like(spec)
     kz, ky, kx = _fftfreq_grid(shape, voxel_size_A)
     angles = scheme.angles_deg
@@ -222,9 +233,9 @@ def image_fast(potential: np.ndarray, voxel_size_A: float, scheme: TiltScheme, *
         noise_spec[iz] = white
     spec[0, 0, 0] = 0
     noise_spec[0, 0, 0] = 0
-    signal = sfft.irfftn(spec, s=shape, workers=_WORKERS).astype(np.float32, copy=False)
+    signal = sfft.irfftn(spec, s=shape, workers=workers).astype(np.float32, copy=False)
     del spec
-    noise = sfft.irfftn(noise_spec, s=shape, workers=_WORKERS).astype(np.float32, copy=False)
+    noise = sfft.irfftn(noise_spec, s=shape, workers=workers).astype(np.float32, copy=False)
     return signal, noise
 
 
@@ -268,19 +279,21 @@ def _image_filter(ny: int, nu: int, pad: int, voxel_size_A: float):
 
 def image_full(potential: np.ndarray, slab_density: float, voxel_size_A: float, scheme: TiltScheme, *,
                voltage_kV: float, cs_mm: float, amplitude_contrast: float, b_factor_A2: float, ctf_correction: str,
-               lowpass_A: float | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+               lowpass_A: float | None, rng: np.random.Generator,
+               workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Tilt series → CTF per tilt → shot noise → CTF correction → weighted back-projection.
 
     Projection and back-projection run on all y rows at once with one sparse matrix per x–z plane geometry.
     The flat part of the ice (``slab_density`` times the occupancy averaged over x and y) is removed before
     projecting: a laterally infinite slab projects to a constant, which the ramp filter removes anyway, while the
-    finite box would add false edges.
+    finite box would add false edges. ``workers`` sets the FFT threads (default :func:`fft_workers`).
 
     Returns
     -------
     signal, noise
         float32 ``(z, y, x)``: noise-free reconstruction and the reconstruction of unit-scaled shot noise.
     """
+    workers = fft_workers() if workers is None else int(workers)
     nz, ny, nx = potential.shape
     nu = nx
     T = len(scheme.angles_deg)
@@ -303,19 +316,19 @@ def image_full(potential: np.ndarray, slab_density: float, voxel_size_A: float, 
     benv = np.exp(-b_factor_A2 * kA * kA / 4.0)
     for t in range(T):
         img = np.pad(proj[t], pad)
-        f = sfft.rfft2(img, workers=_WORKERS)
+        f = sfft.rfft2(img, workers=workers)
         c_true = ctf(kA, scheme.defocus_true_A[t], voltage_kV, cs_mm, amplitude_contrast)
         dmg = np.exp(-scheme.cumulative_dose[t] / (2.0 * critical_exposure(kA, voltage_kV)))
         f *= (c_true * benv * dmg * corr * ramp).astype(np.float32)
         if scheme.shifts_vox is not None and scheme.alignment_error_vox > 0:
             sy, su = scheme.shifts_vox[t]
             f *= np.exp(-2j * np.pi * (fy_img * sy + fu * su)).astype(np.complex64)
-        out = sfft.irfft2(f, s=img.shape, workers=_WORKERS)[pad:-pad, pad:-pad]
+        out = sfft.irfft2(f, s=img.shape, workers=workers)[pad:-pad, pad:-pad]
         sig_f[t] = out.T
         noise = rng.standard_normal(img.shape, dtype=np.float32) * np.float32(scheme.noise_std[t])
-        fn = sfft.rfft2(noise, workers=_WORKERS)
+        fn = sfft.rfft2(noise, workers=workers)
         fn *= (corr * ramp).astype(np.float32)
-        noise_f[t] = sfft.irfft2(fn, s=img.shape, workers=_WORKERS)[pad:-pad, pad:-pad].T
+        noise_f[t] = sfft.irfft2(fn, s=img.shape, workers=workers)[pad:-pad, pad:-pad].T
     del proj
     AT = A.T.tocsr()
     signal = np.ascontiguousarray((AT @ sig_f.reshape(T * nu, ny)).reshape(nz, nx, ny).transpose(0, 2, 1))
