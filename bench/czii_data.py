@@ -3,7 +3,10 @@
 All at 10 Å/voxel with ``imaging="full"`` (tilt series, CTF, dose-dependent noise, weighted back-projection) and
 the bundled CZII maps, written as copick projects with the ground truth under user ``curation``:
 
-``train``      56 runs of 128 × 320 × 320: ``sim_000``–``sim_015`` with the default imaging (SNR 3) and
+``train-wide`` 81 runs (czii-10A since v3): ``sim_000``–``sim_015`` and ``rnd_000`` as in ``train`` plus
+               ``wide_000``–``wide_063`` drawn from the wider imaging ranges of :data:`WIDE` (SNR 0.5–8, no CTF
+               correction, defocus 1.5–7 µm, tilt ±45–66° in 2–5° steps, …; seeds 3000–3063).
+``train``      56 runs of 128 × 320 × 320 (czii-10A v2): ``sim_000``–``sim_015`` with the default imaging (SNR 3) and
                ``crowding=1.5`` (seeds 1000–1015), and ``rnd_000``–``rnd_039`` drawn by domain randomisation
                (``randomize=True``: SNR 1–8, defocus, tilt range and step, B-factor, CTF correction, low-pass,
                alignment error, dose, crowding, vesicles, filaments, distractors, clutter; seeds 2000–2039).
@@ -14,6 +17,7 @@ the bundled CZII maps, written as copick projects with the ground truth under us
 
 Usage::
 
+    python bench/czii_data.py train-wide DIR   # ~4 min on two cores
     python bench/czii_data.py train DIR        # ~3 min on two cores
     python bench/czii_data.py test DIR
     python bench/czii_data.py czii-test DIR    # ~1 min
@@ -87,19 +91,24 @@ def wide_runs() -> list[SimulationConfig]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("kind", choices=["train", "train-wide", "test", "czii-test"])
-    parser.add_argument("out", type=Path, help="copick project folder to create")
-    args = parser.parse_args()
-    project = CopickProject.create(args.out, CZII, name=f"czii-10A-{args.kind}", overwrite=False)
-    for cfg in runs(args.kind):
+def write_project(out: Path, configs: list[SimulationConfig], name: str, label: str = "") -> None:
+    """Simulate every config into a new copick project (truth under user ``curation``), one line per run."""
+    project = CopickProject.create(out, CZII, name=name, overwrite=False)
+    for cfg in configs:
         t0 = time.time()
         result = simulate_tomogram(cfg)
         project.write_tomogram(cfg.run_name, result.tomogram, tomo_type="wbp")
         project.write_picks(cfg.run_name, result.picks.with_columns(run=cfg.run_name), user_id="curation",
                             session_id="0")
-        print(f"{cfg.run_name}: {len(result.picks)} picks, {time.time() - t0:.1f} s", flush=True)
+        print(f"{label}{cfg.run_name}: {len(result.picks)} picks, {time.time() - t0:.1f} s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("kind", choices=["train", "train-wide", "test", "czii-test"])
+    parser.add_argument("out", type=Path, help="copick project folder to create")
+    args = parser.parse_args()
+    write_project(args.out, runs(args.kind), f"czii-10A-{args.kind}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ Usage::
 
     python bench/domain_shift.py DATA [--model M.pt] [--scores blob peak] [--czii-test DATA/czii-test]
         [--json bench/out/domain_shift.json]
+    python bench/domain_shift.py --render bench/out/a.json [b.json …]     # markdown table for RESULTS.md
 """
 
 from __future__ import annotations
@@ -41,14 +42,14 @@ from tomopick.workflows.calibrate import foreground_particles  # noqa: E402
 from tomopick.workflows.pick import PickOptions, pick, resolve_model  # noqa: E402
 
 
-def score_set(root: Path, loaded, score: str, threads: int | None) -> dict:
+def score_set(root: Path, loaded, score: str, threads: int | None, peak_method: str | None = None) -> dict:
     """Defaults, oracle and per-class AP of one copick project (every run)."""
     project = CopickProject.open(root)
     particles = foreground_particles(loaded.config)
     truth = Picks.concat([project.read_picks(run=r, user_id="curation").with_columns(run=r)
                           for r in project.runs()])
     t0 = time.perf_counter()
-    options = PickOptions(threshold=MIN_SCORE, score=score, threads=threads)
+    options = PickOptions(threshold=MIN_SCORE, score=score, threads=threads, peak_method=peak_method)
     report = pick(f"copick://{root}", loaded, options=options)
     seconds = time.perf_counter() - t0
     candidates = report.picks
@@ -70,7 +71,30 @@ def score_set(root: Path, loaded, score: str, threads: int | None) -> dict:
             "classes": per_class, "runs": project.runs(), "seconds_picking": seconds}
 
 
+SHORT = {"apo-ferritin": "apo", "beta-amylase": "β-amy", "beta-galactosidase": "β-gal", "ribosome": "ribo",
+         "thyroglobulin": "thyro", "virus-like-particle": "VLP"}
+
+
+def render(paths: list[Path]) -> str:
+    """Markdown tables (one row per model × score × set) from result files written with ``--json``."""
+    rows = []
+    for path in paths:
+        res = json.loads(path.read_text())
+        for score, sets in res["scores"].items():
+            for name, r in sets.items():
+                aps = " / ".join(f"{v['ap']:.2f}" for v in r["classes"].values())
+                rows.append(f"| {res['model']} | {score} | {name} | {r['default']:.3f} | {r['oracle']:.3f} | "
+                            f"{r['ratio']:.2f} | {aps} |")
+    classes = " / ".join(SHORT.values())
+    head = (f"| model | score | set | defaults | oracle | defaults / oracle | AP {classes} |\n"
+            "|---|---|---|---|---|---|---|")
+    return "\n".join([head, *rows])
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--render":
+        print(render([Path(p) for p in sys.argv[2:]]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("data", type=Path, help="folder with one copick project per shift set")
     parser.add_argument("--model", default=None, help="checkpoint (default: the bundled czii-10A)")
@@ -78,19 +102,24 @@ def main() -> None:
     parser.add_argument("--sets", nargs="*", default=None, help="only these shift sets")
     parser.add_argument("--czii-test", type=Path, default=None, help="in-distribution test project too")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--peak-method", default=None, help="peak method (default: the model's)")
+    parser.add_argument("--label", default=None, help="model name in the tables")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
     loaded = resolve_model(args.model)
     sets = {name: args.data / name for name in (args.sets or list(BENCH_SETS))}
     if args.czii_test is not None:
         sets["in-distribution (czii-test)"] = args.czii_test
-    results: dict = {"machine": machine_info(octopi=False), "model": args.model or "czii-10A (bundled)",
+    label = args.label or args.model or "czii-10A (bundled)"
+    if args.peak_method:
+        label += f", {args.peak_method}"
+    results: dict = {"machine": machine_info(octopi=False), "model": label,
                      "sets": {n: BENCH_SETS[n][0] if n in BENCH_SETS else "default imaging, SNR 3" for n in sets},
                      "scores": {}}
     for score in args.scores:
         results["scores"][score] = {}
         for name, root in sets.items():
-            res = score_set(root, loaded, score, args.threads)
+            res = score_set(root, loaded, score, args.threads, args.peak_method)
             results["scores"][score][name] = res
             aps = " ".join(f"{k[:5]} {v['ap']:.2f}" for k, v in res["classes"].items())
             print(f"{score:5s} {name:28s} default {res['default']:.3f} oracle {res['oracle']:.3f} "

@@ -20,13 +20,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import time
+import sys
 from pathlib import Path
 from typing import Any
 
-from tomopick.data import CZII
-from tomopick.io.copick_project import CopickProject
-from tomopick.simulate import SimulationConfig, simulate_tomogram
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from czii_data import write_project  # noqa: E402
+
+from tomopick.simulate import SimulationConfig  # noqa: E402
 
 #: Lateral size of the bench tomograms (z = 184 like CZII; 448² instead of 630² halves the cost).
 BENCH_SHAPE = (184, 448, 448)
@@ -80,14 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     table = BENCH_SETS if args.family == "bench" else DEV_SETS
     for name in args.sets or list(table):
-        project = CopickProject.create(args.out / name, CZII, name=name, overwrite=False)
-        for cfg in configs(args.family, name, args.runs):
-            t0 = time.time()
-            result = simulate_tomogram(cfg)
-            project.write_tomogram(cfg.run_name, result.tomogram, tomo_type="wbp")
-            project.write_picks(cfg.run_name, result.picks.with_columns(run=cfg.run_name), user_id="curation",
-                                session_id="0")
-            print(f"{name}/{cfg.run_name}: {len(result.picks)} picks, {time.time() - t0:.1f} s", flush=True)
+        write_project(args.out / name, configs(args.family, name, args.runs), name, label=f"{name}/")
 
 
 if __name__ == "__main__":
