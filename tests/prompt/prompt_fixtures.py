@@ -54,10 +54,10 @@ POSITIONS = [(8, 8, 8), (8, 8, 24), (8, 24, 8), (8, 24, 24), (24, 8, 8), (24, 8,
 
 def ball_rod_scene(seed: int):
     """A normalised 32³ scene with four balls (kind 0) and four rods (kind 1) at :data:`POSITIONS`."""
-    from tomopick.prompt.training import Scene
+    from tomopick.prompt.training import LabelledVolume
     from tomopick.prompt.views import normalise_box
 
     rng = np.random.default_rng(seed)
     kinds = rng.permutation([0, 0, 0, 0, 1, 1, 1, 1]).tolist()
     vol, labels, centres, kinds_a = make_scene((32, 32, 32), list(zip(kinds, POSITIONS)), rng, noise=0.3)
-    return Scene(normalise_box(vol), labels, centres, kinds_a)
+    return LabelledVolume(normalise_box(vol), labels, centres, kinds_a)

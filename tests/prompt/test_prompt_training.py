@@ -10,7 +10,7 @@ from prompt_fixtures import SHAPES, ball_rod_scene, make_shape
 from tomopick.prompt.networks import PromptEncoder
 from tomopick.prompt.picking import embed_prompts, predict_maps
 from tomopick.prompt.training import (
-    Scene,
+    LabelledVolume,
     ViewSettings,
     batch_hard_triplet_loss,
     finetune_segmenter,
@@ -98,7 +98,7 @@ def test_finetune_changes_only_the_segmenter(trained_tiny):
     labels = np.where(scene.labels == 1, 1, 0)  # the user labelled the rods only
     enc = {k: v.clone() for k, v in model.encoder.state_dict().items()}
     seg = {k: v.clone() for k, v in model.segmenter.state_dict().items()}
-    hist = finetune_segmenter(model, [Scene(scene.volume, labels, scene.centres_zyx_vox, scene.kinds)],
+    hist = finetune_segmenter(model, [LabelledVolume(scene.volume, labels, scene.centres_zyx_vox, scene.kinds)],
                               trained_tiny[1][1][:2], steps=5, rng=np.random.default_rng(4), patch=(24, 24, 24))
     assert len(hist.loss) == 5 and np.all(np.isfinite(hist.loss))
     assert all(torch.equal(v, enc[k]) for k, v in model.encoder.state_dict().items())

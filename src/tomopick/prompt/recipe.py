@@ -162,7 +162,7 @@ def kind_radius_A(density: np.ndarray, voxel_size_A: float, level: float = 0.2) 
 
 def simulate_scene(kinds: Sequence[str], kind_index: dict[str, int], radii_A: dict[str, float], settings: SceneSettings,
                    voxel_size_A: float, target_radius_fraction: float, seed: int, workdir: str | Path):
-    """One simulated tomogram holding ``kinds`` → (:class:`~tomopick.prompt.training.Scene`, ground-truth Picks).
+    """One simulated tomogram holding ``kinds`` → (:class:`~tomopick.prompt.training.LabelledVolume`, ground-truth Picks).
 
     Labels are spheres of ``target_radius_fraction × radius`` around each particle (value = global kind index,
     ``-1`` background); the volume is robust-normalised. ``workdir`` receives the temporary particle-set YAML that
@@ -171,7 +171,7 @@ def simulate_scene(kinds: Sequence[str], kind_index: dict[str, int], radii_A: di
     from tomopick.data import ParticleSet, ParticleSpec
     from tomopick.inference.normalize import normalize_robust
     from tomopick.labels import class_map
-    from tomopick.prompt.training import Scene
+    from tomopick.prompt.training import LabelledVolume
     from tomopick.simulate import SimulationConfig, simulate_tomogram
 
     rng = np.random.default_rng(seed)
@@ -195,4 +195,4 @@ def simulate_scene(kinds: Sequence[str], kind_index: dict[str, int], radii_A: di
         lut[i + 1] = kind_index[k]
     centres = result.picks.voxel_coords(voxel_size_A)
     kind_ids = np.array([kind_index[n] for n in result.picks.frame["particle"]], dtype=np.int64)
-    return Scene(volume, lut[labels], centres, kind_ids), result.picks, pset
+    return LabelledVolume(volume, lut[labels], centres, kind_ids), result.picks, pset

@@ -3,7 +3,7 @@
 1. :func:`train_encoder` — deep metric learning of the :class:`~tomopick.prompt.networks.PromptEncoder` on views of
    many particle kinds (:func:`~tomopick.prompt.views.render_view`: random orientation, missing wedge, blur,
    noise) with a batch-hard triplet loss: views of the same kind close, of different kinds far.
-2. :func:`train_segmenter` — the FiLM U-Net on simulated scenes (:class:`Scene`), the encoder frozen: each
+2. :func:`train_segmenter` — the FiLM U-Net on simulated scenes (:class:`LabelledVolume`), the encoder frozen: each
    sub-volume is encoded once and decoded once per prompt (a different copy of a kind it may contain, or of a kind
    it does not contain), against the binary target of that kind (BCE).
 
@@ -130,8 +130,9 @@ def train_encoder(encoder: PromptEncoder, densities: Sequence[np.ndarray], *, st
 # stage 2: FiLM segmenter
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass
-class Scene:
-    """One training tomogram at the model's voxel size.
+class LabelledVolume:
+    """One training tomogram of the segmenter at the model's voxel size, labelled by particle kind per voxel (not
+    to be confused with :class:`tomopick.simulate.scene.Scene`, the simulator's particle layout).
 
     Attributes
     ----------
@@ -152,7 +153,7 @@ class Scene:
     kinds: np.ndarray
 
 
-def prompt_pool(scenes: Sequence[Scene], size: int = 37, per_kind: int = 16,
+def prompt_pool(scenes: Sequence[LabelledVolume], size: int = 37, per_kind: int = 16,
                 rng: np.random.Generator | None = None, kinds: Sequence[int] | None = None) -> dict[int, np.ndarray]:
     """Prompts cut from the (already normalised) scenes: ``{kind: (m, size, size, size)}``, up to ``per_kind``
     random copies per kind — what :func:`tomopick.workflows.prompt.cut_prompt` gives at the scenes' voxel size."""
@@ -171,7 +172,7 @@ def prompt_pool(scenes: Sequence[Scene], size: int = 37, per_kind: int = 16,
     return pool
 
 
-def _random_crop(scene: Scene, patch: Sequence[int], rng: np.random.Generator, focus: float) -> tuple[slice, ...]:
+def _random_crop(scene: LabelledVolume, patch: Sequence[int], rng: np.random.Generator, focus: float) -> tuple[slice, ...]:
     shape = np.asarray(scene.volume.shape)
     patch = np.minimum(np.asarray(patch), shape)
     if len(scene.centres_zyx_vox) and rng.random() < focus:
@@ -188,7 +189,7 @@ def _pad_to(array: np.ndarray, divisor: int) -> np.ndarray:
     return np.pad(array, pad, mode="reflect") if any(p for _, p in pad) else array
 
 
-def segmenter_step_batch(scenes: Sequence[Scene], pool: Mapping[int, np.ndarray], *, patch: Sequence[int],
+def segmenter_step_batch(scenes: Sequence[LabelledVolume], pool: Mapping[int, np.ndarray], *, patch: Sequence[int],
                          batch: int, prompts_per_patch: int, rng: np.random.Generator, focus: float = 0.8,
                          divisor: int = 1) -> tuple[np.ndarray, list[list[tuple[int, int]]], np.ndarray]:
     """Draw one training batch.
@@ -216,7 +217,7 @@ def segmenter_step_batch(scenes: Sequence[Scene], pool: Mapping[int, np.ndarray]
     return np.stack(xs)[:, None].astype(np.float32), pairs, np.stack(targets)
 
 
-def train_segmenter(model: PromptablePicker, scenes: Sequence[Scene], pool: Mapping[int, np.ndarray], *, steps: int,
+def train_segmenter(model: PromptablePicker, scenes: Sequence[LabelledVolume], pool: Mapping[int, np.ndarray], *, steps: int,
                     rng: np.random.Generator, patch: Sequence[int] = (48, 48, 48), batch: int = 2,
                     prompts_per_patch: int = 2, lr: float = 1e-3, pos_weight: float = 3.0, focus: float = 0.8,
                     train_encoder: bool = False,
@@ -269,7 +270,7 @@ def train_segmenter(model: PromptablePicker, scenes: Sequence[Scene], pool: Mapp
     return hist
 
 
-def finetune_segmenter(model: PromptablePicker, scenes: Sequence[Scene], prompts: np.ndarray, *, steps: int,
+def finetune_segmenter(model: PromptablePicker, scenes: Sequence[LabelledVolume], prompts: np.ndarray, *, steps: int,
                        rng: np.random.Generator, patch: Sequence[int] = (48, 48, 48), batch: int = 2,
                        lr: float = 3e-4, pos_weight: float = 3.0,
                        callback: Callable[[int, float], None] | None = None) -> History:

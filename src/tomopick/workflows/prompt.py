@@ -355,7 +355,7 @@ def finetune(tomogram_paths: Sequence[PathLike] | PathLike, prompt_paths: Sequen
     from tomopick.labels import class_map
     from tomopick.models import save_checkpoint
     from tomopick.prompt.promptfile import read_prompt
-    from tomopick.prompt.training import Scene, finetune_segmenter
+    from tomopick.prompt.training import LabelledVolume, finetune_segmenter
     from tomopick.io.inputs import run_name
 
     tomogram_paths = [tomogram_paths] if isinstance(tomogram_paths, (str, os.PathLike)) else list(tomogram_paths)
@@ -397,7 +397,7 @@ def finetune(tomogram_paths: Sequence[PathLike] | PathLike, prompt_paths: Sequen
         volume = _model_grid(tomo, model_vs, norm_kwargs)
         inside = mine.select(mine.inside(volume.shape, model_vs)).with_columns(particle=names[0])
         labels = class_map(volume.shape, inside, pset, model_vs, "sphere", radius_fraction).astype(np.int64)
-        scenes.append(Scene(volume, labels, inside.voxel_coords(model_vs), np.ones(len(inside), dtype=np.int64)))
+        scenes.append(LabelledVolume(volume, labels, inside.voxel_coords(model_vs), np.ones(len(inside), dtype=np.int64)))
         n_used += len(inside)
     boxes = _prompt_boxes(prompts, prompt_paths, model_vs, box)
     rng = np.random.default_rng(seed)
