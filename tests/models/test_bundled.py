@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 
 import pytest
@@ -22,11 +23,29 @@ def test_bundled_czii_model_loads_and_describes_itself():
     assert model.voxel_size_A == pytest.approx(10.0)
     assert model.config["normalisation"]["method"] == "robust"
     assert model.config["output"] == "softmax"
-    assert model.card["metrics"]["best_val_score"] is not None
+    assert [p["name"] for p in model.config["particles"]["particles"]] == CZII.names
+    # the card's best validation CZII F-beta (0.937 for the shipped file) and the epoch row it came from agree; a
+    # replaced model that validated far worse should not ship silently
+    metrics = model.card["metrics"]
+    assert isinstance(metrics["best_val_score"], float) and 0.8 <= metrics["best_val_score"] <= 1.0
+    assert metrics["best"]["val_score"] == metrics["best_val_score"]
     with torch.no_grad():
         out = model.model(torch.zeros(1, 1, 32, 32, 32))
     assert out.shape == (1, 7, 32, 32, 32)
     assert "czii-10A" in bundled.bundled_names()
+
+
+def test_bundled_file_matches_its_sha256_file_and_loads_weights_only():
+    path = bundled.bundled_model_path("czii-10A")
+    digest, name = (path.parent / "czii-10A.sha256").read_text().split()  # sha256sum format: "<hex>  <file>"
+    assert name == path.name
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest.lower()
+    payload = torch.load(path, map_location="cpu", weights_only=True)  # no pickled code: plain containers only
+    assert payload["format"] == "tomopick-checkpoint"
+    assert payload["config"]["classes"] == ["background", *CZII.names]
+    assert payload["config"]["voxel_size_A"] == pytest.approx(10.0)
+    dtypes = {v.dtype for v in payload["state_dict"].values() if v.is_floating_point()}
+    assert torch.float16 in dtypes and dtypes <= {torch.float16, torch.float32}  # stored half, bar overflowing tensors
 
 
 def test_bundled_checksum_is_enforced(tmp_path, monkeypatch):
