@@ -68,7 +68,7 @@ def test_run_measured_reports_rc_time_and_rss(tmp_path):
     code = "import time, sys; b = bytearray(200 * 1024**2); b[::4096] = b'x' * len(b[::4096]); time.sleep(1.5); sys.exit(3)"
     res = common.run_measured([sys.executable, "-c", code], tmp_path / "log.txt", sample_s=0.1, echo=False)
     assert res["rc"] == 3
-    assert res["wall_s"] >= 0.6
+    assert res["wall_s"] >= 1.45  # at least the child's own sleep; load only lengthens it (no upper bound)
     assert 0.2 <= res["maxrss_GB"] < 1.0
     assert 0.15 <= res["tree_peak_GB"] <= res["maxrss_GB"] + 0.05
     assert (tmp_path / "log.txt").read_text().startswith("$ ")
@@ -80,4 +80,4 @@ def test_run_measured_timeout_kills_the_process_group(tmp_path):
                               echo=False)
     assert res["timed_out"] is True
     assert res["rc"] != 0
-    assert res["wall_s"] < 10
+    assert res["wall_s"] < 30  # killed before the child's own 30 s sleep would end, however loaded the machine
