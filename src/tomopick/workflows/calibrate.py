@@ -34,6 +34,7 @@ import pandas as pd
 
 from tomopick.data import ParticleSet, Picks
 from tomopick.errors import TomopickError
+from tomopick.jsonable import to_jsonable
 from tomopick.peaks.score import DEFAULT_SCORE
 from tomopick.peaks.thresholds import (
     DEFAULT_THRESHOLD, MIN_SCORE, THRESHOLD_TOLERANCE, stored_for_score, stored_threshold,
@@ -169,12 +170,8 @@ def source_is_half(path: str | os.PathLike[str] | None) -> bool:
 
 
 def _plain(v: Any) -> Any:
-    """A JSON-able Python scalar (NaN → None)."""
-    if hasattr(v, "item"):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
+    """A JSON-able Python value (NaN → None)."""
+    return to_jsonable(v, nonfinite="null")
 
 
 def _option(v: Any) -> Any:
