@@ -16,7 +16,7 @@ MAIN_OPTION = {
     ("train",): "--resume",
     ("pick",): "--model",
     ("calibrate",): "--truth",
-    ("finetune",): "--prompt",
+    ("finetune",): "--freeze-encoder",
     ("evaluate",): "--picks",
     ("demo",): "--n-train",
     ("prompt", "extract"): "--at",

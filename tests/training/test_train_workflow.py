@@ -96,3 +96,32 @@ def test_train_from_copick_and_fine_tune(tmp_path):
         train({**cfg, "init_from": str(first.best_checkpoint),
                "network": {"name": "unet", "hparams": {"channels": [4, 16], "strides": [2]}}}, tmp_path / "c",
               progress=False)
+
+
+def test_finetune_command_adapts_a_supervised_checkpoint(tmp_path, capsys):
+    """tomopick finetune DATA --model base.pt: the checkpoint's own recipe, started from its weights, on new data;
+    validation runs give new stored thresholds."""
+    from tomopick.io.copick_project import CopickProject
+    from tomopick.workflows.train import finetune_config
+
+    project = CopickProject.create(tmp_path / "proj", PARTICLES)
+    for i in range(2):
+        vol = make_volume(30 + i, f"r{i}", shape=(16, 32, 32), n=4)
+        project.write_tomogram(f"r{i}", Tomogram.from_array(vol.image, VS), levels=1)
+        project.write_picks(f"r{i}", vol.picks, user_id="curation")
+    base = train({**CONFIG, "data": {"kind": "copick", "path": str(tmp_path / "proj"), "user_id": "curation",
+                                     "voxel_size_A": VS}}, tmp_path / "base", progress=False).best_checkpoint
+    cfg = finetune_config(base, f"copick://{tmp_path / 'proj'}", steps=3, lr=1e-4, val_runs=["r1"])
+    assert (cfg.init_from, cfg.data.kind, cfg.data.val_runs, cfg.lr) == (str(base), "copick", ["r1"], 1e-4)
+    assert cfg.epochs * cfg.steps_per_epoch == 3 and cfg.schedule == "constant"
+    assert cfg.network.model_dump() == load_checkpoint(base).config["training"]["network"]
+    with pytest.raises(SystemExit) as exc:
+        main(["finetune", f"copick://{tmp_path / 'proj'}", "--model", str(base), "--out", str(tmp_path / "ft"),
+              "--steps", "3", "--val-runs", "r1", "--freeze-encoder"])
+    assert exc.value.code == 0 and "fine-tuned 3 steps" in capsys.readouterr().out
+    tuned = load_checkpoint(tmp_path / "ft" / "best.pt")
+    assert tuned.card["recipe"]["init_from"] == str(base) and tuned.card["recipe"]["freeze_encoder"] is True
+    assert set(tuned.config["pick"]["thresholds"]) == {"big", "small"}
+    with pytest.raises(SystemExit) as exc:  # --picks belongs to the promptable path
+        main(["finetune", str(tmp_path / "proj"), "--picks", "x.csv", "--out", str(tmp_path / "ft2")])
+    assert exc.value.code == 2 and "--picks goes with --prompt" in capsys.readouterr().err

@@ -67,23 +67,54 @@ def train(
 
 
 def finetune(
-    tomograms: List[str] = typer.Argument(..., help="Labelled tomogram(s)."),
-    prompt: List[str] = typer.Option(..., "--prompt", "-p", help="Prompt file(s) of the particle (repeatable)."),
-    picks: str = typer.Option(..., "--picks", help="Picks of that particle in those tomograms (any pick format)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Fine-tuned checkpoint to write (.pt)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Promptable checkpoint (default: bundled)."),
-    steps: int = typer.Option(200, "--steps", help="Optimiser steps."),
-    patch: int = typer.Option(48, "--patch", help="Training sub-volume edge (voxels)."),
+    inputs: List[str] = typer.Argument(..., metavar="DATA...",
+                                       help="Supervised: a copick project or a folder of tomograms + pick files "
+                                            "(matched by stem). With --prompt: the labelled tomogram(s)."),
+    out: Path = typer.Option(..., "--out", "-o",
+                             help="Supervised: output folder (best.pt, last.pt, metrics.csv). With --prompt: the "
+                                  "checkpoint (.pt)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="Checkpoint to start from (default: the bundled czii-10A, or the "
+                                             "bundled promptable model with --prompt)."),
+    prompt: Optional[List[str]] = typer.Option(None, "--prompt", "-p",
+                                               help="Fine-tune the promptable segmenter for this particle (prompt "
+                                                    "file, repeatable) instead of a supervised checkpoint."),
+    picks: Optional[str] = typer.Option(None, "--picks", help="With --prompt: picks of that particle (any format)."),
+    steps: int = typer.Option(200, "--steps", min=1, help="Optimiser steps."),
     lr: float = typer.Option(3e-4, "--lr", help="Learning rate."),
-    radius: Optional[float] = typer.Option(None, "--radius", help="Particle radius in Å (default: the prompt's)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    freeze_encoder: bool = typer.Option(False, "--freeze-encoder", help="Supervised: train the decoder only."),
+    val_runs: Optional[str] = typer.Option(None, "--val-runs",
+                                           help="Supervised: comma-separated runs to validate on (their per-class "
+                                                "thresholds are stored); default: none, the checkpoint's are kept."),
+    user_id: Optional[str] = typer.Option("curation", "--user-id", help="Supervised: copick user of the picks."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Supervised: wall-clock budget."),
+    patch: int = typer.Option(48, "--patch", help="With --prompt: training sub-volume edge (voxels)."),
+    radius: Optional[float] = typer.Option(None, "--radius", help="With --prompt: particle radius in Å."),
+    seed: int = typer.Option(0, "--seed", help="With --prompt: random seed."),
     voxel_size: Optional[float] = typer.Option(None, "--voxel-size", help="Override the tomograms' voxel size (Å)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
 ) -> None:
-    """Fine-tune the promptable segmenter on a few labelled tomograms (prompt and encoder frozen)."""
+    """Fine-tune a checkpoint on a few annotated tomograms: a supervised picker (default; its own recipe, started
+    from its weights — docs/training.md) or, with --prompt, the promptable segmenter (prompt and encoder frozen)."""
+    if not prompt:
+        from tomopick.workflows.train import finetune_config, train as run_train
+
+        if len(inputs) != 1:
+            raise TomopickError("supervised fine-tuning takes one DATA (a copick project or a folder of tomograms "
+                                "and pick files)")
+        if picks is not None:
+            raise TomopickError("--picks goes with --prompt; a supervised DATA folder or project holds its picks")
+        runs = [r.strip() for r in (val_runs or "").split(",") if r.strip()]
+        cfg = finetune_config(model, inputs[0], steps=steps, lr=lr, freeze_encoder=freeze_encoder, user_id=user_id,
+                              val_runs=runs or None, max_minutes=max_minutes)
+        result = run_train(cfg, out, overwrite=overwrite, progress=True, log=typer.echo)
+        typer.echo(f"fine-tuned {result.steps} steps ({result.time_s:.0f} s); model: {result.best_checkpoint}")
+        return
+    if picks is None:
+        raise TomopickError("--prompt needs --picks (the particle's picks in those tomograms)")
     from tomopick.workflows.prompt import finetune as run_finetune
 
-    path = run_finetune(tomograms, prompt, picks, out, model, steps=steps, patch=patch, lr=lr, radius_A=radius,
+    path = run_finetune(inputs, prompt, picks, out, model, steps=steps, patch=patch, lr=lr, radius_A=radius,
                         seed=seed, voxel_size_A=voxel_size, overwrite=overwrite, progress=typer.echo)
     typer.echo(f"wrote {path}")
 

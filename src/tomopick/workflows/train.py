@@ -20,7 +20,7 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import yaml
@@ -321,3 +321,48 @@ def train(config: Any, out_dir: str | Path, *, overwrite: bool = False, resume: 
     return TrainResult(out_dir=out_dir, best_checkpoint=out_dir / "best.pt",
                        best_score=trainer.best_score, best_epoch=trainer.best_epoch, epochs=trainer.epoch,
                        steps=trainer.step, time_s=trainer.elapsed_s, history=[r.row() for r in trainer.history])
+
+
+def finetune_config(model: Any, data: str | Path, *, steps: int = 300, lr: float = 3e-4,
+                    freeze_encoder: bool = False, user_id: str | None = "curation", val_runs: Sequence[str] | None = None,
+                    max_minutes: float | None = None, batch_size: int | None = None) -> Any:
+    """The :class:`~tomopick.training.TrainConfig` that fine-tunes a supervised checkpoint on new annotated data:
+    the checkpoint's own recipe (stored in its config as ``training``) with ``init_from`` = the checkpoint, the
+    data replaced, a short constant-rate schedule of ``steps`` steps and validation only where ``val_runs`` are
+    given (their thresholds are then stored, as ``tomopick train`` does; else the checkpoint's are kept).
+
+    Parameters
+    ----------
+    model
+        Checkpoint path (or ``None``: the bundled ``czii-10A``).
+    data
+        A copick project or a folder of tomograms with pick files matched by stem (as ``data.path`` of a config).
+    user_id
+        copick user of the annotations.
+    """
+    from tomopick.models.bundled import bundled_model_path
+    from tomopick.models.checkpoint import load_checkpoint
+    from tomopick.training.config import validate_config
+
+    path = Path(bundled_model_path()) if model is None else Path(model)
+    base = load_checkpoint(path)
+    recipe = dict(base.config.get("training") or {})
+    if not recipe:
+        raise TomopickError("the checkpoint carries no training recipe (config['training']): fine-tune it with a "
+                            "config of your own (init_from:)", path)
+    data_path = str(data)
+    kind = "copick" if data_path.startswith("copick://") or Path(data_path, "copick_config.json").is_file() \
+        or data_path.endswith(".json") else "folder"
+    data_cfg = {**(recipe.get("data") or {}), "kind": kind, "path": data_path.removeprefix("copick://"),
+                "user_id": user_id, "train_runs": None, "val_runs": list(val_runs) if val_runs else None,
+                "val_fraction": 0.0}
+    steps_per_epoch = max(1, min(int(steps), 50))
+    recipe.update(data=data_cfg, init_from=str(path), freeze_encoder=bool(freeze_encoder), lr=float(lr),
+                  epochs=max(1, -(-int(steps) // steps_per_epoch)), steps_per_epoch=steps_per_epoch,
+                  schedule="constant", warmup_steps=0, max_minutes=max_minutes)
+    if batch_size is not None:
+        recipe["batch_size"] = int(batch_size)
+    validation = dict(recipe.get("validation") or {})
+    validation.update(every_epochs=1, patience=max(1, int(validation.get("patience", 2))))
+    recipe["validation"] = validation
+    return validate_config(recipe)
