@@ -58,3 +58,19 @@ def test_bundled_checksum_is_enforced(tmp_path, monkeypatch):
         bundled.load_bundled("czii-10A")
     with pytest.raises(TomopickError, match="no bundled model 'nope'"):
         bundled.bundled_model_path("nope")
+
+
+def test_bundled_pick_defaults_are_blob_thresholds_with_peak_ones_kept():
+    """tomopick pick's defaults for the bundled model: the blob score at 0.2 for every class (chosen on the dev
+    shift sets); the peak-score thresholds chosen on its validation runs stay available for --score peak."""
+    from tomopick.peaks.thresholds import choose_thresholds
+
+    model = bundled.load_bundled("czii-10A")
+    pick = model.settings.pick
+    assert pick.score == "blob" and pick.peak_method == "maxpool" and pick.distance_factor == 0.75
+    assert pick.thresholds == {n: 0.2 for n in CZII.names}
+    blob = choose_thresholds(CZII.names, None, model.config["pick"], "blob")
+    assert [(c.value, c.rule) for c in blob] == [(0.2, "checkpoint")] * 6
+    peak = choose_thresholds(CZII.names, None, model.config["pick"], "peak")
+    assert all(c.rule == "checkpoint" and 0.05 <= c.value <= 1 for c in peak)
+    assert peak[CZII.names.index("ribosome")].value == pytest.approx(0.5566, abs=1e-3)

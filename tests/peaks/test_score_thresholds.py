@@ -110,6 +110,8 @@ def test_threshold_precedence_and_rules():
     legacy = {"thresholds": {"apo": 0.999}}
     assert stored_for_score(legacy, "blob") == {} and stored_for_score(legacy, "peak") == {"apo": 0.999}
     assert [c.rule for c in choose_thresholds(names, None, legacy, "peak")] == ["checkpoint", "default", "default"]
+    both = {"thresholds": {"apo": 0.999}, "thresholds_by_score": {"blob": {"apo": 0.2}, "peak": {"apo": 0.99}}}
+    assert stored_for_score(both, "blob") == {"apo": 0.2} and stored_for_score(both, "peak") == {"apo": 0.99}
     assert parse_threshold(0.3, names) == {"apo": 0.3, "ribo": 0.3, "thyro": 0.3}
     assert parse_threshold({"*": 0.2, "apo": 0.5}, names) == {"apo": 0.5, "ribo": 0.2, "thyro": 0.2}
     with pytest.raises(TomopickError, match="unknown class"):
@@ -160,6 +162,8 @@ def _config(**pick):
 @pytest.mark.parametrize("config, message", [
     (_config(thresholds={"apo": 1.5}), r"pick.thresholds: threshold of apo must be in \(0, 1\]"),
     (_config(thresholds={"ribosome": 0.3}), "pick thresholds for class\\(es\\) the model lacks: ribosome"),
+    (_config(thresholds_by_score={"blob": {"apo": 0.2, "vlp": 0.2}}), "the model lacks: vlp"),
+    (_config(thresholds_by_score={"peak": {"apo": 2.0}}), "must be in"),
     (_config(score="mean"), "pick.score"),
     (_config(peak_method="magic"), "pick.peak_method"),
     ({**_config(), "voxel_size_A": -1}, "voxel_size_A"),

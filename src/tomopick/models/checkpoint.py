@@ -51,6 +51,7 @@ class PickDefaults(BaseModel):
 
     thresholds: dict[str, float] | None = None
     score: Literal["blob", "peak"] | None = None
+    thresholds_by_score: dict[Literal["blob", "peak"], dict[str, float]] | None = None
     peak_method: Literal["maxpool", "mpnms", "cc", "localmax"] | None = None
     distance_factor: float | None = Field(default=None, gt=0)
 
@@ -60,6 +61,13 @@ class PickDefaults(BaseModel):
         for name, v in (value or {}).items():
             if not 0 < float(v) <= 1:
                 raise ValueError(f"threshold of {name} must be in (0, 1], got {float(v):g}")
+        return value
+
+    @field_validator("thresholds_by_score")
+    @classmethod
+    def _ranges(cls, value: dict[str, dict[str, float]] | None) -> dict[str, dict[str, float]] | None:
+        for table in (value or {}).values():
+            cls._range(table)
         return value
 
 
@@ -99,7 +107,8 @@ class CheckpointConfig(BaseModel):
                 raise ValueError(f"a picking checkpoint (with classes) needs {name}")
         if len(self.classes) != self.out_channels:
             raise ValueError(f"{len(self.classes)} classes for {self.out_channels} output channels")
-        unknown = sorted(set(self.pick.thresholds or {}) - set(self.classes))
+        named = set(self.pick.thresholds or {}).union(*[set(t) for t in (self.pick.thresholds_by_score or {}).values()])
+        unknown = sorted(named - set(self.classes))
         if unknown:
             raise ValueError(f"pick thresholds for class(es) the model lacks: {', '.join(unknown)}")
         return self

@@ -110,9 +110,13 @@ def choose_thresholds(names: Sequence[str], given: Any = None, pick_config: Mapp
 
 
 def stored_for_score(pick_config: Mapping[str, Any] | None, score: str) -> dict[str, float]:
-    """The checkpoint's stored thresholds if they were chosen for ``score`` (checkpoints written before the
-    ``blob`` score existed hold ``peak`` thresholds and no ``score`` entry)."""
+    """The checkpoint's stored thresholds for ``score``: ``thresholds_by_score[score]`` where present, else
+    ``thresholds`` if they were chosen for ``score`` (checkpoints written before the ``blob`` score existed hold
+    ``peak`` thresholds and no ``score`` entry)."""
     pick_config = pick_config or {}
+    by_score = pick_config.get("thresholds_by_score") or {}
+    if score in by_score:
+        return {str(k): float(v) for k, v in (by_score[score] or {}).items()}
     stored = pick_config.get("thresholds") or {}
     made_for = pick_config.get("score") or "peak"
     return {str(k): float(v) for k, v in stored.items()} if made_for == score else {}
