@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
+
+import numpy as np
 import sys
 import time
 from pathlib import Path
@@ -37,9 +39,19 @@ from tomopick.evaluation import (  # noqa: E402
     apply_thresholds, average_precisions, czii_score, pr_curve, threshold_sweep,
 )
 from tomopick.io.copick_project import CopickProject  # noqa: E402
-from tomopick.peaks.thresholds import MIN_SCORE, choose_thresholds  # noqa: E402
+from tomopick.peaks.thresholds import MIN_SCORE, choose_thresholds, valley_threshold  # noqa: E402
 from tomopick.workflows.calibrate import foreground_particles  # noqa: E402
 from tomopick.workflows.pick import PickOptions, pick, resolve_model  # noqa: E402
+
+
+def valley_picks(candidates: Picks) -> Picks:
+    """The picks ``--threshold-rule valley`` keeps: per run and class, scores >= the valley of that run's scores."""
+    keep = np.zeros(len(candidates), dtype=bool)
+    frame = candidates.frame.reset_index(drop=True)
+    for _, group in frame.groupby(["run", "particle"]):
+        scores = group["score"].to_numpy(np.float64)
+        keep[group.index.to_numpy()] = scores >= valley_threshold(scores)
+    return candidates.select(keep)
 
 
 def score_set(root: Path, loaded, score: str, threads: int | None, peak_method: str | None = None) -> dict:
@@ -56,6 +68,7 @@ def score_set(root: Path, loaded, score: str, threads: int | None, peak_method: 
     choices = choose_thresholds(particles.names, None, loaded.config.get("pick"), score)
     defaults = {n: c.value for n, c in zip(particles.names, choices)}
     default = czii_score(truth, apply_thresholds(candidates, defaults), particles)
+    valley = czii_score(truth, valley_picks(candidates), particles) if score == "blob" else None
     oracle = threshold_sweep(truth, candidates, particles, "czii")
     ap = average_precisions(pr_curve(truth, candidates, particles), particles)
     per_class = {}
@@ -67,6 +80,7 @@ def score_set(root: Path, loaded, score: str, threads: int | None, peak_method: 
                            "n_default_picks": int(row["tp"] + row["fp"]), "threshold": defaults[name],
                            "threshold_rule": choices[particles.names.index(name)].rule}
     return {"default": float(default.score), "oracle": float(oracle.score),
+            "valley": None if valley is None else float(valley.score),
             "ratio": float(default.score / oracle.score) if oracle.score > 0 else float("nan"),
             "classes": per_class, "runs": project.runs(), "seconds_picking": seconds}
 
@@ -83,11 +97,12 @@ def render(paths: list[Path]) -> str:
         for score, sets in res["scores"].items():
             for name, r in sets.items():
                 aps = " / ".join(f"{v['ap']:.2f}" for v in r["classes"].values())
-                rows.append(f"| {res['model']} | {score} | {name} | {r['default']:.3f} | {r['oracle']:.3f} | "
-                            f"{r['ratio']:.2f} | {aps} |")
+                valley = "–" if r.get("valley") is None else f"{r['valley']:.3f}"
+                rows.append(f"| {res['model']} | {score} | {name} | **{r['default']:.3f}** | {r['oracle']:.3f} | "
+                            f"{r['ratio']:.2f} | {valley} | {aps} |")
     classes = " / ".join(SHORT.values())
-    head = (f"| model | score | set | defaults | oracle | defaults / oracle | AP {classes} |\n"
-            "|---|---|---|---|---|---|---|")
+    head = (f"| model | score | set | defaults | oracle | defaults / oracle | valley rule | AP {classes} |\n"
+            "|---|---|---|---|---|---|---|---|")
     return "\n".join([head, *rows])
 
 
@@ -122,7 +137,8 @@ def main() -> None:
             res = score_set(root, loaded, score, args.threads, args.peak_method)
             results["scores"][score][name] = res
             aps = " ".join(f"{k[:5]} {v['ap']:.2f}" for k, v in res["classes"].items())
-            print(f"{score:5s} {name:28s} default {res['default']:.3f} oracle {res['oracle']:.3f} "
+            valley = "" if res.get("valley") is None else f" valley {res['valley']:.3f}"
+            print(f"{score:5s} {name:28s} default {res['default']:.3f}{valley} oracle {res['oracle']:.3f} "
                   f"ratio {res['ratio']:.2f} | AP {aps}", flush=True)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
