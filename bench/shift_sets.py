@@ -34,10 +34,12 @@ from tomopick.simulate import SimulationConfig  # noqa: E402
 BENCH_SHAPE = (184, 448, 448)
 DEV_SHAPE = (128, 320, 320)
 
-#: name → (description, SimulationConfig keywords). Training ranges for comparison: SNR 0.5–8, defocus 1.5–7 µm,
-#: tilt ±45–66° in 2–5° steps, alignment error 0–8 Å, B 50–300 Å², 0–30 distractors, crowding 0.5–1.6, 10 Å.
+#: name → (description, SimulationConfig keywords). Training ranges of the bundled model for comparison
+#: (``RANDOMIZATION``): SNR 1–8, defocus 2–6 µm, tilt ±50–66° in 2–4° steps, alignment error 0–6 Å, B 50–250 Å²,
+#: phase flip or Wiener, 0–15 distractors, crowding 0.5–1.6, 10 Å. (The wider ``train-wide`` set tried for a
+#: retraining reaches SNR 0.5, defocus 7 µm, ±45°, 5° steps, 8 Å, 300 Å², no CTF correction, 30 look-alikes.)
 BENCH_SETS: dict[str, tuple[str, dict[str, Any]]] = {
-    "snr-0.35": ("SNR 0.35 (training floor 0.5), default imaging otherwise",
+    "snr-0.35": ("SNR 0.35 (training floor 1), default imaging otherwise",
                  dict(snr=0.35)),
     "defocus9-tilt40": ("defocus 9 µm, tilt ±40° in 4° steps, SNR 1",
                         dict(defocus_um=9.0, tilt_min_deg=-40.0, tilt_max_deg=40.0, tilt_step_deg=4.0, snr=1.0)),
