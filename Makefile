@@ -18,11 +18,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# one pytest-xdist worker per core (CI: 2), one torch thread each (tests/conftest.py)
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n auto $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n auto -m "not slow" $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(VENV)/bin/tomopick demo --out demo_out --overwrite
