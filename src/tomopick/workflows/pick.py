@@ -218,6 +218,7 @@ def describe_thresholds(summary: dict[str, Any]) -> list[str]:
     counts = summary.get("counts", {})
     out = []
     for name, choice in (summary.get("thresholds") or {}).items():
-        out.append(f"  {run} {name}: {counts.get(name, 0)} picks with {summary.get('score', 'blob')} score >= "
+        n = counts.get(name, 0)
+        out.append(f"  {run} {name}: {n} pick{'' if n == 1 else 's'} with {summary.get('score', 'blob')} score >= "
                    f"{choice['value']:.3g} ({choice['rule']})")
     return out
