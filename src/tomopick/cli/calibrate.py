@@ -3,17 +3,12 @@ tomograms and write a checkpoint copy that ``tomopick pick`` uses them from."""
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import List, Optional
 
 import typer
 
-
-def _num(v: object, digits: int = 3) -> str:
-    if isinstance(v, float):
-        return "–" if math.isnan(v) else f"{v:.{digits}f}"
-    return str(v)
+from tomopick.cli.tables import fmt_num
 
 
 def calibration_table(result):
@@ -29,7 +24,7 @@ def calibration_table(result):
         rows = {str(r["particle"]): r for _, r in result.at_thresholds.iterrows() if bool(r["scored"])}
     for name, value in result.thresholds.items():
         row = rows.get(name)
-        counts = [_num(row[c]) for c in cols[2:]] if row is not None else ["–"] * (len(cols) - 2)
+        counts = [fmt_num(row[c]) for c in cols[2:]] if row is not None else ["–"] * (len(cols) - 2)
         note = "" if name in result.calibrated else " (not in truth)"
         table.add_row(name + note, f"{value:.4f}", *counts)
     return table
@@ -70,7 +65,7 @@ def calibrate(
                                overwrite=overwrite, threads=threads, device=device, progress=progress)
     console = Console() if sys.stdout.isatty() else Console(width=160)
     console.print(calibration_table(result))
-    typer.echo(f"score (weighted F{beta:g}) at these thresholds: {_num(result.score, 4)}")
+    typer.echo(f"score (weighted F{beta:g}) at these thresholds: {fmt_num(result.score, 4)}")
     typer.echo(f"wrote {result.out}")
 
 

@@ -26,7 +26,7 @@ def demo(
     """
     from rich.console import Console
 
-    from tomopick.cli.evaluate import _num, result_table
+    from tomopick.cli.tables import fmt_num, result_table
     from tomopick.workflows.demo import run_demo
 
     if imaging not in ("fast", "full"):
@@ -36,7 +36,7 @@ def demo(
     console = Console() if sys.stdout.isatty() else Console(width=160)
     for label, res in result.scores.items():
         console.print(result_table(res, title=f"{label} model on held-out run {', '.join(result.test_runs)}"))
-        typer.echo(f"{label}: CZII score (weighted F4) = {_num(res.score, 4)}\n")
+        typer.echo(f"{label}: CZII score (weighted F4) = {fmt_num(res.score, 4)}\n")
     times = ", ".join(f"{k} {v:.0f} s" for k, v in result.timings_s.items())
     typer.echo(f"time: {times}; total {sum(result.timings_s.values()):.0f} s")
     typer.echo(f"everything is in {result.out_dir}/ (copick project data/, model/best.pt, picks_*.csv, report_*/)")

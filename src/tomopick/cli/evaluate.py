@@ -3,38 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-
-def _num(v: object, digits: int = 3) -> str:
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "–"
-        if math.isinf(v):
-            return "-inf" if v < 0 else "inf"
-        return f"{v:.{digits}f}"
-    return str(v)
-
-
-def result_table(res, title: str | None = None):
-    """A rich table of an :class:`~tomopick.evaluation.EvaluationResult`, one row per particle class."""
-    from rich.table import Table
-
-    dist = f"{res.distance_A:g} Å" if res.distance_A is not None else f"{res.distance_factor:g} × radius"
-    table = Table(title=title or f"{res.metric}: β = {res.beta:g}, matching distance {dist}, {len(res.runs)} run(s)")
-    cols = ["particle", "weight", "n_truth", "n_picks", "tp", "fp", "fn", "precision", "recall", "fbeta",
-            "rmse_A"]
-    for c in cols:
-        table.add_column(c, justify="left" if c == "particle" else "right", no_wrap=True)
-    for _, row in res.table.iterrows():
-        name = row["particle"] + ("" if row["scored"] else " (not in truth)")
-        table.add_row(name, *(_num(row[c]) if c != "weight" else f"{row[c]:g}" for c in cols[1:]))
-    return table
+from tomopick.cli.tables import fmt_num, result_table
 
 
 def evaluate(
@@ -86,7 +61,8 @@ def evaluate(
             pr.add_row(*(str(v) for v in row.tolist()))
         console.print(pr)
     console.print(table)
-    typer.echo(f"score (weighted F{res.beta:g}): {_num(res.score, 4)}    unweighted mean: {_num(res.mean_fbeta, 4)}")
+    typer.echo(f"score (weighted F{res.beta:g}): {fmt_num(res.score, 4)}    "
+               f"unweighted mean: {fmt_num(res.mean_fbeta, 4)}")
     if res.ignored_runs:
         typer.echo(f"ignored {res.n_ignored} picks of runs absent from the truth: {', '.join(res.ignored_runs)}")
     if outcome.sweep is not None:
@@ -96,9 +72,9 @@ def evaluate(
         for c in scols:
             sw.add_column(c, justify="left" if c == "particle" else "right", no_wrap=True)
         for _, row in outcome.sweep.table.iterrows():
-            sw.add_row(row["particle"], *(_num(row[c]) for c in scols[1:]))
+            sw.add_row(row["particle"], *(fmt_num(row[c]) for c in scols[1:]))
         console.print(sw)
-        typer.echo(f"score at the best thresholds: {_num(outcome.sweep.score, 4)}")
+        typer.echo(f"score at the best thresholds: {fmt_num(outcome.sweep.score, 4)}")
     if outcome.report_dir is not None:
         typer.echo(f"report written to {outcome.report_dir}")
 
