@@ -4,6 +4,9 @@
 2. train a small picker briefly on the training runs (validation F-beta picks the best epoch);
 3. pick the held-out test run with the model just trained and with the bundled ``czii-10A`` model;
 4. score both against the ground truth with the CZII metric and return per-class tables.
+
+The one verb that runs other verbs (simulate_dataset, train, pick, evaluate) end to end: that is what the demo is
+for. Other verbs share helpers through non-verb modules (e.g. :mod:`tomopick.io.sources`), never import a verb.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``evaluate``: read ground truth and picks in any supported form, score them, optionally write a report.
 
-Sources accepted for both the truth and the picks:
+Sources accepted for both the truth and the picks (read by :func:`tomopick.io.sources.load_picks`):
 
 * a pick file in any format :func:`tomopick.io.read_picks` knows (copick JSON, CSV, STAR, …);
 * a copick project (its config JSON, its folder, or a ``copick://`` URI), filtered by ``user_id``;
@@ -24,96 +24,12 @@ from tomopick.evaluation import (
     EvaluationResult, SweepResult, evaluate as evaluate_picks, markdown_report, pr_curve, pr_figure,
     threshold_sweep,
 )
-from tomopick.io import atomic_output, check_output, read_picks
-from tomopick.io.registry import detect
+from tomopick.io import atomic_output, check_output
+# load_picks / align_runs live in io.sources (shared with calibrate); re-exported here for existing callers
+from tomopick.io.sources import NUMBERED_CLASS_FORMATS, align_runs, load_picks  # noqa: F401
 from tomopick.jsonable import to_jsonable
 
 REPORT_FILES = ("report.md", "evaluation.json", "pr_curves.png", "pr_curves.csv")
-
-
-def _is_copick_dir(path: Path) -> bool:
-    return (path / "copick_config.json").is_file()
-
-
-def _file_run(path: Path) -> str:
-    name = path.name
-    return name.split(".", 1)[0] if not name.startswith(".") else name
-
-
-#: Formats that store classes as numbers: their numbers are mapped to names through the particle set.
-NUMBERED_CLASS_FORMATS = ("relion", "relion5", "warp", "dynamo", "imod")
-
-
-def _read_file(path: Path, format: str | None, particles: ParticleSet | None) -> Picks:
-    name = format or detect(path, "picks").name
-    opts = {"particles": particles} if particles is not None and name in NUMBERED_CLASS_FORMATS else {}
-    return read_picks(path, format=format, **opts)
-
-
-def load_picks(source: str | Path, *, user_id: str | None = None, session_id: str | None = None,
-               format: str | None = None, particles: ParticleSet | None = None) -> Picks:
-    """Picks from a file, a copick project/URI or a folder of pick files (see the module docstring).
-
-    Parameters
-    ----------
-    source
-        Path or URI.
-    user_id, session_id
-        copick filters (ignored for plain files).
-    format
-        Force a picks format for files (as ``tomopick.io.read_picks(format=...)``).
-    particles
-        Maps class numbers of STAR / Dynamo / IMOD files to names (labels of the set).
-    """
-    text = str(source)
-    copick_opts = {k: v for k, v in (("user_id", user_id), ("session_id", session_id)) if v}
-    if "://" in text:
-        return read_picks(text, format=format, **copick_opts)
-    path = Path(text)
-    if not path.exists():
-        raise TomopickError("file not found", path)
-    if path.is_dir():
-        if _is_copick_dir(path):
-            from tomopick.io.copick_project import CopickProject
-
-            return CopickProject.open(path).read_picks(user_id=user_id, session_id=session_id)
-        parts = []
-        for f in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
-            if format is None:
-                try:
-                    detect(f, "picks")
-                except TomopickError:
-                    continue
-            got = _read_file(f, format, particles)
-            if len(got) and (got.frame["run"] == "").any():
-                frame = got.frame.copy()
-                frame.loc[frame["run"] == "", "run"] = _file_run(f)
-                got = Picks(frame)
-            parts.append(got)
-        if not parts:
-            raise TomopickError("no pick files in this folder", path)
-        return Picks.concat(parts)
-    if path.suffix.lower() == ".json":
-        return read_picks(path, format=format, **copick_opts)
-    return _read_file(path, format, particles)
-
-
-def align_runs(truth: Picks, picks: Picks) -> tuple[Picks, Picks]:
-    """Give an unnamed side the other side's single run name; refuse inputs with no run in common."""
-    t_runs, p_runs = set(truth.runs), set(picks.runs)
-    if len(picks) and p_runs == {""} and len(t_runs) == 1 and t_runs != {""}:
-        picks = picks.with_columns(run=next(iter(t_runs)))
-    elif len(truth) and t_runs == {""} and len(p_runs) == 1 and p_runs != {""}:
-        truth = truth.with_columns(run=next(iter(p_runs)))
-    t_runs, p_runs = set(truth.runs), set(picks.runs)
-    if len(truth) and len(picks) and not (t_runs & p_runs):
-        def show(runs: set[str]) -> str:
-            names = sorted(r or "(unnamed)" for r in runs)
-            return ", ".join(names[:6]) + (" …" if len(names) > 6 else "")
-
-        raise TomopickError(f"truth and picks share no run (truth: {show(t_runs)}; picks: {show(p_runs)}); "
-                            "name the runs in the files or give one run per side")
-    return truth, picks
 
 
 def check_scored(picks: Picks, source: str | Path) -> None:
