@@ -105,8 +105,11 @@ def test_sigint_subprocess(tmp_path):
     """SIGINT while the command blocks reading its input (a FIFO): "interrupted", exit 130, no traceback."""
     fifo = tmp_path / "picks.csv"
     os.mkfifo(fifo)
+    # a pytest-xdist worker may run with SIGINT ignored, and an ignored signal stays ignored across exec (Python
+    # then installs no KeyboardInterrupt handler): give the child the default disposition, as a shell would
     proc = subprocess.Popen([sys.executable, "-c", "from tomopick.cli.main import main; main()", "info", str(fifo)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     writer = None
     try:
         deadline = time.monotonic() + 60
