@@ -131,13 +131,11 @@ def pick_prompted(inputs: List[str], prompts: List[str], *, out: str, model: Opt
 
     if tta:
         raise TomopickError("--tta is not supported with --prompt")
-    window = roi or (64, 64, 64)
-    step = stride if stride is not None else (
-        tuple(max(1, int(round(r * (1.0 - overlap)))) for r in window) if overlap is not None else None)
+    # defaults (window 64³, stride from --overlap else half the window, batch 2, threshold 0.5, cc) are the
+    # workflow's: options not given pass through as None
     picks = pick_with_prompts(
-        inputs, prompts, model, out=out, method=peak_method or "cc",
-        threshold=0.5 if threshold is None else threshold,
-        distance_factor=distance, roi=window, stride=step, batch_size=batch_size or 2, radius_A=radius,
+        inputs, prompts, model, out=out, method=peak_method, threshold=threshold,
+        distance_factor=distance, roi=roi, stride=stride, overlap=overlap, batch_size=batch_size, radius_A=radius,
         overwrite=overwrite, voxel_size_A=voxel_size, maps_out=save_scores, device=device, threads=threads,
         picks_format=picks_format, allow_nonfinite=allow_nonfinite, progress=None if quiet else typer.echo)
     typer.echo(f"{len(picks)} picks written to {out}")

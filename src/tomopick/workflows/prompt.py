@@ -24,6 +24,19 @@ PathLike = str | os.PathLike[str]
 #: Default radius (fraction of the prompt box edge) when neither the prompt nor the caller gives one.
 DEFAULT_RADIUS_FRACTION_OF_BOX = 0.25
 
+#: Defaults of prompted picking (:func:`pick_with_prompts`); the CLI passes ``None`` for an option not given.
+PROMPT_PICK_METHOD = "cc"
+PROMPT_PICK_THRESHOLD = 0.5
+PROMPT_PICK_DISTANCE_FACTOR = 0.75
+PROMPT_PICK_ROI = (64, 64, 64)
+PROMPT_PICK_BATCH_SIZE = 2
+
+
+def prompt_window_stride(roi: int | Sequence[int], overlap: float) -> tuple[int, ...]:
+    """The sliding-window step for a window context fraction ``overlap`` (as ``tomopick pick --overlap``)."""
+    window = tuple(int(r) for r in np.broadcast_to(np.asarray(roi), (3,)))
+    return tuple(max(1, int(round(r * (1.0 - overlap)))) for r in window)
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # models
@@ -192,9 +205,11 @@ def _model_grid(tomo: Tomogram, model_vs: float, norm_kwargs: dict[str, Any],
 
 
 def pick_with_prompts(tomogram_paths: Sequence[PathLike] | PathLike, prompt_paths: Sequence[PathLike] | PathLike,
-                      model: Any = None, out: PathLike | None = None, *, method: str = "cc",
-                      threshold: float | dict[str, float] = 0.5, distance_factor: float = 0.75,
-                      roi: int | Sequence[int] = 64, stride: int | Sequence[int] | None = None, batch_size: int = 2,
+                      model: Any = None, out: PathLike | None = None, *, method: str | None = PROMPT_PICK_METHOD,
+                      threshold: float | dict[str, float] | None = PROMPT_PICK_THRESHOLD,
+                      distance_factor: float | None = PROMPT_PICK_DISTANCE_FACTOR,
+                      roi: int | Sequence[int] | None = PROMPT_PICK_ROI, stride: int | Sequence[int] | None = None,
+                      overlap: float | None = None, batch_size: int | None = PROMPT_PICK_BATCH_SIZE,
                       allow_nonfinite: bool = False,
                       radius_A: float | None = None, overwrite: bool = False, voxel_size_A: float | None = None,
                       maps_out: PathLike | None = None, device: str = "cpu", threads: int | None = None,
@@ -226,9 +241,14 @@ def pick_with_prompts(tomogram_paths: Sequence[PathLike] | PathLike, prompt_path
         Probability threshold: one value, or ``{particle: value}`` with ``"*"`` as the default for the others.
     distance_factor
         ``localmax``/``maxpool``: minimum pick spacing as a fraction of the radius.
-    roi, stride
+    roi, stride, overlap
         Sliding window edge(s) and step(s) (voxels at the model's voxel size, ``(z, y, x)`` or one number);
-        stride defaults to ``roi // 2``.
+        stride defaults to ``round(roi × (1 − overlap))`` when ``overlap`` is given, else ``roi // 2``.
+    batch_size
+        Windows per forward pass.
+
+    ``None`` for ``method``, ``threshold``, ``distance_factor``, ``roi`` or ``batch_size`` means the default
+    (``PROMPT_PICK_*``: cc, 0.5, 0.75, 64³, 2).
     allow_nonfinite
         Treat NaN/Inf voxels as the median instead of refusing the tomogram.
     radius_A
@@ -257,6 +277,13 @@ def pick_with_prompts(tomogram_paths: Sequence[PathLike] | PathLike, prompt_path
 
     from tomopick.io.inputs import expand_inputs, run_name
 
+    method = method or PROMPT_PICK_METHOD
+    threshold = PROMPT_PICK_THRESHOLD if threshold is None else threshold
+    distance_factor = PROMPT_PICK_DISTANCE_FACTOR if distance_factor is None else distance_factor
+    roi = PROMPT_PICK_ROI if roi is None else roi
+    batch_size = batch_size or PROMPT_PICK_BATCH_SIZE  # 0 or None: the default, as the CLI always did
+    if stride is None and overlap is not None:
+        stride = prompt_window_stride(roi, overlap)
     tomogram_paths = [tomogram_paths] if isinstance(tomogram_paths, (str, os.PathLike)) else list(tomogram_paths)
     prompt_paths = [prompt_paths] if isinstance(prompt_paths, (str, os.PathLike)) else list(prompt_paths)
     if not prompt_paths:
@@ -294,7 +321,7 @@ def pick_with_prompts(tomogram_paths: Sequence[PathLike] | PathLike, prompt_path
         unknown = sorted(set(threshold) - set(names) - {"*"})
         if unknown:
             raise TomopickError(f"threshold given for {', '.join(unknown)}, but the prompts name {', '.join(names)}")
-        thresholds = [float(threshold.get(n, threshold.get("*", 0.5))) for n in names]
+        thresholds = [float(threshold.get(n, threshold.get("*", PROMPT_PICK_THRESHOLD))) for n in names]
     else:
         thresholds = [float(threshold)] * len(names)
     norm_kwargs = normalisation_kwargs(loaded.config.get("normalisation"))
