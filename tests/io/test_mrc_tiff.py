@@ -90,3 +90,23 @@ def test_tiff_round_trip_and_voxel_size(tmp_path, rng):
     tifffile.imwrite(tmp_path / "nm.tif", vol, imagej=True, resolution=(1 / 1.2, 1 / 1.2),
                      metadata={"spacing": 1.5, "unit": "nm", "axes": "ZYX"})
     assert read_tomogram(tmp_path / "nm.tif").voxel_size_A == pytest.approx((15.0, 12.0, 12.0))
+
+
+def test_mrc_origin_is_x_y_z_and_round_trips_byte_identical(tmp_path, rng):
+    path = tmp_path / "o.mrc"
+    with mrcfile.new(path) as m:
+        m.set_data(rng.normal(size=(3, 4, 5)).astype(np.float32))
+        m.voxel_size = (10.0, 10.0, 10.0)
+        m.header.origin = (1.5, 2.5, 3.5)  # x, y, z
+    t = read_tomogram(path)
+    assert t.origin_xyz_A == (1.5, 2.5, 3.5)
+    assert t.origin_zyx_A == (3.5, 2.5, 1.5)
+    with pytest.warns(DeprecationWarning):
+        assert t.origin_A == t.origin_xyz_A
+    once, twice = tmp_path / "1.mrc", tmp_path / "2.mrc"
+    write_tomogram(t, once)
+    write_tomogram(read_tomogram(once), twice)
+    assert read_tomogram(once).origin_xyz_A == (1.5, 2.5, 3.5)
+    assert once.read_bytes() == twice.read_bytes()
+    with pytest.warns(DeprecationWarning):
+        assert Tomogram(np.zeros((2, 2, 2), np.float32), 1.0, origin_A=(1, 2, 3)).origin_xyz_A == (1.0, 2.0, 3.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,8 +23,11 @@ class Tomogram:
         ``dtype`` and numpy slicing). Never read whole unless :meth:`load` is called.
     voxel_size_A
         Voxel size in Å per axis, ``(z, y, x)``.
-    origin_A
-        Header origin ``(x, y, z)`` in Å, kept as metadata (picks are always relative to voxel (0, 0, 0)).
+    origin_xyz_A
+        Header origin in Å, in **x, y, z** order as MRC headers and OME-Zarr translations are read (unlike
+        ``voxel_size_A`` and the array, which are ``z, y, x``; :attr:`origin_zyx_A` gives it in that order). Kept
+        as metadata: picks are always relative to voxel (0, 0, 0). ``origin_A`` (keyword and attribute) is a
+        deprecated alias.
     source
         Where it came from (path or URI), for messages.
     metadata
@@ -32,7 +36,7 @@ class Tomogram:
 
     data: Any
     voxel_size_A: tuple[float, float, float]
-    origin_A: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    origin_xyz_A: tuple[float, float, float] = (0.0, 0.0, 0.0)
     source: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -40,7 +44,20 @@ class Tomogram:
         if len(getattr(self.data, "shape", ())) != 3:
             raise ValueError(f"a tomogram must be 3D (z, y, x), got shape {getattr(self.data, 'shape', None)}")
         object.__setattr__(self, "voxel_size_A", tuple(float(v) for v in voxel_size_zyx(self.voxel_size_A)))
-        object.__setattr__(self, "origin_A", tuple(float(v) for v in self.origin_A))
+        object.__setattr__(self, "origin_xyz_A", tuple(float(v) for v in self.origin_xyz_A))
+
+    @property
+    def origin_zyx_A(self) -> tuple[float, float, float]:
+        """The header origin in Å in ``(z, y, x)`` order, the order of ``voxel_size_A`` and of the array."""
+        x, y, z = self.origin_xyz_A
+        return (z, y, x)
+
+    @property
+    def origin_A(self) -> tuple[float, float, float]:
+        """Deprecated alias of :attr:`origin_xyz_A` (``(x, y, z)``, Å)."""
+        warnings.warn("Tomogram.origin_A is deprecated: use origin_xyz_A (x, y, z) or origin_zyx_A (z, y, x)",
+                      DeprecationWarning, stacklevel=2)
+        return self.origin_xyz_A
 
     @classmethod
     def from_array(cls, array: np.ndarray, voxel_size_A: float | tuple[float, float, float], **kw: Any) -> "Tomogram":
@@ -123,3 +140,20 @@ class Tomogram:
                 self.source or None,
             )
         return bad
+
+
+_dataclass_init = Tomogram.__init__
+
+
+def _init_accepting_origin_A(self: Tomogram, *args: Any, origin_A: Any = None, **kwargs: Any) -> None:
+    """The dataclass ``__init__``, also accepting the deprecated keyword ``origin_A`` (= ``origin_xyz_A``; it wins
+    over ``origin_xyz_A``, so ``dataclasses.replace(t, origin_A=...)`` works too)."""
+    if origin_A is not None:
+        warnings.warn("Tomogram(origin_A=...) is deprecated: use origin_xyz_A (x, y, z)", DeprecationWarning,
+                      stacklevel=2)
+        kwargs["origin_xyz_A"] = origin_A
+    _dataclass_init(self, *args, **kwargs)
+
+
+_init_accepting_origin_A.__wrapped__ = _dataclass_init  # type: ignore[attr-defined]
+Tomogram.__init__ = _init_accepting_origin_A  # type: ignore[method-assign]

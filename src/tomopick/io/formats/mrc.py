@@ -94,7 +94,7 @@ def read_mrc(path: Path, *, voxel_size_A: float | None = None, mmap: bool = True
                             f"x, y, z); {ask_tomogram_voxel_size()}", path)
     origin = handle.header.origin
     meta = {"format": "mrc", "mode": int(handle.header.mode), "header_voxel_size_A": header_vs.tolist()}
-    return Tomogram(data, zyx, origin_A=(float(origin.x), float(origin.y), float(origin.z)),
+    return Tomogram(data, zyx, origin_xyz_A=(float(origin.x), float(origin.y), float(origin.z)),
                     source=str(path), metadata=meta)
 
 
@@ -115,7 +115,7 @@ def write_mrc(tomogram: Tomogram, path: Path, *, dtype: str | None = None, chunk
                 out.data[z0 : z0 + slab.shape[0]] = slab.astype(target, copy=False)
             vz, vy, vx = tomogram.voxel_size_A
             out.voxel_size = (vx, vy, vz)
-            ox, oy, oz = tomogram.origin_A
+            ox, oy, oz = tomogram.origin_xyz_A
             out.header.origin = (ox, oy, oz)
             out.update_header_stats()
 

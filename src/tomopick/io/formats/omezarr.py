@@ -142,7 +142,7 @@ def read_omezarr(path: str | Path, *, level: int = 0, voxel_size_A: float | None
     meta = {"format": "ome-zarr", "level": level if level >= 0 else len(levels) + level, "n_levels": len(levels),
             "levels": [{"path": lv["path"], "voxel_size_A": lv["voxel_size_A"]} for lv in levels],
             "chunks": tuple(int(c) for c in data.chunks)}
-    return Tomogram(data, tuple(vs), origin_A=(tx, ty, tz), source=str(path), metadata=meta)
+    return Tomogram(data, tuple(vs), origin_xyz_A=(tx, ty, tz), source=str(path), metadata=meta)
 
 
 def _downsample2(block: np.ndarray) -> np.ndarray:
