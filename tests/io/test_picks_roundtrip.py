@@ -12,7 +12,8 @@ import pytest
 
 from tomopick.data import CZII, Picks
 from tomopick.data.rotations import random_rotations
-from tomopick.io import read_picks, write_picks
+from tomopick.errors import TomopickError
+from tomopick.io import PicksCapabilities, formats, get_format, read_picks, write_picks
 from tomopick.io.copick_project import CopickProject
 
 VOXEL_A = 10.0
@@ -24,26 +25,34 @@ RUN = "TS_1"
 class Spec:
     name: str
     suffix: str
-    carries: frozenset[str]
     write: dict = field(default_factory=dict)
     read: dict = field(default_factory=dict)
 
+    @property
+    def capabilities(self) -> PicksCapabilities:
+        caps = get_format(self.name, "picks").capabilities
+        assert caps is not None, f"picks format {self.name} declares no capabilities"
+        return caps
 
+    @property
+    def carries(self) -> frozenset[str]:
+        """What the format declares it carries (its registry entry): class, score, rotation, run."""
+        return self.capabilities.carries
+
+
+# how to write and read each format here (what it needs that the picks do not say); what survives is the format's
+# own declaration, checked against a real round trip by test_declared_capabilities_match_a_round_trip
 SPECS = {s.name: s for s in [
-    Spec("copick", "", frozenset({"class", "score", "rotation", "run"})),
-    Spec("relion", ".star", frozenset({"class", "score", "rotation", "run"}), {"voxel_size_A": VOXEL_A},
-         {"particles": CZII}),
-    Spec("relion5", ".star", frozenset({"class", "score", "rotation", "run"}), {"tomogram_shape_zyx": SHAPE,
-         "voxel_size_A": VOXEL_A}, {"particles": CZII, "tomogram_shape_zyx": SHAPE, "voxel_size_A": VOXEL_A}),
-    Spec("warp", ".star", frozenset({"class", "score", "rotation", "run"}), {"voxel_size_A": VOXEL_A},
-         {"particles": CZII}),
-    Spec("dynamo", ".tbl", frozenset({"class", "score", "rotation"}), {"voxel_size_A": VOXEL_A},
-         {"particles": CZII, "run": RUN}),
-    Spec("imod", ".mod", frozenset({"class"}), {"voxel_size_A": VOXEL_A}, {"particles": CZII, "run": RUN}),
-    Spec("csv", ".csv", frozenset({"class", "score", "run"})),
-    Spec("kaggle", ".csv", frozenset({"class", "run"})),
-    Spec("xyz", ".csv", frozenset({"score"}), {"voxel_size_A": VOXEL_A},
-         {"voxel_size_A": VOXEL_A, "particle": "ribosome", "run": RUN}),
+    Spec("copick", ""),
+    Spec("relion", ".star", {"voxel_size_A": VOXEL_A}, {"particles": CZII}),
+    Spec("relion5", ".star", {"tomogram_shape_zyx": SHAPE, "voxel_size_A": VOXEL_A},
+         {"particles": CZII, "tomogram_shape_zyx": SHAPE, "voxel_size_A": VOXEL_A}),
+    Spec("warp", ".star", {"voxel_size_A": VOXEL_A}, {"particles": CZII}),
+    Spec("dynamo", ".tbl", {"voxel_size_A": VOXEL_A}, {"particles": CZII, "run": RUN}),
+    Spec("imod", ".mod", {"voxel_size_A": VOXEL_A}, {"particles": CZII, "run": RUN}),
+    Spec("csv", ".csv"),
+    Spec("kaggle", ".csv"),
+    Spec("xyz", ".csv", {"voxel_size_A": VOXEL_A}, {"voxel_size_A": VOXEL_A, "particle": "ribosome", "run": RUN}),
 ]}
 
 
@@ -130,3 +139,60 @@ def test_same_format_is_stable(name, tmp_path, rng, project):
     first = read()
     write(first)
     _compare(read(), first, set(spec.carries) | {"run", "class"})
+
+
+def test_every_registered_picks_format_is_covered_and_declares_capabilities():
+    registered = {f.name for f in formats("picks")}
+    assert registered == set(SPECS)
+    for name in registered:
+        assert isinstance(get_format(name, "picks").capabilities, PicksCapabilities), name
+
+
+def _by_x(p: Picks) -> Picks:
+    return Picks(p.frame.iloc[np.argsort(p.xyz_A[:, 0], kind="stable")].reset_index(drop=True))
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_declared_capabilities_match_a_round_trip(name, tmp_path, rng, project):
+    """Write picks with two classes, scores, orientations and a run name; read back with only the options the
+    declaration says the format needs; what survived is exactly what the format declares."""
+    spec = SPECS[name]
+    caps = spec.capabilities
+    source = _by_x(_source(rng, True))
+    write, _ = _io(spec, tmp_path, "cap", project)
+    if name == "copick":
+        # a copick picks file holds one class; the project holds the run
+        source = source.select(source.frame["particle"] == "ribosome")
+    write(source)
+    assert ("voxel_size_A" in spec.write) == caps.needs_pixel_size
+    assert ("tomogram_shape_zyx" in spec.write) == caps.needs_tomogram_shape
+    for needed in ("voxel_size_A", "tomogram_shape_zyx"):  # a declared need is a real one: writing without fails
+        if needed in spec.write:
+            with pytest.raises(TomopickError):
+                write_picks(source, tmp_path / f"no_{needed}{spec.suffix}", format=name,
+                            **{k: v for k, v in spec.write.items() if k != needed})
+    # read without the options that stand in for a missing field (run=, particle=, particles=)
+    plain = {k: v for k, v in spec.read.items() if k not in ("run", "particle", "particles")}
+    if name == "copick":
+        target = f"copick://{project.config_path}?run={RUN}&user=u{next(_COUNTER) - 1}"
+        got = read_picks(target, format=name, **plain)
+    else:
+        got = read_picks(tmp_path / f"cap{spec.suffix}", format=name, **plain)
+    got = _by_x(got)
+    assert len(got) == len(source)
+    np.testing.assert_allclose(got.xyz_A, source.xyz_A, atol=1e-3, rtol=0)
+    scores_kept = bool(np.allclose(got.scores, source.scores, atol=1e-9))
+    assert scores_kept == caps.scores
+    rot = got.rotation_matrices()
+    rotations_kept = bool(np.all(np.isfinite(rot)) and np.allclose(rot, source.rotation_matrices(), atol=1e-7))
+    assert rotations_kept == caps.orientations
+    assert (got.frame["run"].tolist() == [RUN] * len(got)) == caps.runs
+    names_back = sorted(set(got.frame["particle"]))
+    if caps.classes == "name":
+        assert got.frame["particle"].tolist() == source.frame["particle"].tolist()
+    elif caps.classes == "number":
+        assert all(n.startswith("class") for n in names_back)  # numbers without a particle set ...
+        with_set = _by_x(read_picks(tmp_path / f"cap{spec.suffix}", format=name, **plain, particles=CZII))
+        assert with_set.frame["particle"].tolist() == source.frame["particle"].tolist()  # ... names with one
+    else:
+        assert len(names_back) == 1  # every pick gets the reader's one class (particle= names it)

@@ -18,9 +18,9 @@ import tomopick.io.formats  # noqa: F401,I001
 from tomopick.io.api import read_picks, read_tomogram, write_picks, write_tomogram
 from tomopick.io.atomic import atomic_output, check_output
 from tomopick.io.copick_project import CopickProject
-from tomopick.io.registry import Format, detect, formats, get_format, register
+from tomopick.io.registry import Format, PicksCapabilities, detect, formats, get_format, register
 
 __all__ = [
-    "CopickProject", "Format", "atomic_output", "check_output", "detect", "formats", "get_format", "read_picks",
-    "read_tomogram", "register", "write_picks", "write_tomogram",
+    "CopickProject", "Format", "PicksCapabilities", "atomic_output", "check_output", "detect", "formats",
+    "get_format", "read_picks", "read_tomogram", "register", "write_picks", "write_tomogram",
 ]

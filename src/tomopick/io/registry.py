@@ -17,6 +17,45 @@ from typing import Any, Callable, Literal
 from tomopick.errors import TomopickError, pass_option
 
 Kind = Literal["tomogram", "picks"]
+ClassStorage = Literal["name", "number", "none"]
+
+
+@dataclass(frozen=True)
+class PicksCapabilities:
+    """What a picks format carries through a write and a read (declared, checked against a real round trip in
+    ``tests/io/test_picks_roundtrip.py``).
+
+    Attributes
+    ----------
+    scores
+        A score per pick survives.
+    orientations
+        A rotation per pick survives.
+    runs
+        A run (tomogram) name per pick survives, so one file can hold several tomograms; without, the reader
+        takes ``run=`` (or numbers the tomograms).
+    classes
+        ``"name"``: class names are stored; ``"number"``: class numbers, mapped back to names through a particle
+        set (``particles=``; ``"class<N>"`` without one); ``"none"``: no class (the reader takes ``particle=``).
+    needs_pixel_size
+        Positions are stored in pixels: writing needs ``voxel_size_A`` (and reading may too, when the file does
+        not record it).
+    needs_tomogram_shape
+        Positions are relative to the tomogram centre: writing and reading need ``tomogram_shape_zyx``.
+    """
+
+    scores: bool
+    orientations: bool
+    runs: bool
+    classes: ClassStorage
+    needs_pixel_size: bool = False
+    needs_tomogram_shape: bool = False
+
+    @property
+    def carries(self) -> frozenset[str]:
+        """The fields that survive, as names: ``class``, ``score``, ``rotation``, ``run``."""
+        return frozenset(name for name, kept in (("class", self.classes != "none"), ("score", self.scores),
+                                                 ("rotation", self.orientations), ("run", self.runs)) if kept)
 
 
 @dataclass(frozen=True)
@@ -43,6 +82,9 @@ class Format:
         The format writes a folder rather than a file.
     description
         One line for ``tomopick formats``/``--help``.
+    capabilities
+        Picks formats: what the format carries (:class:`PicksCapabilities`); ``None`` for tomogram formats and
+        for a user's picks format that declares nothing.
     """
 
     name: str
@@ -54,6 +96,7 @@ class Format:
     schemes: tuple[str, ...] = ()
     directory: bool = False
     description: str = ""
+    capabilities: PicksCapabilities | None = None
 
 
 _FORMATS: dict[tuple[str, str], Format] = {}

@@ -16,7 +16,7 @@ from pathlib import Path
 from tomopick.data import ParticleSet, Picks
 from tomopick.errors import TomopickError
 from tomopick.io.api import read_picks
-from tomopick.io.registry import detect
+from tomopick.io.registry import detect, get_format
 
 
 def _is_copick_dir(path: Path) -> bool:
@@ -28,13 +28,11 @@ def _file_run(path: Path) -> str:
     return name.split(".", 1)[0] if not name.startswith(".") else name
 
 
-#: Formats that store classes as numbers: their numbers are mapped to names through the particle set.
-NUMBERED_CLASS_FORMATS = ("relion", "relion5", "warp", "dynamo", "imod")
-
-
 def _read_file(path: Path, format: str | None, particles: ParticleSet | None) -> Picks:
-    name = format or detect(path, "picks").name
-    opts = {"particles": particles} if particles is not None and name in NUMBERED_CLASS_FORMATS else {}
+    fmt = get_format(format, "picks") if format else detect(path, "picks")
+    numbered = fmt.capabilities is not None and fmt.capabilities.classes == "number"
+    # formats that store class numbers get them mapped to names through the particle set
+    opts = {"particles": particles} if particles is not None and numbered else {}
     return read_picks(path, format=format, **opts)
 
 

@@ -26,7 +26,7 @@ from tomopick.evaluation import (
 )
 from tomopick.io import atomic_output, check_output
 # load_picks / align_runs live in io.sources (shared with calibrate); re-exported here for existing callers
-from tomopick.io.sources import NUMBERED_CLASS_FORMATS, align_runs, load_picks  # noqa: F401
+from tomopick.io.sources import align_runs, load_picks  # noqa: F401
 from tomopick.jsonable import to_jsonable
 
 REPORT_FILES = ("report.md", "evaluation.json", "pr_curves.png", "pr_curves.csv")

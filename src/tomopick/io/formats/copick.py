@@ -34,7 +34,7 @@ from tomopick.data import Picks, Tomogram
 from tomopick.errors import TomopickError
 from tomopick.io.copick_document import copick_document, parse_copick_document
 from tomopick.io.copick_project import CopickProject
-from tomopick.io.registry import Format, register
+from tomopick.io.registry import Format, PicksCapabilities, register
 
 __all__ = ["copick_document", "parse_copick_document", "parse_copick_uri", "read_copick_picks",
            "read_copick_tomogram", "write_copick_picks", "write_copick_tomogram"]
@@ -168,6 +168,7 @@ register(Format(
     name="copick", kind="picks", extensions=(".json",), schemes=("copick",), reader=read_copick_picks,
     writer=write_copick_picks, sniff=_sniff_copick_json,
     description="copick / CryoET portal picks JSON (one class per file), a copick config, or copick://project?run=",
+    capabilities=PicksCapabilities(scores=True, orientations=True, runs=True, classes="name"),
 ))
 register(Format(
     name="copick", kind="tomogram", schemes=("copick",), reader=read_copick_tomogram, writer=write_copick_tomogram,

@@ -23,7 +23,7 @@ import pandas as pd
 from tomopick.data import Picks
 from tomopick.errors import TomopickError
 from tomopick.io.formats._common import positive_voxel_size, run_names
-from tomopick.io.registry import Format, register
+from tomopick.io.registry import Format, PicksCapabilities, register
 
 KAGGLE_COLUMNS = ("id", "experiment", "particle_type", "x", "y", "z")
 
@@ -140,8 +140,12 @@ def _sniff_xyz(path: Path) -> bool:
 
 # "csv" is registered first and has no sniffer, so it is what a ".csv" output gets by default (registry.detect)
 register(Format(name="csv", kind="picks", extensions=(".csv",), reader=read_kaggle, writer=write_csv,
-                description="CSV in Å: id,experiment,particle_type,x,y,z[,score] (Kaggle layout + scores)"))
+                description="CSV in Å: id,experiment,particle_type,x,y,z[,score] (Kaggle layout + scores)",
+                capabilities=PicksCapabilities(scores=True, orientations=False, runs=True, classes="name")))
 register(Format(name="xyz", kind="picks", extensions=(".csv", ".xyz", ".txt"), reader=read_xyz, writer=write_xyz,
-                sniff=_sniff_xyz, description="plain x,y,z[,score] list in pixels (--voxel-size, --particle)"))
+                sniff=_sniff_xyz, description="plain x,y,z[,score] list in pixels (--voxel-size, --particle)",
+                capabilities=PicksCapabilities(scores=True, orientations=False, runs=False, classes="none",
+                                               needs_pixel_size=True)))
 register(Format(name="kaggle", kind="picks", extensions=(".csv",), reader=read_kaggle, writer=write_kaggle,
-                description="Kaggle CZII submission: exactly id,experiment,particle_type,x,y,z in Å (no scores)"))
+                description="Kaggle CZII submission: exactly id,experiment,particle_type,x,y,z in Å (no scores)",
+                capabilities=PicksCapabilities(scores=False, orientations=False, runs=True, classes="name")))

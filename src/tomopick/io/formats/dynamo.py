@@ -29,7 +29,7 @@ from tomopick.io.formats._common import (
     run_names,
     with_stated_voxel_size,
 )
-from tomopick.io.registry import Format, register
+from tomopick.io.registry import Format, PicksCapabilities, register
 
 N_COLUMNS = 36  # 35 standard columns + apix (36)
 
@@ -103,4 +103,6 @@ def write_dynamo(picks: Picks, path: Path, *, voxel_size_A: Any = None, run: str
 
 
 register(Format(name="dynamo", kind="picks", extensions=(".tbl",), reader=read_dynamo, writer=write_dynamo,
-                description="Dynamo table: pixels (x y z cols 24-26), tdrot/tilt/narot, cc, tomo, class"))
+                description="Dynamo table: pixels (x y z cols 24-26), tdrot/tilt/narot, cc, tomo, class",
+                capabilities=PicksCapabilities(scores=True, orientations=True, runs=False, classes="number",
+                                               needs_pixel_size=True)))

@@ -17,7 +17,7 @@ import numpy as np
 from tomopick.data import Picks
 from tomopick.errors import TomopickError
 from tomopick.io.formats._common import class_labels, class_names, positive_voxel_size, with_stated_voxel_size
-from tomopick.io.registry import Format, register
+from tomopick.io.registry import Format, PicksCapabilities, register
 
 _UNITS_TO_A = {-10: 1.0, -9: 10.0, -6: 1e4}
 
@@ -78,4 +78,6 @@ def write_imod(picks: Picks, path: Path, *, voxel_size_A: Any = None, particles:
 
 
 register(Format(name="imod", kind="picks", extensions=(".mod",), reader=read_imod, writer=write_imod,
-                description="IMOD model: scattered points in pixels, one object per class (no scores/angles)"))
+                description="IMOD model: scattered points in pixels, one object per class (no scores/angles)",
+                capabilities=PicksCapabilities(scores=False, orientations=False, runs=False, classes="number",
+                                               needs_pixel_size=True)))

@@ -39,7 +39,7 @@ from tomopick.io.formats._common import (
     tomogram_centre_A,
     with_stated_voxel_size,
 )
-from tomopick.io.registry import Format, register
+from tomopick.io.registry import Format, PicksCapabilities, register
 
 _XYZ = ("rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ")
 _CENTRED = ("rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst")
@@ -244,9 +244,15 @@ def _sniff_warp(path: Path) -> bool:
 
 
 register(Format(name="relion", kind="picks", extensions=(".star",), reader=read_star, writer=write_relion,
-                description="RELION 3.1/4 STAR: pixel coordinates + optics pixel size, angles, class, score"))
+                description="RELION 3.1/4 STAR: pixel coordinates + optics pixel size, angles, class, score",
+                capabilities=PicksCapabilities(scores=True, orientations=True, runs=True, classes="number",
+                                               needs_pixel_size=True)))
 register(Format(name="relion5", kind="picks", extensions=(".star",), reader=read_star, writer=write_relion5,
                 sniff=_sniff_relion5,
-                description="RELION 5 STAR: centred Å coordinates (needs the tomogram shape), angles, class"))
+                description="RELION 5 STAR: centred Å coordinates (needs the tomogram shape), angles, class",
+                capabilities=PicksCapabilities(scores=True, orientations=True, runs=True, classes="number",
+                                               needs_pixel_size=True, needs_tomogram_shape=True)))
 register(Format(name="warp", kind="picks", extensions=(".star",), reader=read_star, writer=write_warp,
-                sniff=_sniff_warp, description="Warp-style STAR: one data_ block, pixels, <run>.tomostar"))
+                sniff=_sniff_warp, description="Warp-style STAR: one data_ block, pixels, <run>.tomostar",
+                capabilities=PicksCapabilities(scores=True, orientations=True, runs=True, classes="number",
+                                               needs_pixel_size=True)))
