@@ -127,7 +127,7 @@ def pick(
         from tomopick.cli.prompt import pick_prompted
 
         pick_prompted(inputs, prompt, out=out, model=model, threshold=parse_thresholds(threshold),
-                      peak_method=peak_method, distance=0.75 if distance is None else distance, roi=parse_roi(roi),
+                      peak_method=peak_method, distance=distance, roi=parse_roi(roi),
                       stride=stride, overlap=overlap,
                       batch_size=batch_size, device=device, threads=threads, voxel_size=voxel_size,
                       allow_nonfinite=allow_nonfinite, save_scores=save_scores, picks_format=picks_format,

@@ -120,7 +120,7 @@ def finetune(
 
 
 def pick_prompted(inputs: List[str], prompts: List[str], *, out: str, model: Optional[str],
-                  threshold: float | dict[str, float] | None, peak_method: Optional[str], distance: float,
+                  threshold: float | dict[str, float] | None, peak_method: Optional[str], distance: Optional[float],
                   roi: tuple[int, int, int] | None, stride: Optional[int], overlap: Optional[float],
                   batch_size: Optional[int], device: str, threads: Optional[int], voxel_size: Optional[float],
                   allow_nonfinite: bool, save_scores: Optional[Path], picks_format: Optional[str],

@@ -294,7 +294,7 @@ def calibrate(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     from tomopick.io import check_output
     from tomopick.io.inputs import expand_inputs
     from tomopick.models.checkpoint import save_checkpoint
-    from tomopick.workflows.evaluate import align_runs, load_picks
+    from tomopick.io.sources import align_runs, load_picks
     from tomopick.workflows.pick import pick, resolve_model
 
     clash = sorted(set(pick_options) & set(_RESERVED))
