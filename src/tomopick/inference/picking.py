@@ -10,11 +10,12 @@ returns scored picks in Å on the tomogram's own frame. It reads and writes no f
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 import time
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -96,9 +97,8 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, options: PickOptions | None =
     import torch
 
     from tomopick.inference.normalize import normalisation_kwargs, robust_stats
-    from tomopick.inference.rescale import rescale_factors, rescale_volume, rescaled_shape
+    from tomopick.inference.rescale import rescale_factors
     from tomopick.inference.sliding import ReleasingArray, count_windows, predict_to_store
-    from tomopick.peaks import find_peaks_blocks
 
     t0 = time.perf_counter()
     source_name = tomogram.source or run or None
@@ -125,74 +125,42 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, options: PickOptions | None =
     except ValueError as exc:
         raise TomopickError(str(exc), loaded.path or None) from None
     factors = rescale_factors(tomogram.voxel_size_A, loaded.voxel_size_A, source=source_name)
-    tmp_dir = None
-    source: Any = tomogram.data
-    grid_vs = np.asarray(tomogram.voxel_size_A, dtype=np.float64)
+    summary["rescale_factors_zyx"] = None if factors is None else [float(f) for f in factors]
     try:
-        if factors is not None:
-            shape = rescaled_shape(tomogram.shape, factors)
-            if int(np.prod(shape)) * 4 > settings.memory_budget:
-                tmp_dir = tempfile.mkdtemp(prefix="tomopick-rescaled-", dir=settings.store_directory)
-                out = np.lib.format.open_memmap(os.path.join(tmp_dir, "rescaled.npy"), mode="w+",
-                                                dtype=np.float32, shape=shape)
-            else:
-                out = None
-            if out is None:
-                source = rescale_volume(ReleasingArray(tomogram.data), factors)
-            else:
-                rescale_volume(ReleasingArray(tomogram.data), factors, out=ReleasingArray(out))
-                source = out
-            grid_vs = grid_vs / factors
-        summary["rescale_factors_zyx"] = None if factors is None else [float(f) for f in factors]
-        if stats is None:
-            stats = robust_stats(ReleasingArray(source),
-                                 **{k: v for k, v in norm_kwargs.items() if k == "max_samples"})
-        if stats.n_samples == 0 or stats.is_constant:
-            summary.update(counts={n: 0 for n in names}, seconds=time.perf_counter() - t0,
-                           note="constant tomogram: nothing to pick")
-            return Picks.empty(), summary
-        norm_kwargs.pop("max_samples", None)
-        total = count_windows(source.shape, settings)
-        done = [0]
+        with _on_model_grid(tomogram, factors, settings) as (source, grid_vs):
+            if stats is None:
+                stats = robust_stats(ReleasingArray(source),
+                                     **{k: v for k, v in norm_kwargs.items() if k == "max_samples"})
+            if stats.n_samples == 0 or stats.is_constant:
+                summary.update(counts={n: 0 for n in names}, seconds=time.perf_counter() - t0,
+                               note="constant tomogram: nothing to pick")
+                return Picks.empty(), summary
+            norm_kwargs.pop("max_samples", None)
+            total = count_windows(source.shape, settings)
+            done = [0]
 
-        def step(n: int) -> None:
-            done[0] += n
-            if progress is not None:
-                progress(done[0], total)
+            def step(n: int) -> None:
+                done[0] += n
+                if progress is not None:
+                    progress(done[0], total)
 
-        model = loaded.model.to(settings.device)
-        t1 = time.perf_counter()
-        store = predict_to_store(source, model, output=config.get("output", "softmax"), channels=channels,
-                                 stats=stats, norm_kwargs=norm_kwargs, settings=settings, progress=step)
-        t2 = time.perf_counter()
-        try:
-            particles = loaded.particles
-            radius_vox = [(particles[n].radius_A if n in particles else 50.0) / float(np.mean(grid_vs))
-                          for n in names]
-            grid_mask = _mask_on_grid(mask, tomogram.shape, store.shape[1:])
-            method = str(options.peak_method)
-            device = settings.device if method in ("maxpool", "mpnms") else None
-            blob = options.score == "blob"
-            fraction = score_radius_fraction(config)
-            peaks = find_peaks_blocks(store.read, store.shape, method, threshold=thresholds,
-                                      radius_vox=radius_vox, distance_factor=float(options.distance_factor),
-                                      mask=grid_mask, device=device,
-                                      score_radius_vox=[fraction * r for r in radius_vox] if blob else None,
-                                      floor=[min(CANDIDATE_FLOOR, t) for t in thresholds] if blob else None)
-            if valley:
-                peaks, choices = _apply_valley(peaks, choices)
-            if on_scores is not None:
-                on_scores([Tomogram(_ChannelView(store.array, c), tuple(float(v) for v in grid_vs),
-                                    source=f"{run}:{name}") for c, name in enumerate(names)])
-        finally:
-            store.close()
-        t3 = time.perf_counter()
+            model = loaded.model.to(settings.device)
+            t1 = time.perf_counter()
+            store = predict_to_store(source, model, output=config.get("output", "softmax"), channels=channels,
+                                     stats=stats, norm_kwargs=norm_kwargs, settings=settings, progress=step)
+            t2 = time.perf_counter()
+            try:
+                grid_mask = _mask_on_grid(mask, tomogram.shape, store.shape[1:])
+                peaks = _store_peaks(store, loaded, names, grid_vs, options, thresholds, grid_mask, settings.device)
+                if valley:
+                    peaks, choices = _apply_valley(peaks, choices)
+                if on_scores is not None:
+                    on_scores([Tomogram(_ChannelView(store.array, c), tuple(float(v) for v in grid_vs),
+                                        source=f"{run}:{name}") for c, name in enumerate(names)])
+            finally:
+                store.close()
+            t3 = time.perf_counter()
     finally:
-        if tmp_dir is not None:
-            import shutil
-
-            del source
-            shutil.rmtree(tmp_dir, ignore_errors=True)
         if settings.device != "cpu":
             torch.cuda.empty_cache() if torch.cuda.is_available() else None
     from tomopick.data.coords import voxel_to_angstrom
@@ -206,6 +174,51 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, options: PickOptions | None =
                    windows=total, seconds_network=t2 - t1, seconds_peaks=t3 - t2,
                    seconds=time.perf_counter() - t0, store_on_disk=bool(getattr(store, "on_disk", False)))
     return picks, summary
+
+
+@contextlib.contextmanager
+def _on_model_grid(tomogram: Tomogram, factors: Any, settings: Any) -> Iterator[tuple[Any, np.ndarray]]:
+    """``(volume, voxel size zyx)`` on the model's grid: the tomogram's own data when no rescaling is needed,
+    else the rescaled volume — in memory, or in a temporary memory-mapped file (deleted on exit) above the
+    settings' memory budget."""
+    from tomopick.inference.rescale import rescale_volume, rescaled_shape
+    from tomopick.inference.sliding import ReleasingArray
+
+    grid_vs = np.asarray(tomogram.voxel_size_A, dtype=np.float64)
+    if factors is None:
+        yield tomogram.data, grid_vs
+        return
+    shape = rescaled_shape(tomogram.shape, factors)
+    if int(np.prod(shape)) * 4 <= settings.memory_budget:
+        yield rescale_volume(ReleasingArray(tomogram.data), factors), grid_vs / factors
+        return
+    tmp_dir = tempfile.mkdtemp(prefix="tomopick-rescaled-", dir=settings.store_directory)
+    try:
+        out = np.lib.format.open_memmap(os.path.join(tmp_dir, "rescaled.npy"), mode="w+", dtype=np.float32,
+                                        shape=shape)
+        rescale_volume(ReleasingArray(tomogram.data), factors, out=ReleasingArray(out))
+        yield out, grid_vs / factors
+        del out
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _store_peaks(store: Any, loaded: Any, names: list[str], grid_vs: np.ndarray, options: PickOptions,
+                 thresholds: list[float], grid_mask: Any, device: str) -> Any:
+    """Peaks of every class of the score store, scored as ``options.score`` says (blob: candidates at
+    :data:`~tomopick.peaks.thresholds.CANDIDATE_FLOOR` rescored by their sphere mean), at the thresholds."""
+    from tomopick.peaks import find_peaks_blocks
+
+    particles = loaded.particles
+    radius_vox = [(particles[n].radius_A if n in particles else 50.0) / float(np.mean(grid_vs)) for n in names]
+    method = str(options.peak_method)
+    blob = options.score == "blob"
+    fraction = score_radius_fraction(loaded.config)
+    return find_peaks_blocks(store.read, store.shape, method, threshold=thresholds, radius_vox=radius_vox,
+                             distance_factor=float(options.distance_factor), mask=grid_mask,
+                             device=device if method in ("maxpool", "mpnms") else None,
+                             score_radius_vox=[fraction * r for r in radius_vox] if blob else None,
+                             floor=[min(CANDIDATE_FLOOR, t) for t in thresholds] if blob else None)
 
 
 def _apply_valley(peaks: Any, choices: list[ThresholdChoice]) -> tuple[Any, list[ThresholdChoice]]:
