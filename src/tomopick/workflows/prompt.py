@@ -204,6 +204,73 @@ def _model_grid(tomo: Tomogram, model_vs: float, norm_kwargs: dict[str, Any],
     return normalize_robust(volume, **norm_kwargs)
 
 
+def _as_path_list(paths: Sequence[PathLike] | PathLike) -> list[PathLike]:
+    """One path or a sequence of them, as a list."""
+    return [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+
+
+def _check_pick_outputs(out: PathLike | None, runs: Sequence[str], overwrite: bool) -> tuple[str | None, bool]:
+    """``(out as text, whether it is a folder of one CSV per run)``, refusing existing outputs unless ``overwrite``."""
+    from tomopick.io import check_output
+
+    out_text = None if out is None else str(out)
+    folder_out = out_text is not None and not out_text.startswith("copick://") and (
+        out_text.endswith(("/", os.sep)) or Path(out_text).is_dir())
+    if folder_out:
+        for r in runs:
+            check_output(Path(out_text) / f"{r}.csv", overwrite)
+    elif out_text is not None and not out_text.startswith("copick://"):
+        check_output(out_text, overwrite)
+    return out_text, folder_out
+
+
+def _prompt_radii_A(prompts, groups: Sequence[int], n_names: int, radius_A: float | None, box: int,
+                    model_vs: float) -> list[float]:
+    """Radius (Å) per prompt name: ``radius_A``, else the mean of the prompts' own, else a fraction of the box."""
+    radii_A = []
+    for g in range(n_names):
+        given = [prompts[i].meta.get("radius_A") for i in range(len(prompts)) if groups[i] == g]
+        given = [float(r) for r in given if r is not None]
+        default = DEFAULT_RADIUS_FRACTION_OF_BOX * box * model_vs
+        radii_A.append(float(radius_A) if radius_A is not None else (float(np.mean(given)) if given else default))
+    if any(not r > 0 for r in radii_A):
+        raise TomopickError(f"particle radius must be > 0 Å, got {radii_A}")
+    return radii_A
+
+
+def _class_thresholds(threshold: float | dict[str, float], names: Sequence[str]) -> list[float]:
+    """One threshold per prompt name from a single value or ``{particle: value}`` (``"*"``: the others)."""
+    if isinstance(threshold, dict):
+        unknown = sorted(set(threshold) - set(names) - {"*"})
+        if unknown:
+            raise TomopickError(f"threshold given for {', '.join(unknown)}, but the prompts name {', '.join(names)}")
+        return [float(threshold.get(n, threshold.get("*", PROMPT_PICK_THRESHOLD))) for n in names]
+    return [float(threshold)] * len(names)
+
+
+def _write_maps(maps: np.ndarray, names: Sequence[str], run: str, maps_out: PathLike, model_vs: float,
+                overwrite: bool) -> None:
+    """Write each class's probability map as ``<maps_out>/<run>__<particle>.mrc``."""
+    from tomopick.io import write_tomogram
+
+    folder = Path(maps_out)
+    folder.mkdir(parents=True, exist_ok=True)
+    for c, name in enumerate(names):
+        write_tomogram(Tomogram.from_array(maps[c], model_vs), folder / f"{run}__{name}.mrc", overwrite=overwrite)
+
+
+def _promptable_on(model: Any, device: str, threads: int | None):
+    """The promptable model (see :func:`load_promptable`) and its network moved to ``device``."""
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise TomopickError("--device cuda was asked for but no CUDA GPU is available")
+    loaded = load_promptable(model)
+    return loaded, loaded.model.to(device)
+
+
 def pick_with_prompts(tomogram_paths: Sequence[PathLike] | PathLike, prompt_paths: Sequence[PathLike] | PathLike,
                       model: Any = None, out: PathLike | None = None, *, method: str | None = PROMPT_PICK_METHOD,
                       threshold: float | dict[str, float] | None = PROMPT_PICK_THRESHOLD,
@@ -271,7 +338,7 @@ def pick_with_prompts(tomogram_paths: Sequence[PathLike] | PathLike, prompt_path
     import torch
 
     from tomopick.inference.normalize import normalisation_kwargs
-    from tomopick.io import check_output, read_tomogram, write_picks, write_tomogram
+    from tomopick.io import read_tomogram, write_picks
     from tomopick.prompt.picking import embed_prompts, maps_to_picks, predict_maps
     from tomopick.prompt.promptfile import read_prompt
 
@@ -284,46 +351,21 @@ def pick_with_prompts(tomogram_paths: Sequence[PathLike] | PathLike, prompt_path
     batch_size = batch_size or PROMPT_PICK_BATCH_SIZE  # 0 or None: the default, as the CLI always did
     if stride is None and overlap is not None:
         stride = prompt_window_stride(roi, overlap)
-    tomogram_paths = [tomogram_paths] if isinstance(tomogram_paths, (str, os.PathLike)) else list(tomogram_paths)
-    prompt_paths = [prompt_paths] if isinstance(prompt_paths, (str, os.PathLike)) else list(prompt_paths)
+    tomogram_paths = _as_path_list(tomogram_paths)
+    prompt_paths = _as_path_list(prompt_paths)
     if not prompt_paths:
         raise TomopickError("no prompts given (pass --prompt PROMPT.npz, from `tomopick prompt extract`)")
     tomogram_paths = expand_inputs(tomogram_paths)
     runs = [run_name(p) for p in tomogram_paths]
-    out_text = None if out is None else str(out)
-    folder_out = out_text is not None and not out_text.startswith("copick://") and (
-        out_text.endswith(("/", os.sep)) or Path(out_text).is_dir())
-    if folder_out:
-        for r in runs:
-            check_output(Path(out_text) / f"{r}.csv", overwrite)
-    elif out_text is not None and not out_text.startswith("copick://"):
-        check_output(out_text, overwrite)
+    out_text, folder_out = _check_pick_outputs(out, runs, overwrite)
     say = progress or (lambda _msg: None)
-    if threads is not None:
-        torch.set_num_threads(int(threads))
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise TomopickError("--device cuda was asked for but no CUDA GPU is available")
-    loaded = load_promptable(model)
-    net = loaded.model.to(device)
+    loaded, net = _promptable_on(model, device, threads)
     model_vs = loaded.voxel_size_A
     box = int(loaded.config.get("prompt", {}).get("box", 37))
     prompts = [read_prompt(p) for p in prompt_paths]
     names, groups = _group_prompts(prompts, prompt_paths)
-    radii_A = []
-    for g in range(len(names)):
-        given = [prompts[i].meta.get("radius_A") for i in range(len(prompts)) if groups[i] == g]
-        given = [float(r) for r in given if r is not None]
-        default = DEFAULT_RADIUS_FRACTION_OF_BOX * box * model_vs
-        radii_A.append(float(radius_A) if radius_A is not None else (float(np.mean(given)) if given else default))
-    if any(not r > 0 for r in radii_A):
-        raise TomopickError(f"particle radius must be > 0 Å, got {radii_A}")
-    if isinstance(threshold, dict):
-        unknown = sorted(set(threshold) - set(names) - {"*"})
-        if unknown:
-            raise TomopickError(f"threshold given for {', '.join(unknown)}, but the prompts name {', '.join(names)}")
-        thresholds = [float(threshold.get(n, threshold.get("*", PROMPT_PICK_THRESHOLD))) for n in names]
-    else:
-        thresholds = [float(threshold)] * len(names)
+    radii_A = _prompt_radii_A(prompts, groups, len(names), radius_A, box, model_vs)
+    thresholds = _class_thresholds(threshold, names)
     norm_kwargs = normalisation_kwargs(loaded.config.get("normalisation"))
     embeddings = embed_prompts(net, _prompt_boxes(prompts, prompt_paths, model_vs, box), groups)
     options = dict(read_options)
@@ -343,11 +385,7 @@ def pick_with_prompts(tomogram_paths: Sequence[PathLike] | PathLike, prompt_path
         if folder_out:
             write_picks(found[-1], Path(out_text) / f"{run}.csv", overwrite=overwrite)
         if maps_out is not None:
-            folder = Path(maps_out)
-            folder.mkdir(parents=True, exist_ok=True)
-            for c, name in enumerate(names):
-                write_tomogram(Tomogram.from_array(maps[c], model_vs), folder / f"{run}__{name}.mrc",
-                               overwrite=overwrite)
+            _write_maps(maps, names, run, maps_out, model_vs, overwrite)
         say(f"{path}: {len(found[-1])} picks ({', '.join(f'{k}: {v}' for k, v in found[-1].counts().items())}) "
             f"in {time.perf_counter() - start:.1f} s")
     picks = Picks.concat(found)
@@ -359,6 +397,48 @@ def pick_with_prompts(tomogram_paths: Sequence[PathLike] | PathLike, prompt_path
 # ---------------------------------------------------------------------------------------------------------------
 # fine-tuning
 # ---------------------------------------------------------------------------------------------------------------
+def _finetune_radius_A(prompts, radius_A: float | None) -> float:
+    """The particle radius (Å) to fine-tune with: ``radius_A``, else the mean of the prompts' own."""
+    given = [float(p.meta["radius_A"]) for p in prompts if p.meta.get("radius_A") is not None]
+    radius = float(radius_A) if radius_A is not None else (float(np.mean(given)) if given else None)
+    if radius is None:
+        raise TomopickError("particle radius unknown: pass --radius (Å) or extract the prompt with --radius")
+    return radius
+
+
+def _picks_of_run(all_picks: Picks, run: str, only_tomogram: bool, picks_path: PathLike) -> Picks:
+    """The picks of ``run``; a single tomogram also takes picks with an empty run."""
+    mine = all_picks.for_run(run)
+    if len(mine) == 0 and only_tomogram:
+        mine = all_picks.select(np.isin(all_picks.frame["run"].to_numpy(), ["", run]))
+    if len(mine) == 0:
+        raise TomopickError(f"no picks for run {run!r} in the picks file (runs: {', '.join(all_picks.runs)})",
+                            picks_path)
+    return mine
+
+
+def _finetune_scenes(tomogram_paths: Sequence[PathLike], all_picks: Picks, picks_path: PathLike, pset: ParticleSet,
+                     particle: str, model_vs: float, norm_kwargs: dict[str, Any], radius_fraction: float,
+                     voxel_size_A: float | None) -> tuple[list[Any], int]:
+    """Labelled volumes (model grid, sphere targets) of the tomograms, and how many picks they hold."""
+    from tomopick.io import read_tomogram
+    from tomopick.io.inputs import run_name
+    from tomopick.labels import class_map
+    from tomopick.prompt.training import LabelledVolume
+
+    options = {} if voxel_size_A is None else {"voxel_size_A": voxel_size_A}
+    scenes, n_used = [], 0
+    for path in tomogram_paths:
+        tomo = read_tomogram(path, **options)
+        mine = _picks_of_run(all_picks, run_name(str(path)), len(tomogram_paths) == 1, picks_path)
+        volume = _model_grid(tomo, model_vs, norm_kwargs)
+        inside = mine.select(mine.inside(volume.shape, model_vs)).with_columns(particle=particle)
+        labels = class_map(volume.shape, inside, pset, model_vs, "sphere", radius_fraction).astype(np.int64)
+        scenes.append(LabelledVolume(volume, labels, inside.voxel_coords(model_vs), np.ones(len(inside), dtype=np.int64)))
+        n_used += len(inside)
+    return scenes, n_used
+
+
 def finetune(tomogram_paths: Sequence[PathLike] | PathLike, prompt_paths: Sequence[PathLike] | PathLike,
              picks_path: PathLike, out: PathLike, model: Any = None, *, steps: int = 200, patch: int = 48,
              batch_size: int = 2, lr: float = 3e-4, radius_A: float | None = None, radius_fraction: float = 0.5,
@@ -378,15 +458,13 @@ def finetune(tomogram_paths: Sequence[PathLike] | PathLike, prompt_paths: Sequen
     import torch
 
     from tomopick.inference.normalize import normalisation_kwargs
-    from tomopick.io import check_output, read_picks, read_tomogram
-    from tomopick.labels import class_map
+    from tomopick.io import check_output, read_picks
     from tomopick.models import save_checkpoint
     from tomopick.prompt.promptfile import read_prompt
-    from tomopick.prompt.training import LabelledVolume, finetune_segmenter
-    from tomopick.io.inputs import run_name
+    from tomopick.prompt.training import finetune_segmenter
 
-    tomogram_paths = [tomogram_paths] if isinstance(tomogram_paths, (str, os.PathLike)) else list(tomogram_paths)
-    prompt_paths = [prompt_paths] if isinstance(prompt_paths, (str, os.PathLike)) else list(prompt_paths)
+    tomogram_paths = _as_path_list(tomogram_paths)
+    prompt_paths = _as_path_list(prompt_paths)
     if not prompt_paths:
         raise TomopickError("fine-tuning needs at least one --prompt")
     check_output(out, overwrite)
@@ -399,10 +477,7 @@ def finetune(tomogram_paths: Sequence[PathLike] | PathLike, prompt_paths: Sequen
     names, _ = _group_prompts(prompts, prompt_paths)
     if len(names) != 1:
         raise TomopickError(f"fine-tune one particle at a time; the prompts name {', '.join(names)}")
-    given = [float(p.meta["radius_A"]) for p in prompts if p.meta.get("radius_A") is not None]
-    radius = float(radius_A) if radius_A is not None else (float(np.mean(given)) if given else None)
-    if radius is None:
-        raise TomopickError("particle radius unknown: pass --radius (Å) or extract the prompt with --radius")
+    radius = _finetune_radius_A(prompts, radius_A)
     all_picks = read_picks(picks_path)
     if len(all_picks) == 0:
         raise TomopickError("no picks to fine-tune on", picks_path)
@@ -410,22 +485,8 @@ def finetune(tomogram_paths: Sequence[PathLike] | PathLike, prompt_paths: Sequen
         all_picks = all_picks.for_particle(names[0])
     pset = ParticleSet(name="finetune", particles=(ParticleSpec(name=names[0], radius_A=radius, label=1),))
     norm_kwargs = normalisation_kwargs(loaded.config.get("normalisation"))
-    options = {} if voxel_size_A is None else {"voxel_size_A": voxel_size_A}
-    scenes, n_used = [], 0
-    for path in tomogram_paths:
-        tomo = read_tomogram(path, **options)
-        run = run_name(str(path))
-        mine = all_picks.for_run(run)
-        if len(mine) == 0 and len(tomogram_paths) == 1:
-            mine = all_picks.select(np.isin(all_picks.frame["run"].to_numpy(), ["", run]))
-        if len(mine) == 0:
-            raise TomopickError(f"no picks for run {run!r} in the picks file (runs: {', '.join(all_picks.runs)})",
-                                picks_path)
-        volume = _model_grid(tomo, model_vs, norm_kwargs)
-        inside = mine.select(mine.inside(volume.shape, model_vs)).with_columns(particle=names[0])
-        labels = class_map(volume.shape, inside, pset, model_vs, "sphere", radius_fraction).astype(np.int64)
-        scenes.append(LabelledVolume(volume, labels, inside.voxel_coords(model_vs), np.ones(len(inside), dtype=np.int64)))
-        n_used += len(inside)
+    scenes, n_used = _finetune_scenes(tomogram_paths, all_picks, picks_path, pset, names[0], model_vs, norm_kwargs,
+                                      radius_fraction, voxel_size_A)
     boxes = _prompt_boxes(prompts, prompt_paths, model_vs, box)
     rng = np.random.default_rng(seed)
     patch_size = (patch,) * 3
@@ -506,36 +567,12 @@ def evaluate_promptable(net, cfg, radii_A: dict[str, float], *, seen_kinds: Sequ
     }
 
 
-def train_promptable(config: Any, out: PathLike, *, overwrite: bool = False, device: str = "cpu",
-                     progress: Callable[[str], None] | None = None) -> Path:
-    """Train a promptable model on simulated data from a recipe (:class:`~tomopick.prompt.recipe.PromptTrainConfig`
-    or its YAML path), evaluate it on seen and held-out kinds, and save a checkpoint with a model card.
-
-    Stage 1 metric-learns the prompt encoder on rendered views of ``cfg.kinds``; stage 2 trains the FiLM U-Net on
-    simulated tomograms of those kinds with the encoder frozen. ``cfg.held_out`` kinds appear only in evaluation.
-    """
-    import platform
-    import tempfile
-
+def _initial_promptable(cfg, say: Callable[[str], None]):
+    """A fresh promptable network (seeded by ``cfg.seed``), with ``cfg.init_checkpoint``'s weights when given."""
     import torch
 
-    from tomopick import __version__
-    from tomopick.io import check_output
-    from tomopick.models import save_checkpoint
     from tomopick.prompt.networks import build_promptable
-    from tomopick.prompt.recipe import PromptTrainConfig, kind_density, kind_radius_A, simulate_scene
-    from tomopick.prompt.training import ViewSettings, prompt_pool, train_encoder, train_segmenter
 
-    cfg = config if isinstance(config, PromptTrainConfig) else PromptTrainConfig.from_yaml(config)
-    check_output(out, overwrite)
-    say = progress or (lambda _msg: None)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    vs = cfg.voxel_size_A
-    started = time.time()
-    all_kinds = list(cfg.kinds) + list(cfg.held_out)
-    densities = {k: kind_density(k, vs) for k in all_kinds}
-    radii = {k: kind_radius_A(densities[k], vs) for k in all_kinds}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         net = build_promptable(**cfg.hparams())
@@ -547,27 +584,101 @@ def train_promptable(config: Any, out: PathLike, *, overwrite: bool = False, dev
             raise TomopickError("init_checkpoint has other network sizes than the config",
                                 cfg.init_checkpoint) from None
         say(f"initialised from {cfg.init_checkpoint}")
-    net.to(device)
+    return net
+
+
+def _train_prompt_encoder(net, cfg, densities: dict[str, Any], say: Callable[[str], None]):
+    """Stage 1: metric-learn the prompt encoder on rendered views of ``cfg.kinds``; the loss history."""
+    from tomopick.prompt.training import ViewSettings, train_encoder
+
     enc = cfg.encoder
     views = ViewSettings(size=cfg.prompt_box, snr=enc.snr, max_tilt_deg=enc.max_tilt_deg, blur_vox=enc.blur_vox,
                          shift_vox=enc.shift_vox)
     every = max(1, enc.steps // 20)
-    hist_e = train_encoder(net.encoder, [densities[k] for k in cfg.kinds], steps=enc.steps,
-                           rng=np.random.default_rng([cfg.seed, 1]), kinds_per_batch=enc.kinds_per_batch,
-                           views_per_kind=enc.views_per_kind, views=views, lr=enc.lr, margin=enc.margin,
-                           callback=lambda s, loss: say(f"encoder step {s + 1}/{enc.steps}: triplet loss {loss:.4f}")
-                           if (s + 1) % every == 0 else None)
+    return train_encoder(net.encoder, [densities[k] for k in cfg.kinds], steps=enc.steps,
+                         rng=np.random.default_rng([cfg.seed, 1]), kinds_per_batch=enc.kinds_per_batch,
+                         views_per_kind=enc.views_per_kind, views=views, lr=enc.lr, margin=enc.margin,
+                         callback=lambda s, loss: say(f"encoder step {s + 1}/{enc.steps}: triplet loss {loss:.4f}")
+                         if (s + 1) % every == 0 else None)
+
+
+def _simulate_training_scenes(cfg, radii: dict[str, float], rng: np.random.Generator, workdir: str) -> list[Any]:
+    """Stage 2's simulated training tomograms, each holding a random choice of ``cfg.kinds``."""
+    from tomopick.prompt.recipe import simulate_scene
+
     seg = cfg.segmenter
-    rng = np.random.default_rng([cfg.seed, 2])
     index = {k: i for i, k in enumerate(cfg.kinds)}
     scenes = []
+    for t in range(seg.scenes.n_tomograms):
+        n_kinds = min(seg.scenes.kinds_per_tomogram, len(cfg.kinds))
+        chosen = [str(k) for k in rng.choice(cfg.kinds, size=n_kinds, replace=False)]
+        scene, _, _ = simulate_scene(chosen, index, radii, seg.scenes, cfg.voxel_size_A, seg.target_radius_fraction,
+                                     seed=cfg.seed * 1_000_003 + t, workdir=workdir)
+        scenes.append(scene)
+    return scenes
+
+
+def _promptable_card(out: PathLike, cfg, radii: dict[str, float], hist_e, hist_s, metrics: dict[str, Any],
+                     device: str, started: float) -> dict[str, Any]:
+    """The model card of a promptable model trained on simulated data."""
+    import platform
+
+    import torch
+
+    from tomopick import __version__
+
+    enc, seg = cfg.encoder, cfg.segmenter
+    return {
+        "name": Path(out).stem, "task": "promptable particle picking (ProPicker-style FiLM U-Net + prompt encoder)",
+        "training_data": "simulated only (tomopick.simulate, imaging='fast'); real templates "
+                         f"{[k for k in cfg.kinds if ':' not in k]} and {sum(':' in k for k in cfg.kinds)} procedural "
+                         "shapes",
+        "held_out_kinds": list(cfg.held_out), "kind_radii_A": {k: round(v, 1) for k, v in radii.items()},
+        "encoder_training": {"steps": enc.steps, "loss_first": hist_e.first if hist_e.loss else None,
+                             "loss_last": hist_e.last if hist_e.loss else None, "seconds": round(hist_e.seconds)},
+        "segmenter_training": {"steps": seg.steps, "loss_first": hist_s.first if hist_s.loss else None,
+                               "loss_last": hist_s.last if hist_s.loss else None, "seconds": round(hist_s.seconds)},
+        "metrics": metrics, "hardware": {"device": device, "platform": platform.platform(),
+                                         "threads": torch.get_num_threads()},
+        "wall_seconds": round(time.time() - started), "tomopick_version": __version__,
+        "limitations": "trained on simulated data only; check on your data (tomopick evaluate) before trusting it",
+    }
+
+
+def train_promptable(config: Any, out: PathLike, *, overwrite: bool = False, device: str = "cpu",
+                     progress: Callable[[str], None] | None = None) -> Path:
+    """Train a promptable model on simulated data from a recipe (:class:`~tomopick.prompt.recipe.PromptTrainConfig`
+    or its YAML path), evaluate it on seen and held-out kinds, and save a checkpoint with a model card.
+
+    Stage 1 metric-learns the prompt encoder on rendered views of ``cfg.kinds``; stage 2 trains the FiLM U-Net on
+    simulated tomograms of those kinds with the encoder frozen. ``cfg.held_out`` kinds appear only in evaluation.
+    """
+    import tempfile
+
+    import torch
+
+    from tomopick.io import check_output
+    from tomopick.models import save_checkpoint
+    from tomopick.prompt.recipe import PromptTrainConfig, kind_density, kind_radius_A
+    from tomopick.prompt.training import prompt_pool, train_segmenter
+
+    cfg = config if isinstance(config, PromptTrainConfig) else PromptTrainConfig.from_yaml(config)
+    check_output(out, overwrite)
+    say = progress or (lambda _msg: None)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    vs = cfg.voxel_size_A
+    started = time.time()
+    all_kinds = list(cfg.kinds) + list(cfg.held_out)
+    densities = {k: kind_density(k, vs) for k in all_kinds}
+    radii = {k: kind_radius_A(densities[k], vs) for k in all_kinds}
+    net = _initial_promptable(cfg, say)
+    net.to(device)
+    hist_e = _train_prompt_encoder(net, cfg, densities, say)
+    seg = cfg.segmenter
+    rng = np.random.default_rng([cfg.seed, 2])
     with tempfile.TemporaryDirectory(prefix="tomopick-prompt-") as workdir:
-        for t in range(seg.scenes.n_tomograms):
-            n_kinds = min(seg.scenes.kinds_per_tomogram, len(cfg.kinds))
-            chosen = [str(k) for k in rng.choice(cfg.kinds, size=n_kinds, replace=False)]
-            scene, _, _ = simulate_scene(chosen, index, radii, seg.scenes, vs, seg.target_radius_fraction,
-                                         seed=cfg.seed * 1_000_003 + t, workdir=workdir)
-            scenes.append(scene)
+        scenes = _simulate_training_scenes(cfg, radii, rng, workdir)
         say(f"simulated {len(scenes)} training tomograms")
         pool = prompt_pool(scenes, size=cfg.prompt_box, per_kind=seg.prompts_per_kind, rng=rng)
         every = max(1, seg.steps // 50)
@@ -585,21 +696,7 @@ def train_promptable(config: Any, out: PathLike, *, overwrite: bool = False, dev
     config = promptable_config(cfg.hparams(), voxel_size_A=vs, prompt_box=cfg.prompt_box,
                                patch_size=(seg.patch,) * 3, recipe=cfg.model_dump(mode="json"),
                                held_out_kinds=list(cfg.held_out), trained_kinds=list(cfg.kinds))
-    card = {
-        "name": Path(out).stem, "task": "promptable particle picking (ProPicker-style FiLM U-Net + prompt encoder)",
-        "training_data": "simulated only (tomopick.simulate, imaging='fast'); real templates "
-                         f"{[k for k in cfg.kinds if ':' not in k]} and {sum(':' in k for k in cfg.kinds)} procedural "
-                         "shapes",
-        "held_out_kinds": list(cfg.held_out), "kind_radii_A": {k: round(v, 1) for k, v in radii.items()},
-        "encoder_training": {"steps": enc.steps, "loss_first": hist_e.first if hist_e.loss else None,
-                             "loss_last": hist_e.last if hist_e.loss else None, "seconds": round(hist_e.seconds)},
-        "segmenter_training": {"steps": seg.steps, "loss_first": hist_s.first if hist_s.loss else None,
-                               "loss_last": hist_s.last if hist_s.loss else None, "seconds": round(hist_s.seconds)},
-        "metrics": metrics, "hardware": {"device": device, "platform": platform.platform(),
-                                         "threads": torch.get_num_threads()},
-        "wall_seconds": round(time.time() - started), "tomopick_version": __version__,
-        "limitations": "trained on simulated data only; check on your data (tomopick evaluate) before trusting it",
-    }
+    card = _promptable_card(out, cfg, radii, hist_e, hist_s, metrics, device, started)
     path = save_checkpoint(out, net, to_jsonable(config, unknown="str"), to_jsonable(card, unknown="str"),
                            overwrite=overwrite, half=True)  # plain containers: weights_only loading requires them
     say(f"metrics: seen-kind mean F1 {metrics.get('seen_mean_f1', float('nan')):.3f}, held-out mean F1 "
