@@ -20,8 +20,13 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from tomopick.data import Picks, Tomogram
+from tomopick.data.coords import voxel_to_angstrom
 from tomopick.errors import TomopickError
+from tomopick.inference.normalize import normalisation_kwargs, robust_stats
 from tomopick.inference.options import PickOptions
+from tomopick.inference.rescale import rescale_factors, rescale_volume, rescaled_shape
+from tomopick.inference.sliding import InferenceSettings, ReleasingArray, count_windows, predict_to_store
+from tomopick.peaks import find_peaks_blocks
 from tomopick.peaks.thresholds import (
     CANDIDATE_FLOOR, ThresholdChoice, choose_thresholds, valley_threshold,
 )
@@ -38,7 +43,7 @@ CROP_OVERLAP = 0.08
 
 
 def _divisor(config: dict[str, Any]) -> int:
-    from tomopick.models.registry import network_divisor
+    from tomopick.models.registry import network_divisor  # lazy: models import torch
 
     net = config.get("network", {}) or {}
     return network_divisor(net.get("name", "unet"), net.get("hparams", {}) or {})
@@ -96,9 +101,6 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, options: PickOptions | None =
     """
     import torch
 
-    from tomopick.inference.normalize import normalisation_kwargs, robust_stats
-    from tomopick.inference.rescale import rescale_factors
-    from tomopick.inference.sliding import ReleasingArray, count_windows, predict_to_store
 
     t0 = time.perf_counter()
     source_name = tomogram.source or run or None
@@ -163,8 +165,6 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, options: PickOptions | None =
     finally:
         if settings.device != "cpu":
             torch.cuda.empty_cache() if torch.cuda.is_available() else None
-    from tomopick.data.coords import voxel_to_angstrom
-
     xyz = voxel_to_angstrom(peaks.zyx, grid_vs)
     picks = Picks.from_arrays(xyz, [names[c] for c in peaks.channel], score=peaks.score, run=run)
     # rescaled grids can put a pick a fraction of a voxel past the edge: keep only picks inside the tomogram
@@ -181,8 +181,6 @@ def _on_model_grid(tomogram: Tomogram, factors: Any, settings: Any) -> Iterator[
     """``(volume, voxel size zyx)`` on the model's grid: the tomogram's own data when no rescaling is needed,
     else the rescaled volume — in memory, or in a temporary memory-mapped file (deleted on exit) above the
     settings' memory budget."""
-    from tomopick.inference.rescale import rescale_volume, rescaled_shape
-    from tomopick.inference.sliding import ReleasingArray
 
     grid_vs = np.asarray(tomogram.voxel_size_A, dtype=np.float64)
     if factors is None:
@@ -207,8 +205,6 @@ def _store_peaks(store: Any, loaded: Any, names: list[str], grid_vs: np.ndarray,
                  thresholds: list[float], grid_mask: Any, device: str) -> Any:
     """Peaks of every class of the score store, scored as ``options.score`` says (blob: candidates at
     :data:`~tomopick.peaks.thresholds.CANDIDATE_FLOOR` rescored by their sphere mean), at the thresholds."""
-    from tomopick.peaks import find_peaks_blocks
-
     particles = loaded.particles
     radius_vox = [(particles[n].radius_A if n in particles else 50.0) / float(np.mean(grid_vs)) for n in names]
     method = str(options.peak_method)
@@ -297,8 +293,6 @@ def inference_settings(loaded: Any, options: PickOptions | None = None, *,
     256 windows instead of the 48³ training patches cut the CZII score of an early czii-10A from 0.82 to 0.75
     (held-out simulated runs, best thresholds); batch 1 on CPU, 4 on GPU; window sizes divisible by the network's
     downsampling."""
-    from tomopick.inference.sliding import InferenceSettings
-
     options = options or PickOptions()
     config = loaded.config
     fixed = window_dependent(config) and options.roi_size is None

@@ -20,6 +20,7 @@ from tomopick.data import Picks
 from tomopick.errors import TomopickError
 from tomopick.inference.options import PickOptions
 from tomopick.inference.picking import inference_settings, pick_tomogram, resolve_thresholds
+from tomopick.io import check_output, formats, get_format, read_tomogram, write_picks, write_tomogram
 from tomopick.io.inputs import expand_inputs, run_name
 
 __all__ = ["DEFAULT_MODEL", "PickOptions", "PickReport", "describe_thresholds", "expand_inputs",
@@ -42,7 +43,7 @@ class PickReport:
 def resolve_model(model: Any | None):
     """A :class:`~tomopick.models.checkpoint.LoadedModel` from a path, a loaded model, or ``None`` (the bundled
     ``czii-10A`` model)."""
-    from tomopick.models.checkpoint import LoadedModel, load_checkpoint
+    from tomopick.models.checkpoint import LoadedModel, load_checkpoint  # lazy: imports torch (options are checked first)
 
     if isinstance(model, LoadedModel):
         return model
@@ -73,7 +74,6 @@ def _out_kind(out: str, n_inputs: int) -> str:
 
 
 def _folder_extension() -> str:
-    from tomopick.io import formats
 
     exts = [e for f in formats("picks") for e in f.extensions if f.writer is not None]
     for preferred in (".star", ".csv"):  # RELION STAR keeps run, class and score
@@ -124,8 +124,6 @@ def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], mode
     -------
     PickReport
     """
-    from tomopick.io import check_output, get_format, read_tomogram, write_picks
-
     if options is None:
         options = PickOptions.make(**option_values)
     elif option_values:
@@ -200,8 +198,6 @@ def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], mode
 
 def _score_writer(folder: Path, run: str, overwrite: bool) -> Callable[[list[Any]], None]:
     """Writes each class's score map as ``<folder>/<run>_<class>_scores.ome.zarr`` (float16, one level)."""
-    from tomopick.io import write_tomogram
-
     def write(maps: list[Any]) -> None:
         for tomo in maps:
             name = str(tomo.source).split(":", 1)[-1]
