@@ -136,6 +136,63 @@ def _write_mrc(out: Path, run: str, result: SimulationResult, overwrite: bool) -
                     user_id=TRUTH_USER, session_id=TRUTH_SESSION, overwrite=overwrite)
 
 
+def _prepare_output(out: Path, overwrite: bool, run_prefix: str) -> None:
+    """Create ``out``; an existing one only with ``overwrite``, and only when it is an earlier simulation output,
+    whose stale runs are removed first."""
+    if out.exists() and not overwrite:
+        raise OutputExistsError("output exists; pass --overwrite to replace it", out)
+    check_output(out, overwrite=True)
+    if out.exists() and overwrite:
+        if not out.is_dir():
+            raise TomopickError("output exists and is not a folder", out)
+        if any(out.iterdir()) and not (out / "simulation" / "dataset.yaml").is_file():
+            raise TomopickError("refusing to overwrite a non-empty folder that is not a tomopick simulation "
+                                "output (no simulation/dataset.yaml); choose another --out", out)
+        # stale runs from an earlier, larger dataset would mix with the new one
+        for sub in ("ExperimentRuns", "simulation", "previews"):
+            if (out / sub).is_dir():
+                shutil.rmtree(out / sub)
+        for old_run in out.glob(f"{run_prefix}[0-9][0-9][0-9]"):
+            if old_run.is_dir() and (old_run / "simulation.yaml").is_file():
+                shutil.rmtree(old_run)
+                for sibling in (out / f"{old_run.name}.mrc", out / f"{old_run.name}.csv"):
+                    sibling.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _write_run(out: Path, fmt: str, project: Any, run: str, result: SimulationResult, overwrite: bool,
+               preview: bool) -> Path | None:
+    """Write one simulated tomogram, its ground truth and parameters (and its preview PNG, whose path is returned)."""
+    if fmt == "copick":
+        _write_copick(project, result, run, overwrite)
+        sidecar = out / "simulation" / f"{run}.yaml"
+        png = out / "previews" / f"{run}.png"
+    else:
+        _write_mrc(out, run, result, overwrite)
+        sidecar = out / run / "simulation.yaml"
+        png = out / run / "preview.png"
+    sidecar.parent.mkdir(parents=True, exist_ok=True)
+    _write_text(sidecar, _yaml_text(result.params), overwrite)
+    if not preview:
+        return None
+    png.parent.mkdir(parents=True, exist_ok=True)
+    return _save_preview(result, png, overwrite)
+
+
+def _record_run(summary: DatasetSummary, run: str, seed: int, result: SimulationResult) -> None:
+    """Add a run's seed and counts to the summary, with a warning when not every particle could be placed."""
+    summary.runs.append(run)
+    summary.seeds.append(seed)
+    summary.counts.append(result.picks.counts())
+    scene = result.params["scene"]
+    short = {k: (v, scene["placed_counts"].get(k, 0)) for k, v in scene["requested_counts"].items()
+             if scene["placed_counts"].get(k, 0) < v}
+    if short:
+        summary.warnings.append(
+            f"{run}: could not place every particle (no free space in the ice): "
+            + ", ".join(f"{k} {got}/{want}" for k, (want, got) in short.items()))
+
+
 def simulate_dataset(out: str | Path, n: int = 8, seed: int = 0, preset: str = "czii", imaging: str = "fast",
                      snr: float | None = None, fmt: str = "copick", overwrite: bool = False, progress: bool = True,
                      preview: bool = False, run_prefix: str = "sim_",
@@ -181,25 +238,7 @@ def simulate_dataset(out: str | Path, n: int = 8, seed: int = 0, preset: str = "
     if base.counts:
         pset.check_names(list(base.counts))
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise OutputExistsError("output exists; pass --overwrite to replace it", out)
-    check_output(out, overwrite=True)
-    if out.exists() and overwrite:
-        if not out.is_dir():
-            raise TomopickError("output exists and is not a folder", out)
-        if any(out.iterdir()) and not (out / "simulation" / "dataset.yaml").is_file():
-            raise TomopickError("refusing to overwrite a non-empty folder that is not a tomopick simulation "
-                                "output (no simulation/dataset.yaml); choose another --out", out)
-        # stale runs from an earlier, larger dataset would mix with the new one
-        for sub in ("ExperimentRuns", "simulation", "previews"):
-            if (out / sub).is_dir():
-                shutil.rmtree(out / sub)
-        for old_run in out.glob(f"{run_prefix}[0-9][0-9][0-9]"):
-            if old_run.is_dir() and (old_run / "simulation.yaml").is_file():
-                shutil.rmtree(old_run)
-                for sibling in (out / f"{old_run.name}.mrc", out / f"{old_run.name}.csv"):
-                    sibling.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    _prepare_output(out, overwrite, run_prefix)
     project = None
     if fmt == "copick":
         from tomopick.io.copick_project import CopickProject
@@ -219,31 +258,12 @@ def simulate_dataset(out: str | Path, n: int = 8, seed: int = 0, preset: str = "
             cfg = base.model_copy(update={"run_name": run, "seed": seeds[i]})
             t0 = time.perf_counter()
             result = simulate_tomogram(cfg, particle_set=pset)
-            if fmt == "copick":
-                _write_copick(project, result, run, overwrite)
-                sidecar = out / "simulation" / f"{run}.yaml"
-                png = out / "previews" / f"{run}.png"
-            else:
-                _write_mrc(out, run, result, overwrite)
-                sidecar = out / run / "simulation.yaml"
-                png = out / run / "preview.png"
-            sidecar.parent.mkdir(parents=True, exist_ok=True)
-            _write_text(sidecar, _yaml_text(result.params), overwrite)
-            if preview:
-                png.parent.mkdir(parents=True, exist_ok=True)
-                summary.previews.append(_save_preview(result, png, overwrite))
+            png = _write_run(out, fmt, project, run, result, overwrite, preview)
+            if png is not None:
+                summary.previews.append(png)
             if on_result is not None:
                 on_result(result)
-            summary.runs.append(run)
-            summary.seeds.append(seeds[i])
-            summary.counts.append(result.picks.counts())
-            scene = result.params["scene"]
-            short = {k: (v, scene["placed_counts"].get(k, 0)) for k, v in scene["requested_counts"].items()
-                     if scene["placed_counts"].get(k, 0) < v}
-            if short:
-                summary.warnings.append(
-                    f"{run}: could not place every particle (no free space in the ice): "
-                    + ", ".join(f"{k} {got}/{want}" for k, (want, got) in short.items()))
+            _record_run(summary, run, seeds[i], result)
             summary.seconds.append(time.perf_counter() - t0)
             del result
             if bar is not None:
