@@ -240,20 +240,25 @@ def maxpool_nms(score: np.ndarray, threshold: float | Sequence[float] = 0.5,
     Peaks
     """
     torch = _torch()
+    found = []
+    with torch.inference_mode():
+        for c, t, thr, d, kernel in _cube_maxima_channels(score, threshold, min_distance_vox, device):
+            is_peak = (t == _pool_separable(t, kernel, "max")) & (t >= thr)
+            found.append(suppress_close(_merge_plateaus(is_peak, t, c), d))
+    return Peaks.concat(found).sorted()
+
+
+def _cube_maxima_channels(score: Any, threshold: Any, min_distance_vox: Any, device: str | None):
+    """``(channel, tensor, threshold, distance, kernel)`` for every channel with a value at or above its threshold;
+    ``kernel`` = the odd cube edge spanning the distance (max-pool NMS and local maxima share it)."""
     maps = _channels(score)
     thresholds = _per_channel(threshold, len(maps), "threshold")
     distances = _per_channel(min_distance_vox, len(maps), "min_distance_vox")
-    found = []
-    with torch.inference_mode():
-        for c, (m, thr, d) in enumerate(zip(maps, thresholds, distances)):
-            t = _as_tensor(m, device)
-            if t.numel() == 0 or not bool((t >= thr).any()):
-                continue
-            kernel = 2 * max(1, int(math.ceil(d))) + 1
-            pooled = _pool_separable(t, kernel, "max")
-            is_peak = (t == pooled) & (t >= thr)
-            found.append(suppress_close(_merge_plateaus(is_peak, t, c), d))
-    return Peaks.concat(found).sorted()
+    for c, (m, thr, d) in enumerate(zip(maps, thresholds, distances)):
+        t = _as_tensor(m, device)
+        if t.numel() == 0 or not bool((t >= thr).any()):
+            continue
+        yield c, t, thr, d, 2 * max(1, int(math.ceil(d))) + 1
 
 
 def mp_nms(score: np.ndarray, threshold: float | Sequence[float] = 0.5,
@@ -428,16 +433,9 @@ def local_maxima(score: np.ndarray, threshold: float | Sequence[float] = 0.5,
         Score = the peak's (plateau's) score.
     """
     torch = _torch()
-    maps = _channels(score)
-    thresholds = _per_channel(threshold, len(maps), "threshold")
-    distances = _per_channel(min_distance_vox, len(maps), "min_distance_vox")
     found = []
     with torch.inference_mode():
-        for c, (m, thr, d) in enumerate(zip(maps, thresholds, distances)):
-            t = _as_tensor(m, device)
-            if t.numel() == 0 or not bool((t >= thr).any()):
-                continue
-            kernel = 2 * max(1, int(math.ceil(d))) + 1
+        for c, t, thr, d, kernel in _cube_maxima_channels(score, threshold, min_distance_vox, device):
             # maxima of their cube; touching ones are equal (each lies in the other's cube), so their 26-connected
             # components are plateaus of one score
             candidate = (t == _pool_separable(t, kernel, "max")) & (t >= thr)
