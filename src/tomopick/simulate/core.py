@@ -91,6 +91,59 @@ def _seed_from(config: SimulationConfig, seed_or_rng: int | np.random.Generator 
     return int(seed_or_rng)
 
 
+def _tilt_scheme(config: SimulationConfig, scene: Scene, rng: np.random.Generator) -> tuple[Any, float]:
+    """The tilt series geometry and dose (ice thickness from the scene) and the defocus (µm) drawn or given."""
+    vs = float(config.voxel_size_A)
+    thickness_A = (scene.context["ice"]["thickness_A"] if scene.context.get("ice") else
+                   config.shape_zyx[0] * vs)
+    defocus_um = (config.defocus_um if config.defocus_um is not None
+                  else float(rng.uniform(*config.defocus_range_um)))
+    scheme = im.make_tilt_scheme(config.tilt_angles_deg, config.total_dose, defocus_um * 1e4,
+                                 config.defocus_spread_um * 1e4, thickness_A, config.inelastic_mfp_A, vs, rng,
+                                 alignment_error_A=config.alignment_error_A)
+    return scheme, defocus_um
+
+
+def _image_scene(config: SimulationConfig, scene: Scene, scheme: Any,
+                 noise_rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``(signal, noise)`` reconstructions of the scene's potential with the ``fast`` or ``full`` imaging model."""
+    vs = float(config.voxel_size_A)
+    kw = dict(voltage_kV=config.voltage_kV, cs_mm=config.cs_mm, amplitude_contrast=config.amplitude_contrast,
+              b_factor_A2=config.b_factor_A2, ctf_correction=config.ctf_correction, lowpass_A=config.lowpass_A,
+              rng=noise_rng)
+    if config.imaging == "fast":
+        return im.image_fast(scene.potential, vs, scheme, **kw)
+    return im.image_full(scene.potential, ICE_DENSITY, vs, scheme, **kw)
+
+
+def _mix_at_snr(signal: np.ndarray, noise: np.ndarray, scene: Scene, slab: np.ndarray, snr: float,
+                keep_noiseless: bool) -> tuple[np.ndarray, np.ndarray | None, str, float]:
+    """Scale the noise to ``snr``, add the signal and standardise (in place, reusing ``noise``).
+
+    Returns
+    -------
+    tomogram, signal, reference, measured
+        The standardised tomogram; the signal on its scale (None unless ``keep_noiseless``); the SNR reference
+        (see :func:`particle_signal_power`) and the SNR measured after scaling.
+    """
+    _, var_noise = im.masked_mean_var(noise, slab)
+    signal_power, reference = particle_signal_power(signal, scene, slab)
+    scale = np.sqrt(signal_power / (snr * var_noise)) if var_noise > 0 and signal_power > 0 else 0.0
+    noise *= np.float32(scale)
+    noise += signal  # noise now holds the tomogram
+    tomo = noise
+    mean, var = im.masked_mean_var(tomo, None)
+    sd = np.sqrt(var) if var > 0 else 1.0
+    tomo -= np.float32(mean)
+    tomo /= np.float32(sd)
+    measured = signal_power / (var_noise * scale * scale) if scale else float("inf")
+    if keep_noiseless:
+        signal -= np.float32(mean)
+        signal /= np.float32(sd)
+        return tomo, signal, reference, measured
+    return tomo, None, reference, measured
+
+
 def simulate_tomogram(config: SimulationConfig | None = None, seed_or_rng: int | np.random.Generator | None = None,
                       *, particle_set: ParticleSet | None = None) -> SimulationResult:
     """Simulate one tomogram with ground truth.
@@ -124,42 +177,15 @@ def simulate_tomogram(config: SimulationConfig | None = None, seed_or_rng: int |
     t_scene = time.perf_counter() - t0
 
     vs = float(config.voxel_size_A)
-    thickness_A = (scene.context["ice"]["thickness_A"] if scene.context.get("ice") else
-                   config.shape_zyx[0] * vs)
-    defocus_um = (config.defocus_um if config.defocus_um is not None
-                  else float(imaging_rng.uniform(*config.defocus_range_um)))
-    scheme = im.make_tilt_scheme(config.tilt_angles_deg, config.total_dose, defocus_um * 1e4,
-                                 config.defocus_spread_um * 1e4, thickness_A, config.inelastic_mfp_A, vs, imaging_rng,
-                                 alignment_error_A=config.alignment_error_A)
-    kw = dict(voltage_kV=config.voltage_kV, cs_mm=config.cs_mm, amplitude_contrast=config.amplitude_contrast,
-              b_factor_A2=config.b_factor_A2, ctf_correction=config.ctf_correction, lowpass_A=config.lowpass_A,
-              rng=noise_rng)
+    scheme, defocus_um = _tilt_scheme(config, scene, imaging_rng)
     t1 = time.perf_counter()
-    if config.imaging == "fast":
-        signal, noise = im.image_fast(scene.potential, vs, scheme, **kw)
-    else:
-        signal, noise = im.image_full(scene.potential, ICE_DENSITY, vs, scheme, **kw)
+    signal, noise = _image_scene(config, scene, scheme, noise_rng)
     t_imaging = time.perf_counter() - t1
 
     snr = (float(np.exp(imaging_rng.uniform(*np.log(config.snr_range)))) if config.snr_range is not None
            else float(config.snr))
     slab = scene.slab_mask()
-    _, var_noise = im.masked_mean_var(noise, slab)
-    signal_power, reference = particle_signal_power(signal, scene, slab)
-    scale = np.sqrt(signal_power / (snr * var_noise)) if var_noise > 0 and signal_power > 0 else 0.0
-    noise *= np.float32(scale)
-    noise += signal  # noise now holds the tomogram
-    tomo = noise
-    mean, var = im.masked_mean_var(tomo, None)
-    sd = np.sqrt(var) if var > 0 else 1.0
-    tomo -= np.float32(mean)
-    tomo /= np.float32(sd)
-    measured = signal_power / (var_noise * scale * scale) if scale else float("inf")
-    if config.keep_noiseless:
-        signal -= np.float32(mean)
-        signal /= np.float32(sd)
-    else:
-        signal = None
+    tomo, signal, reference, measured = _mix_at_snr(signal, noise, scene, slab, snr, config.keep_noiseless)
 
     params: dict[str, Any] = {
         "config": config.model_dump(mode="json"),
