@@ -235,6 +235,64 @@ def _prepare_out(out_dir: Path, overwrite: bool, resume: bool) -> None:
     check_output(out_dir / "config.yaml", overwrite=True, create_parent=False)  # created once the data are read
 
 
+def _as_train_config(config: Any):
+    """A :class:`~tomopick.training.TrainConfig` from itself, a mapping or a YAML path."""
+    from tomopick.training import TrainConfig, load_config
+    from tomopick.training.config import validate_config
+
+    if isinstance(config, TrainConfig):
+        return config
+    if isinstance(config, dict):
+        return validate_config(config)
+    return load_config(config)
+
+
+def _check_resumable(out_dir: Path, cfg) -> None:
+    """Refuse to resume a run whose saved config differs in more than ``epochs`` and validation patience."""
+    config_file = out_dir / "config.yaml"
+    previous = yaml.safe_load(config_file.read_text()) if config_file.is_file() else None
+    if previous is not None and _comparable(previous) != _comparable(cfg.model_dump(mode="json")):
+        raise TomopickError("the config differs from the run being resumed (only epochs and validation "
+                            "patience may change)", config_file)
+
+
+def _init_state(cfg, particles: ParticleSet) -> dict[str, Any] | None:
+    """The weights of ``cfg.init_from`` to fine-tune from (None without it), checked against the config."""
+    from tomopick.models import load_checkpoint
+
+    if not cfg.init_from:
+        return None
+    base = load_checkpoint(cfg.init_from)
+    if base.config["network"] != {"name": cfg.network.name, "hparams": dict(cfg.network.hparams)}:
+        raise TomopickError("fine-tuning: the config's network differs from the checkpoint's "
+                            f"({base.config['network']})", cfg.init_from)
+    init_state = base.model.state_dict()
+    if base.config.get("output") != cfg.output or len(base.classes) != (
+            len(particles) + (0 if cfg.output == "sigmoid" else 1)):
+        raise TomopickError("fine-tuning: the checkpoint's classes/output do not match the config "
+                            f"(checkpoint classes: {', '.join(base.classes)})", cfg.init_from)
+    return init_state
+
+
+def _epoch_writer(out_dir: Path, cfg, log: Callable[[str], None] | None) -> Callable[..., None]:
+    """The end-of-epoch callback: best/last checkpoints, resumable state, metrics CSV and the log line."""
+    from tomopick.models import save_checkpoint
+
+    def on_epoch_end(tr, record) -> None:
+        ckpt_cfg = tr.checkpoint_config()
+        card = tr.model_card()
+        model = tr.inference_model()
+        if record.is_best:
+            save_checkpoint(out_dir / "best.pt", model, ckpt_cfg, card, overwrite=True)
+        save_checkpoint(out_dir / "last.pt", model, ckpt_cfg, card, overwrite=True)
+        _save_state(out_dir / "state.pt", tr.state())
+        _write_csv(out_dir / "metrics.csv", [r.row() for r in tr.history])
+        if log is not None:
+            log(record.summary(cfg.epochs))  # validation figures only where the epoch validated
+
+    return on_epoch_end
+
+
 def train(config: Any, out_dir: str | Path, *, overwrite: bool = False, resume: bool = False, progress: bool = True,
           validator: Callable[..., dict[str, Any]] | None = None,
           log: Callable[[str], None] | None = None) -> TrainResult:
@@ -260,38 +318,18 @@ def train(config: Any, out_dir: str | Path, *, overwrite: bool = False, resume: 
     """
     import torch
 
-    from tomopick.models import load_checkpoint, save_checkpoint
-    from tomopick.training import TrainConfig, Trainer, fbeta_validator, load_config, resolve_particles
-    from tomopick.training.config import validate_config
+    from tomopick.models import save_checkpoint
+    from tomopick.training import Trainer, fbeta_validator, resolve_particles
 
-    if isinstance(config, TrainConfig):
-        cfg = config
-    elif isinstance(config, dict):
-        cfg = validate_config(config)
-    else:
-        cfg = load_config(config)
+    cfg = _as_train_config(config)
     out_dir = Path(out_dir)
     _prepare_out(out_dir, overwrite, resume)
     if resume:
-        config_file = out_dir / "config.yaml"
-        previous = yaml.safe_load(config_file.read_text()) if config_file.is_file() else None
-        if previous is not None and _comparable(previous) != _comparable(cfg.model_dump(mode="json")):
-            raise TomopickError("the config differs from the run being resumed (only epochs and validation "
-                                "patience may change)", config_file)
+        _check_resumable(out_dir, cfg)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     particles = resolve_particles(cfg)
-    init_state = None
-    if cfg.init_from:
-        base = load_checkpoint(cfg.init_from)
-        if base.config["network"] != {"name": cfg.network.name, "hparams": dict(cfg.network.hparams)}:
-            raise TomopickError("fine-tuning: the config's network differs from the checkpoint's "
-                                f"({base.config['network']})", cfg.init_from)
-        init_state = base.model.state_dict()
-        if base.config.get("output") != cfg.output or len(base.classes) != (
-                len(particles) + (0 if cfg.output == "sigmoid" else 1)):
-            raise TomopickError("fine-tuning: the checkpoint's classes/output do not match the config "
-                                f"(checkpoint classes: {', '.join(base.classes)})", cfg.init_from)
+    init_state = _init_state(cfg, particles)
     train_vols, val_vols, voxel_size_A, summary = load_volumes(cfg, particles)
     if validator is None and val_vols:
         validator = fbeta_validator(beta=cfg.validation.beta, threshold=cfg.validation.threshold)
@@ -301,20 +339,7 @@ def train(config: Any, out_dir: str | Path, *, overwrite: bool = False, resume: 
         trainer.load_state(_load_state(out_dir / "state.pt"))
     with atomic_output(out_dir / "config.yaml", overwrite=True) as tmp:
         tmp.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-
-    def on_epoch_end(tr: Trainer, record) -> None:
-        ckpt_cfg = tr.checkpoint_config()
-        card = tr.model_card()
-        model = tr.inference_model()
-        if record.is_best:
-            save_checkpoint(out_dir / "best.pt", model, ckpt_cfg, card, overwrite=True)
-        save_checkpoint(out_dir / "last.pt", model, ckpt_cfg, card, overwrite=True)
-        _save_state(out_dir / "state.pt", tr.state())
-        _write_csv(out_dir / "metrics.csv", [r.row() for r in tr.history])
-        if log is not None:
-            log(record.summary(cfg.epochs))  # validation figures only where the epoch validated
-
-    trainer.fit(on_epoch_end)
+    trainer.fit(_epoch_writer(out_dir, cfg, log))
     if not (out_dir / "best.pt").is_file():  # e.g. no finite validation score ever: ship the last weights
         save_checkpoint(out_dir / "best.pt", trainer.inference_model(), trainer.checkpoint_config(),
                         trainer.model_card(), overwrite=True)
