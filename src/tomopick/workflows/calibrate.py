@@ -240,6 +240,66 @@ def _select_inputs(items: list[str], truth: Picks, runs: list[str] | None, truth
 
 
 # -- the verb -----------------------------------------------------------------------------------------------
+def _checked_beta(beta: float, pick_options: dict[str, Any]) -> float:
+    """``beta`` as a positive float, refusing pick options that calibrate sets itself."""
+    clash = sorted(set(pick_options) & set(_RESERVED))
+    if clash:
+        raise TomopickError(f"calibrate sets {', '.join(clash)} itself (it picks at score >= {MIN_SCORE:g})")
+    beta = float(beta)
+    if not (math.isfinite(beta) and beta > 0):
+        raise TomopickError(f"beta must be positive, got {beta:g}")
+    return beta
+
+
+def _load_truth(truth: str | os.PathLike[str], truth_user: str | None, loaded: Any, particles: ParticleSet) -> Picks:
+    """The ground-truth picks of the model's classes, refusing a truth without any."""
+    from tomopick.io.sources import load_picks
+
+    truth_source = str(truth)
+    t = load_picks(truth, user_id=truth_user, particles=loaded.particles)
+    if len(t) == 0:
+        raise TomopickError("the ground truth holds no picks", truth_source)
+    known = [n for n in t.particles if n in particles]
+    if not known:
+        raise TomopickError(f"the ground truth holds none of the model's classes (truth: {_show(t.particles)}; "
+                            f"model: {', '.join(particles.names)})", truth_source)
+    return t.select(t.frame["particle"].isin(particles.names))
+
+
+def _match_picked_runs(t: Picks, report: Any, truth_source: str) -> tuple[Picks, Picks]:
+    """Truth and picks restricted to the runs both hold (run names aligned)."""
+    from tomopick.io.sources import align_runs
+
+    picks = report.picks
+    picked = {str(r.get("run", "")) for r in report.runs}
+    if set(t.runs) != {""}:
+        t = t.select(t.frame["run"].isin(sorted(picked)))
+    t, picks = align_runs(t, picks)
+    picks = picks.select(picks.frame["run"].isin(sorted(set(t.runs))))
+    if len(t) == 0:  # e.g. the requested runs hold truth of other classes only
+        raise TomopickError("the ground truth holds none of the model's classes in the runs picked", truth_source)
+    return t, picks
+
+
+def _save_calibrated(out_path: Path, loaded: Any, used: Any, chosen_runs: tuple[str, ...],
+                     thresholds: dict[str, float], calibrated: Sequence[str], score: str, beta: float, applied: Any,
+                     truth_source: str, pick_options: dict[str, Any], half: bool | None, overwrite: bool) -> None:
+    """Write the source checkpoint with the new thresholds (and the pick options they hold for) and a
+    calibration section in its card."""
+    from tomopick.models.checkpoint import save_checkpoint
+
+    config = copy.deepcopy(loaded.config)
+    config["pick"] = {**(config.get("pick") or {}), "thresholds": thresholds, "score": score,
+                      "peak_method": used.peak_method, "distance_factor": used.distance_factor,
+                      "chosen_on": "calibration runs " + ", ".join(chosen_runs), "beta": beta}
+    card = copy.deepcopy(loaded.card or {})
+    card["calibration"] = calibration_card(chosen_runs, thresholds, calibrated, applied.table, applied.score, beta,
+                                           source=str(loaded.path or ""), truth=truth_source,
+                                           pick_options=pick_options)
+    half_flag = source_is_half(loaded.path) if half is None else bool(half)
+    save_checkpoint(out_path, loaded.model, config, card, overwrite=overwrite, half=half_flag)
+
+
 def calibrate(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], truth: str | os.PathLike[str], *,
               model: Any | None = None, out: str | os.PathLike[str], truth_user: str | None = None,
               runs: str | Sequence[str] | None = None, beta: float = 4.0, overwrite: bool = False,
@@ -293,16 +353,9 @@ def calibrate(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     from tomopick.evaluation import apply_thresholds, czii_score, threshold_sweep
     from tomopick.io import check_output
     from tomopick.io.inputs import expand_inputs
-    from tomopick.models.checkpoint import save_checkpoint
-    from tomopick.io.sources import align_runs, load_picks
     from tomopick.workflows.pick import pick, resolve_model
 
-    clash = sorted(set(pick_options) & set(_RESERVED))
-    if clash:
-        raise TomopickError(f"calibrate sets {', '.join(clash)} itself (it picks at score >= {MIN_SCORE:g})")
-    beta = float(beta)
-    if not (math.isfinite(beta) and beta > 0):
-        raise TomopickError(f"beta must be positive, got {beta:g}")
+    beta = _checked_beta(beta, pick_options)
     out_path = check_output(out, overwrite, create_parent=False)  # before any work; nothing created yet
     loaded = resolve_model(model)
     particles = foreground_particles(loaded.config)
@@ -310,27 +363,13 @@ def calibrate(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
 
     # truth first: its errors cost nothing, picking costs minutes
     truth_source = str(truth)
-    t = load_picks(truth, user_id=truth_user, particles=loaded.particles)
-    if len(t) == 0:
-        raise TomopickError("the ground truth holds no picks", truth_source)
-    known = [n for n in t.particles if n in particles]
-    if not known:
-        raise TomopickError(f"the ground truth holds none of the model's classes (truth: {_show(t.particles)}; "
-                            f"model: {', '.join(particles.names)})", truth_source)
-    t = t.select(t.frame["particle"].isin(particles.names))
+    t = _load_truth(truth, truth_user, loaded, particles)
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     items = _select_inputs(expand_inputs(items), t, wanted, truth_source)
 
     report = pick(items, loaded, threshold=MIN_SCORE, out=None, threads=threads, progress=progress,
                   **pick_options)
-    picks = report.picks
-    picked = {str(r.get("run", "")) for r in report.runs}
-    if set(t.runs) != {""}:
-        t = t.select(t.frame["run"].isin(sorted(picked)))
-    t, picks = align_runs(t, picks)
-    picks = picks.select(picks.frame["run"].isin(sorted(set(t.runs))))
-    if len(t) == 0:  # e.g. the requested runs hold truth of other classes only
-        raise TomopickError("the ground truth holds none of the model's classes in the runs picked", truth_source)
+    t, picks = _match_picked_runs(t, report, truth_source)
     chosen_runs = tuple(sorted(set(t.runs)))
 
     sweep = threshold_sweep(t, picks, particles, "czii", beta=beta, tolerance=THRESHOLD_TOLERANCE)
@@ -339,16 +378,8 @@ def calibrate(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     thresholds, calibrated = choose_thresholds(sweep.table, particles.names, previous, MIN_SCORE, score)
     applied = czii_score(t, apply_thresholds(picks, thresholds), particles, beta=beta)
 
-    config = copy.deepcopy(loaded.config)
-    used = report.options  # the peak method and spacing actually used: the thresholds hold for them
-    config["pick"] = {**(config.get("pick") or {}), "thresholds": thresholds, "score": score,
-                      "peak_method": used.peak_method, "distance_factor": used.distance_factor,
-                      "chosen_on": "calibration runs " + ", ".join(chosen_runs), "beta": beta}
-    card = copy.deepcopy(loaded.card or {})
-    card["calibration"] = calibration_card(chosen_runs, thresholds, calibrated, applied.table, applied.score, beta,
-                                           source=str(loaded.path or ""), truth=truth_source,
-                                           pick_options=pick_options)
-    half_flag = source_is_half(loaded.path) if half is None else bool(half)
-    save_checkpoint(out_path, loaded.model, config, card, overwrite=overwrite, half=half_flag)
+    # the peak method and spacing actually used (report.options): the thresholds hold for them
+    _save_calibrated(out_path, loaded, report.options, chosen_runs, thresholds, calibrated, score, beta, applied,
+                     truth_source, pick_options, half, overwrite)
     return CalibrationResult(thresholds=thresholds, table=sweep.table, score=float(applied.score), out=out_path,
                              runs=chosen_runs, at_thresholds=applied.table, calibrated=calibrated)
