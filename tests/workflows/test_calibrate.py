@@ -206,3 +206,10 @@ def test_cli(data, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "shares no run" in err[0] and "TS_7" in err[0]
     assert not (tmp_path / "m3.pt").exists()
+
+
+def test_bad_pick_option_is_refused_before_any_work(data, tmp_path):
+    with pytest.raises(TomopickError, match="--peak-method 'magic'"):
+        calibrate(data / "TS_1.mrc", tmp_path / "no-such-truth.star", model=tmp_path / "no-such-model.pt",
+                  out=tmp_path / "c.pt", peak_method="magic")
+    assert not (tmp_path / "c.pt").exists()

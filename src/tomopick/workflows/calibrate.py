@@ -34,6 +34,7 @@ import pandas as pd
 
 from tomopick.data import ParticleSet, Picks
 from tomopick.errors import TomopickError
+from tomopick.inference.options import PickOptions
 from tomopick.jsonable import to_jsonable
 from tomopick.peaks.score import DEFAULT_SCORE
 from tomopick.peaks.thresholds import (
@@ -245,6 +246,7 @@ def _checked_beta(beta: float, pick_options: dict[str, Any]) -> float:
     clash = sorted(set(pick_options) & set(_RESERVED))
     if clash:
         raise TomopickError(f"calibrate sets {', '.join(clash)} itself (it picks at score >= {MIN_SCORE:g})")
+    PickOptions.make(threshold=MIN_SCORE, **pick_options)  # option errors before the model or truth is read
     beta = float(beta)
     if not (math.isfinite(beta) and beta > 0):
         raise TomopickError(f"beta must be positive, got {beta:g}")
@@ -373,7 +375,7 @@ def calibrate(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     chosen_runs = tuple(sorted(set(t.runs)))
 
     sweep = threshold_sweep(t, picks, particles, "czii", beta=beta, tolerance=THRESHOLD_TOLERANCE)
-    score = str(pick_options.get("score", DEFAULT_SCORE))
+    score = str(report.options.score)  # as picked: the option, else the model's (blob, or peak for heatmaps)
     previous = stored_for_score(loaded.config.get("pick"), score)
     thresholds, calibrated = choose_thresholds(sweep.table, particles.names, previous, MIN_SCORE, score)
     applied = czii_score(t, apply_thresholds(picks, thresholds), particles, beta=beta)
