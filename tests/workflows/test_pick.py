@@ -277,3 +277,16 @@ def test_default_model_is_the_bundled_one(tmp_path):
     report = pick(mrc, None, out=tmp_path / "p.star")
     assert set(report.runs[0]["counts"]) == set(loaded.classes) - {"background"}
     assert set(report.picks.particles) <= set(loaded.classes)
+
+
+def test_cli_score_defaults_to_the_models(tmp_path, capsys):
+    """Without --score the model decides (its config's pick.score); --score overrides it."""
+    mrc = write(tmp_path, "a.mrc", blob_tomogram())
+    path = tmp_path / "peaky.pt"
+    save_checkpoint(path, build_model("test-boxfilter", 1, 3), {**config(), "pick": {"score": "peak"}})
+    for extra, expected in (([], "peak"), (["--score", "blob"], "blob")):
+        with pytest.raises(SystemExit) as exc:
+            main(["pick", str(mrc), "--model", str(path), "--out", str(tmp_path / f"p{len(extra)}.csv"), "-q",
+                  *extra])
+        assert exc.value.code == 0
+        assert f"with {expected} score >=" in capsys.readouterr().out

@@ -85,9 +85,11 @@ def pick(
                                                   help="Score threshold, or CLASS=VALUE; repeatable. Default: the model's "
                                                        "per-class thresholds for the score in use (chosen on its "
                                                        "validation data), else 0.2 (blob) / 0.5 (peak)."),
-    score: str = typer.Option("blob", "--score",
-                              help="blob (mean class probability in the sphere the network paints; transfers "
-                                   "across tomograms) | peak (the class map's value at the peak; saturates)."),
+    score: Optional[str] = typer.Option(None, "--score",
+                                        help="blob (mean class probability in the sphere the network paints; "
+                                             "transfers across tomograms) | peak (the class map's value at the "
+                                             "peak; saturates). Default: the model's (blob; peak for heatmap "
+                                             "models)."),
     threshold_rule: str = typer.Option("stored", "--threshold-rule",
                                        help="stored (given, else the model's, else the default) | valley (per "
                                             "tomogram and class: the emptiest blob score in 0.12-0.3)."),
