@@ -28,11 +28,8 @@ from tomopick.inference.rescale import rescale_factors, rescale_volume, rescaled
 from tomopick.inference.sliding import InferenceSettings, ReleasingArray, count_windows, predict_to_store
 from tomopick.peaks import find_peaks_blocks
 from tomopick.peaks.thresholds import (
-    CANDIDATE_FLOOR, ThresholdChoice, choose_thresholds, valley_threshold,
+    CANDIDATE_FLOOR, VALLEY_BAND, ThresholdChoice, choose_thresholds, valley_threshold,
 )
-
-#: Lower bound of the valley rule's band (:func:`~tomopick.peaks.thresholds.valley_threshold`).
-VALLEY_LOW = 0.12
 
 #: Default largest windows. Large windows with a thin context margin (crop mode, overlap 0.08: 8–10 voxels per
 #: side) keep the recomputed fraction small: 1.33× the voxels of a 184 × 630 × 630 tomogram instead of 2.3× with
@@ -113,7 +110,7 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, options: PickOptions | None =
     choices = choose_thresholds(names, options.threshold, config.get("pick"), str(options.score), source_name)
     valley = options.threshold_rule == "valley" and options.score == "blob"
     # the valley rule looks at every peak above its lower bound, then chooses per class (given thresholds win)
-    thresholds = [VALLEY_LOW if (valley and c.rule != "option") else c.value for c in choices]
+    thresholds = [VALLEY_BAND[0] if (valley and c.rule != "option") else c.value for c in choices]
     if mask is not None and tuple(np.shape(mask)) != tomogram.shape:
         raise TomopickError(f"mask shape {tuple(np.shape(mask))} differs from the tomogram's {tomogram.shape}",
                             source_name)

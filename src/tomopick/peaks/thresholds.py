@@ -36,7 +36,8 @@ CANDIDATE_FLOOR = 0.05
 DEFAULT_THRESHOLD: dict[str, float] = {"blob": 0.2, "peak": 0.5}
 #: Among thresholds whose F-beta is within this of the best, the lowest is stored.
 THRESHOLD_TOLERANCE = 0.02
-RULES = ("stored", "valley")
+#: The band the valley rule looks in (``blob`` scores): below it background peaks, above it particles.
+VALLEY_BAND = (0.12, 0.3)
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,8 @@ def stored_threshold(row: Mapping[str, Any], fixed: float | None = None, min_sco
     return float(min(max(best, min_score), 1.0))
 
 
-def valley_threshold(scores: np.ndarray, low: float = 0.12, high: float = 0.3, bandwidth: float = 0.02,
+def valley_threshold(scores: np.ndarray, low: float = VALLEY_BAND[0], high: float = VALLEY_BAND[1],
+                     bandwidth: float = 0.02,
                      steps: int = 73) -> float:
     """The least populated score between ``low`` and ``high`` among one tomogram's peak scores of one class
     (Gaussian kernel density, ``bandwidth`` in score units): where background peaks end and particles begin.

@@ -6,7 +6,7 @@ windows and the peak method and pick spacing of the training config's ``pick:`` 
 0.75 × radius), keeping every peak above a low floor — and scores the picks with
 :func:`tomopick.evaluation.threshold_sweep` (best threshold per class) or, when a fixed threshold is configured,
 :func:`tomopick.evaluation.czii_score`. The per-class thresholds of the sweep (the lowest within
-:data:`THRESHOLD_TOLERANCE` of the best F-beta) are returned too (``threshold_<class>``): :class:`~tomopick.training.loop.Trainer` stores those of the best validation in the
+:data:`~tomopick.peaks.thresholds.THRESHOLD_TOLERANCE` of the best F-beta) are returned too (``threshold_<class>``): :class:`~tomopick.training.loop.Trainer` stores those of the best validation in the
 checkpoint, where ``tomopick pick`` takes them as its default.
 """
 
@@ -24,14 +24,7 @@ from tomopick.inference.picking import inference_settings, pick_tomogram
 from tomopick.models.checkpoint import LoadedModel
 from tomopick.peaks import thresholds
 
-#: Lowest score kept while validating, the threshold tolerance and the stored-threshold rule live with the rest
-#: of the threshold policy (:mod:`tomopick.peaks.thresholds`).
-MIN_SCORE = thresholds.MIN_SCORE
-THRESHOLD_TOLERANCE = thresholds.THRESHOLD_TOLERANCE
-stored_threshold = thresholds.stored_threshold
-
-
-def pick_volume(model: torch.nn.Module, volume: Any, trainer: Any, min_score: float = MIN_SCORE,
+def pick_volume(model: torch.nn.Module, volume: Any, trainer: Any, min_score: float = thresholds.MIN_SCORE,
                 peak_method: str = "maxpool", distance_factor: float = 0.75, score: str | None = None) -> Picks:
     """Scored picks (every peak ≥ ``min_score``) of one normalised validation volume, as ``tomopick pick`` would
     find them with this network: same windows (:func:`~tomopick.inference.picking.inference_settings`), same
@@ -67,7 +60,7 @@ def peak_settings(trainer: Any, peak_method: str | None = None, distance_factor:
     return method, float(factor), str(score)
 
 
-def fbeta_validator(beta: float = 4.0, threshold: float | None = None, min_score: float = MIN_SCORE,
+def fbeta_validator(beta: float = 4.0, threshold: float | None = None, min_score: float = thresholds.MIN_SCORE,
                     peak_method: str | None = None, distance_factor: float | None = None):
     """A validator scoring the CZII F-beta of the validation tomograms (see the module docstring).
 
@@ -90,7 +83,7 @@ def fbeta_validator(beta: float = 4.0, threshold: float | None = None, min_score
             truth.append(vol.picks.with_columns(run=vol.name))
         truth_all, picks_all = Picks.concat(truth), Picks.concat(picks)
         if threshold is None:
-            sweep = threshold_sweep(truth_all, picks_all, particles, "czii", beta=beta, tolerance=THRESHOLD_TOLERANCE)
+            sweep = threshold_sweep(truth_all, picks_all, particles, "czii", beta=beta, tolerance=thresholds.THRESHOLD_TOLERANCE)
             table, score = sweep.table, sweep.score
         else:
             result = czii_score(truth_all, apply_thresholds(picks_all, {n: threshold for n in particles.names}),
@@ -99,7 +92,7 @@ def fbeta_validator(beta: float = 4.0, threshold: float | None = None, min_score
         out: dict[str, Any] = {"score": float(score) if np.isfinite(score) else 0.0, "n_picks": len(picks_all)}
         for _, row in table.iterrows():
             out[f"fbeta_{row['particle']}"] = float(row["fbeta"])
-            out[f"threshold_{row['particle']}"] = stored_threshold(row, threshold, min_score, kind)
+            out[f"threshold_{row['particle']}"] = thresholds.stored_threshold(row, threshold, min_score, kind)
         return out
 
     return validate
