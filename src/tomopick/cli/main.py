@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import sys
 import warnings
@@ -40,18 +41,21 @@ def _root(
     """tomopick: particle picking for cryo-ET. Coordinates are x, y, z in Ångström; arrays are (z, y, x)."""
 
 
-# Each command module exposes ``register(app)``; heavy imports (torch, monai) stay inside the commands.
-from tomopick.cli import calibrate as _calibrate  # noqa: E402
-from tomopick.cli import demo as _demo  # noqa: E402
-from tomopick.cli import evaluate as _evaluate  # noqa: E402
-from tomopick.cli import formats as _formats  # noqa: E402
-from tomopick.cli import pick as _pick  # noqa: E402
-from tomopick.cli import prompt as _prompt  # noqa: E402
-from tomopick.cli import simulate as _simulate  # noqa: E402
-from tomopick.cli import train as _train  # noqa: E402
+# Each command module ``tomopick.cli.<name>`` exposes ``register(app)``; heavy imports (torch, monai) stay inside
+# the commands. The order is the order of ``tomopick --help``; a new command adds its module name here.
+COMMAND_MODULES: tuple[str, ...] = (
+    "formats",
+    "simulate",
+    "train",
+    "pick",
+    "calibrate",
+    "prompt",
+    "evaluate",
+    "demo",
+)
 
-for _module in (_formats, _simulate, _train, _pick, _calibrate, _prompt, _evaluate, _demo):
-    _module.register(app)
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"tomopick.cli.{_name}").register(app)
 
 
 #: Per command: the option that plays each role error messages may ask for (``tomopick.errors.OPTION_ROLES``);
