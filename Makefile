@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --upgrade pip
 	# the CPU wheel of torch first: an unpinned torch would pull several GB of CUDA packages
 	$(PY) -m pip install -q torch==2.13.0
-	PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(PY) -m pip install -q -e ".[test]"
+	PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(PY) -m pip install -q -e ".[test,distributed,search,napari]"
 	@if $(PY) -m pip list 2>/dev/null | grep -qi nvidia; then echo "error: CUDA packages were installed" >&2; exit 1; fi
 	@touch $(STAMP)
 

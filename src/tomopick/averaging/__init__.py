@@ -1,0 +1,1 @@
+"""Subtomogram averaging for checking picks: extract, align, average half-sets, FSC."""

@@ -1,0 +1,1 @@
+"""Template matching: rotation sets, wedge/CTF-weighted templates, FFT correlation, false-alarm thresholds."""

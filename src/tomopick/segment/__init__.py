@@ -1,0 +1,1 @@
+"""Membrane and organelle segmentation: networks' label maps → classes, instances, per-pick context."""

@@ -1,0 +1,1 @@
+"""Pictures of tomograms and picks: slabs, overlays, galleries, and the self-contained HTML report."""
