@@ -18,6 +18,10 @@ column          dtype      meaning
 ``user``        str        copick user id ("" when unknown)
 ``session``     str        copick session id ("" when unknown)
 ==============  =========  ==========================================================================
+
+Further (*extra*) columns — e.g. the per-pick context of :mod:`tomopick.segment` (``compartment_id``,
+``compartment_class``, ``distance_to_membrane_A``, ``on_membrane``) — are kept after these, numeric or text,
+added with :meth:`Picks.with_extra`; picks formats that can store them write them (CSV, STAR, copick JSON).
 """
 
 from __future__ import annotations
@@ -61,6 +65,14 @@ def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
             out[col] = pd.Series(values).fillna(0).astype(np.int64).to_numpy()
         else:
             out[col] = pd.Series(values, dtype=object).fillna("").astype(str).to_numpy(dtype=object)
+    for col in frame.columns:
+        if col in COLUMNS:
+            continue
+        values = frame[col].to_numpy()
+        if values.dtype.kind in "biuf":
+            out[str(col)] = values
+        else:
+            out[str(col)] = pd.Series(values, dtype=object).fillna("").astype(str).to_numpy(dtype=object)
     return out
 
 
@@ -201,6 +213,21 @@ class Picks:
         for key, value in values.items():
             if key not in COLUMNS:
                 raise KeyError(f"unknown picks column {key!r}")
+            frame[key] = value
+        return Picks(frame)
+
+    @property
+    def extra_columns(self) -> list[str]:
+        """Names of the columns beyond the fixed set, in order."""
+        return [c for c in self.frame.columns if c not in COLUMNS]
+
+    def with_extra(self, **values: object) -> "Picks":
+        """A copy with extra columns added or replaced (``(n,)`` arrays or scalars), e.g.
+        ``picks.with_extra(distance_to_membrane_A=d)``; fixed columns go through :meth:`with_columns`."""
+        frame = self.frame.copy()
+        for key, value in values.items():
+            if key in COLUMNS:
+                raise KeyError(f"{key!r} is a fixed picks column; use with_columns")
             frame[key] = value
         return Picks(frame)
 

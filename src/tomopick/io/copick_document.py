@@ -17,7 +17,7 @@ import pandas as pd
 from tomopick.data import Picks
 from tomopick.data.rotations import euler_zyz_to_matrix, matrix_to_euler_zyz
 from tomopick.errors import TomopickError, pass_option
-from tomopick.io.formats._common import with_stated_voxel_size
+from tomopick.io.formats._common import extra_values, parse_extra, with_stated_voxel_size
 
 _UNIT_TO_A = {"angstrom": 1.0, "nanometer": 10.0, "nm": 10.0, "a": 1.0}
 
@@ -65,11 +65,25 @@ def parse_copick_document(doc: Any, source: str | Path, *, particle: str | None 
         "run": [str(doc.get("run_name") or run or "")] * n, "instance_id": inst,
         "user": [str(doc.get("user_id") or "")] * n, "session": [str(doc.get("session_id") or "")] * n,
     })
+    for key in _extra_keys(points):  # extra per-point fields tomopick wrote (copick itself ignores them)
+        frame[key] = parse_extra([p.get(key) for p in points])
     if doc.get("trust_orientation", True) and n:
         angles = matrix_to_euler_zyz(mats[:, :3, :3])
         for j, col in enumerate(("rot_deg", "tilt_deg", "psi_deg")):
             frame[col] = angles[:, j]
     return with_stated_voxel_size(Picks(frame), _voxel_spacing(doc.get("voxel_spacing"), source))
+
+
+_POINT_KEYS = frozenset({"location", "transformation_", "instance_id", "score"})
+
+
+def _extra_keys(points: list[Any]) -> list[str]:
+    """Extra scalar fields present in every point (in first-point order)."""
+    if not points or not isinstance(points[0], dict):
+        return []
+    keys = [k for k, v in points[0].items() if k not in _POINT_KEYS and isinstance(v, (int, float, str, type(None)))]
+    return [k for k in keys if all(isinstance(p, dict) and k in p and isinstance(p[k], (int, float, str, type(None)))
+                                   for p in points)]
 
 
 def _voxel_spacing(value: Any, source: str | Path) -> float | None:
@@ -114,6 +128,7 @@ def copick_document(picks: Picks, *, particle: str | None = None, run: str | Non
     trust = bool(len(picks)) and bool(np.isfinite(angles).all())
     rots = euler_zyz_to_matrix(np.nan_to_num(angles)) if len(picks) else np.zeros((0, 3, 3))
     points = []
+    extras = extra_values(picks)
     for i, (x, y, z) in enumerate(picks.xyz_A):
         t = np.eye(4)
         if trust:
@@ -124,6 +139,9 @@ def copick_document(picks: Picks, *, particle: str | None = None, run: str | Non
         s = float(picks.frame["score"].iat[i])
         if math.isfinite(s):
             point["score"] = s
+        for key, values in extras.items():  # NaN is not JSON: null
+            v = values[i]
+            point[key] = None if isinstance(v, float) and not math.isfinite(v) else v
         points.append(point)
     return {
         "pickable_object_name": name,

@@ -135,3 +135,37 @@ def stated_voxel_size(picks: Picks) -> float | None:
     """The pixel size the source file stated, if the reader recorded one (lost by selections)."""
     value = picks.frame.attrs.get("voxel_size_A")
     return None if value is None else float(value)
+
+
+# -- extra per-pick columns (e.g. the segmentation context) ------------------------------------------------------
+def extra_values(picks: Picks) -> dict[str, list[Any]]:
+    """The picks' extra columns (beyond the fixed set) as plain Python lists: numbers stay numbers (ints as int),
+    text as str."""
+    out: dict[str, list[Any]] = {}
+    for col in picks.extra_columns:
+        values = picks.frame[col].to_numpy()
+        if values.dtype.kind in "biu":
+            out[col] = [int(v) for v in values]
+        elif values.dtype.kind == "f":
+            out[col] = [float(v) for v in values]
+        else:
+            out[col] = [str(v) for v in values]
+    return out
+
+
+def parse_extra(values: Sequence[Any]) -> np.ndarray:
+    """A column read back from text: integers if every value is one, else floats if every value is a number, else
+    strings."""
+    import pandas as pd
+
+    series = pd.Series(["nan" if v is None else v for v in values], dtype=object)
+    text = series.astype(str).str.strip()
+    numeric = pd.to_numeric(text, errors="coerce")
+    missing = text.isna() | text.str.lower().isin(["nan", "none", "", "<na>"]).fillna(False).astype(bool)
+    if len(series) and (numeric.notna() | missing).all() and not missing.all():
+        as_float = numeric.to_numpy(dtype=np.float64)
+        if np.all(np.isfinite(as_float)) and np.all(as_float == np.round(as_float)) and not any(
+                "." in str(v) or "e" in str(v).lower() for v in series):
+            return as_float.astype(np.int64)
+        return as_float
+    return series.astype(str).to_numpy(dtype=object)

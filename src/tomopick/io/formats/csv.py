@@ -22,7 +22,7 @@ import pandas as pd
 
 from tomopick.data import Picks
 from tomopick.errors import TomopickError
-from tomopick.io.formats._common import positive_voxel_size, run_names
+from tomopick.io.formats._common import extra_values, parse_extra, positive_voxel_size, run_names
 from tomopick.io.registry import Format, PicksCapabilities, register
 
 KAGGLE_COLUMNS = ("id", "experiment", "particle_type", "x", "y", "z")
@@ -63,23 +63,29 @@ def read_kaggle(path: Path, *, particle: str | None = None, run: str | None = No
         raise TomopickError("malformed CSV: empty particle_type", path)
     runs = [str(v).strip() for v in frame["experiment"]] if "experiment" in frame.columns else [run or ""] * len(frame)
     score = _floats(frame, ["score"], path)[:, 0] if "score" in frame.columns else None
-    return Picks.from_arrays(xyz, names, score=score, run=runs)
+    picks = Picks.from_arrays(xyz, names, score=score, run=runs)
+    known = set(KAGGLE_COLUMNS) | {"score", "fold"}
+    extras = {c: parse_extra(frame[c]) for c in frame.columns if c not in known and c}
+    return picks.with_extra(**extras) if extras and len(frame) else picks
 
 
 def _write_table(picks: Picks, path: Path, run: str | None, scores: bool) -> None:
     xyz = picks.xyz_A
     score = picks.scores if scores and picks.has_scores else None
+    extras = extra_values(picks) if scores else {}  # the strict Kaggle layout writes none
     with open(path, "w", newline="") as fh:
         w = _csv.writer(fh)
-        w.writerow(KAGGLE_COLUMNS + (("score",) if score is not None else ()))
+        w.writerow(KAGGLE_COLUMNS + (("score",) if score is not None else ()) + tuple(extras))
         for i, (r, p, (x, y, z)) in enumerate(zip(run_names(picks, run), picks.frame["particle"], xyz)):
             w.writerow([i, r, p, repr(float(x)), repr(float(y)), repr(float(z))]
-                       + ([repr(float(score[i]))] if score is not None else []))
+                       + ([repr(float(score[i]))] if score is not None else [])
+                       + [repr(v[i]) if isinstance(v[i], float) else v[i] for v in extras.values()])
 
 
 def write_csv(picks: Picks, path: Path, *, run: str | None = None, **_: Any) -> None:
     """Write ``id,experiment,particle_type,x,y,z[,score]`` (Å, full precision; ``score`` when the picks have
-    scores, so that thresholds can be chosen later, e.g. ``tomopick evaluate --sweep``)."""
+    scores, so that thresholds can be chosen later, e.g. ``tomopick evaluate --sweep``), then any extra columns
+    (e.g. ``distance_to_membrane_A``)."""
     _write_table(picks, path, run, scores=True)
 
 

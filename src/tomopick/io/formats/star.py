@@ -33,6 +33,8 @@ from tomopick.errors import TomopickError
 from tomopick.io.formats._common import (
     class_labels,
     class_names,
+    extra_values,
+    parse_extra,
     ask_picks_voxel_size,
     positive_voxel_size,
     run_names,
@@ -126,6 +128,10 @@ def _run_column(df: pd.DataFrame, run: str | None) -> list[str]:
     return [run or ""] * len(df)
 
 
+#: STAR label prefix of the picks' extra columns (``_tomopick_distance_to_membrane_A``).
+EXTRA_PREFIX = "tomopick_"
+
+
 def read_star(path: Path, *, voxel_size_A: Any = None, particle: str | None = None, particles: Any = None,
               run: str | None = None, tomogram_shape_zyx: Any = None, tomogram: Any = None, **_: Any) -> Picks:
     """Read any of the three STAR flavours (see the module docstring)."""
@@ -164,6 +170,10 @@ def read_star(path: Path, *, voxel_size_A: Any = None, particle: str | None = No
     except TomopickError as exc:
         raise TomopickError(exc.message, path) from None
     picks = Picks.from_arrays(xyz, names, score=score, rotations=rotations, run=_run_column(df, run))
+    extras = {c[len(EXTRA_PREFIX):]: parse_extra(df[c]) for c in df.columns
+              if str(c).startswith(EXTRA_PREFIX) and len(c) > len(EXTRA_PREFIX)}
+    if extras and n:
+        picks = picks.with_extra(**extras)
     return with_stated_voxel_size(picks, stated_vs)
 
 
@@ -175,6 +185,8 @@ def _common_columns(picks: Picks, data: dict[str, Any], particles: Any, path: Pa
     if picks.has_scores:
         data["rlnAutopickFigureOfMerit"] = picks.scores
     data["rlnClassNumber"] = class_labels(picks, particles, path)
+    for col, values in extra_values(picks).items():  # RELION ignores labels it does not know
+        data[EXTRA_PREFIX + col] = values
 
 
 def _write(blocks: dict[str, pd.DataFrame], path: Path) -> None:
