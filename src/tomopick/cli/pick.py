@@ -79,8 +79,12 @@ def pick(
     out: str = typer.Option(..., "--out", "-o",
                             help="Picks file (all inputs, run column), a folder (one file per input, end with /), "
                                  "or copick://project."),
-    model: Optional[str] = typer.Option(None, "--model", "-m",
-                                        help="Checkpoint (.pt). Default: the bundled czii-10A model."),
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m",
+                                              help="Checkpoint (.pt). Default: the bundled czii-10A model. "
+                                                   "Repeat to pick with an ensemble (docs/ensemble.md)."),
+    model_weights: Optional[str] = typer.Option(None, "--model-weights",
+                                                help="Ensemble weights, one per --model (e.g. 0.6,0.4; "
+                                                     "default equal)."),
     threshold: Optional[List[str]] = typer.Option(None, "--threshold", "-t",
                                                   help="Score threshold, or CLASS=VALUE; repeatable. Default: the model's "
                                                        "per-class thresholds for the score in use (chosen on its "
@@ -125,10 +129,18 @@ def pick(
     radius: Optional[float] = typer.Option(None, "--radius", help="With --prompt: particle radius in Å."),
 ) -> None:
     """Pick particles in tomograms with a trained 3D network; writes x, y, z in Å with a score per pick."""
+    from tomopick.inference.ensemble import EnsembleSpec
+
+    if model_weights is not None and len(model or []) < 2:
+        raise TomopickError("--model-weights needs two or more --model (an ensemble)")
+    model_arg = EnsembleSpec(model, model_weights) if len(model or []) > 1 else (model[0] if model else None)
     if prompt:
         from tomopick.cli.prompt import pick_prompted
 
-        pick_prompted(inputs, prompt, out=out, model=model, threshold=parse_thresholds(threshold),
+        if isinstance(model_arg, EnsembleSpec):
+            raise TomopickError("--prompt picks with one promptable --model, not an ensemble")
+
+        pick_prompted(inputs, prompt, out=out, model=model_arg, threshold=parse_thresholds(threshold),
                       peak_method=peak_method, distance=distance, roi=parse_roi(roi),
                       stride=stride, overlap=overlap,
                       batch_size=batch_size, device=device, threads=threads, voxel_size=voxel_size,
@@ -146,8 +158,11 @@ def pick(
                                threads=threads)
     lines: list[str] = []
     with window_progress(quiet) as progress:
-        report = run_pick(inputs, model, options=options, out=out, save_scores=save_scores, overwrite=overwrite,
+        report = run_pick(inputs, model_arg, options=options, out=out, save_scores=save_scores, overwrite=overwrite,
                           picks_format=picks_format, progress=progress, log=lines.append)
+    if isinstance(model_arg, EnsembleSpec):  # its "checkpoint" thresholds: the members' weighted mean
+        typer.echo("ensemble: " + ", ".join(f"{m} (weight {w:.3g})" for m, w in zip(model_arg.models,
+                                                                                    model_arg.weights)))
     for line in lines:
         typer.echo(line)
     for summary in report.runs:

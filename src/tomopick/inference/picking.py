@@ -42,6 +42,8 @@ CROP_OVERLAP = 0.08
 def _divisor(config: dict[str, Any]) -> int:
     from tomopick.models.registry import network_divisor  # lazy: models import torch
 
+    if config.get("ensemble"):  # a fused ensemble (tomopick.inference.ensemble): its first member's divisor
+        return int(config["ensemble"]["divisor"])
     net = config.get("network", {}) or {}
     return network_divisor(net.get("name", "unet"), net.get("hparams", {}) or {})
 
@@ -269,6 +271,8 @@ def window_dependent(config: dict[str, Any]) -> bool:
     (DeepETPicker) and per-sample normalisation (instance, group or layer norm, SwinUNETR), whose statistics over
     a large window differ from those over the training patches. Such networks are run on windows of their
     training patch size."""
+    if config.get("ensemble"):
+        return bool(config["ensemble"].get("window_dependent"))
     net = config.get("network", {}) or {}
     name, hparams = net.get("name"), net.get("hparams", {}) or {}
     if name == "coordresunet" and hparams.get("coord_conv", True):

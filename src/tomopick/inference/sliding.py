@@ -236,7 +236,8 @@ def make_predictor(model: Any, *, output: str, channels: Sequence[int], tta: int
             with torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=use_amp):
                 logits = model(xi)
             logits = logits.float()
-            prob = torch.softmax(logits, dim=1) if output == "softmax" else torch.sigmoid(logits)
+            prob = (torch.softmax(logits, dim=1) if output == "softmax" else
+                    logits if output == "probability" else torch.sigmoid(logits))  # probability: fused ensembles
             prob = prob.index_select(1, idx)
             if dims:
                 prob = torch.flip(prob, dims)
@@ -335,7 +336,8 @@ def predict_to_store(source: Any, model: Any, *, output: str, channels: Sequence
     model
         Network mapping ``(n, 1, z, y, x)`` to ``(n, C_all, z, y, x)`` logits (eval mode, on ``settings.device``).
     output
-        ``"softmax"`` or ``"sigmoid"``.
+        ``"softmax"``, ``"sigmoid"`` or ``"probability"`` (the network returns probabilities already: fused
+        ensembles, :mod:`tomopick.inference.ensemble`).
     channels
         Indices of the output channels to keep (the foreground classes), in order.
     stats

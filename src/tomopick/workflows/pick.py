@@ -18,6 +18,7 @@ import numpy as np
 
 from tomopick.data import Picks
 from tomopick.errors import TomopickError
+from tomopick.inference.ensemble import EnsembleSpec
 from tomopick.inference.options import PickOptions
 from tomopick.inference.picking import inference_settings, pick_tomogram, resolve_thresholds
 from tomopick.io import check_output, formats, get_format, read_tomogram, write_picks, write_tomogram
@@ -42,11 +43,18 @@ class PickReport:
 # -- model ------------------------------------------------------------------------------------------------------
 def resolve_model(model: Any | None):
     """A :class:`~tomopick.models.checkpoint.LoadedModel` from a path, a loaded model, or ``None`` (the bundled
-    ``czii-10A`` model)."""
+    ``czii-10A`` model); an :class:`~tomopick.inference.ensemble.EnsembleSpec` (or a list of two or more) gives
+    the fused ensemble (:mod:`tomopick.workflows.ensemble`)."""
     from tomopick.models.checkpoint import LoadedModel, load_checkpoint  # lazy: imports torch (options are checked first)
 
+    if isinstance(model, (list, tuple)) and len(model) == 1:
+        model = model[0]
     if isinstance(model, LoadedModel):
         return model
+    if isinstance(model, (list, tuple, EnsembleSpec)):
+        from tomopick.workflows.ensemble import load_ensemble
+
+        return load_ensemble(model)
     if model is None:
         try:
             from tomopick.models.bundled import load_bundled

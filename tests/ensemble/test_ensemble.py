@@ -1,0 +1,148 @@
+"""Ensembles: fused scores equal the hand-computed weighted mean (members of different architectures and voxel
+sizes, classes matched by name), thresholds follow the single-model rules, and --model-weights errors are one line."""
+
+import numpy as np
+import pytest
+import torch
+
+from tomopick.cli.main import main
+from tomopick.data import CZII, Tomogram
+from tomopick.errors import TomopickError
+from tomopick.inference.ensemble import EnsembleSpec, class_weights, ensemble_model, parse_model_weights
+from tomopick.inference.normalize import RobustStats, robust_config
+from tomopick.inference.options import PickOptions
+from tomopick.inference.picking import inference_settings, pick_tomogram
+from tomopick.inference.rescale import rescale_volume
+from tomopick.io import write_tomogram
+from tomopick.models import build_model, load_checkpoint, save_checkpoint
+from tomopick.models.checkpoint import LoadedModel
+
+
+def member(network, hparams, classes, voxel_size_A, seed, pick=None):
+    torch.manual_seed(seed)
+    net = build_model(network, 1, len(classes) + 1, **hparams).eval()
+    config = {"network": {"name": network, "hparams": hparams}, "in_channels": 1, "out_channels": len(classes) + 1,
+              "output": "softmax", "classes": ["background", *classes],
+              "particles": CZII.subset(classes).model_dump(mode="json"), "voxel_size_A": voxel_size_A,
+              "patch_size": [16, 16, 16], "normalisation": robust_config(), "target": {"kind": "sphere",
+                                                                                        "radius_fraction": 0.5},
+              "pick": pick or {}}
+    return LoadedModel(model=net, config=config, path=f"{network}-{voxel_size_A:g}A.pt")
+
+
+@pytest.fixture(scope="module")
+def members():
+    # A: plain UNet at 10 Å knowing apo-ferritin and ribosome; B: residual UNet at 5 Å knowing ribosome and
+    # thyroglobulin, in another channel order
+    a = member("unet", {"channels": [4, 8, 16], "strides": [2, 2]}, ["apo-ferritin", "ribosome"], 10.0, 1,
+               {"score": "blob", "thresholds_by_score": {"blob": {"apo-ferritin": 0.3, "ribosome": 0.4}}})
+    b = member("resunet", {"channels": [3, 6], "strides": [2], "num_res_units": 1}, ["thyroglobulin", "ribosome"],
+               5.0, 2, {"score": "blob", "thresholds_by_score": {"blob": {"ribosome": 0.1}}})
+    return a, b
+
+
+def softmax_of(loaded, x):
+    with torch.no_grad():
+        return torch.softmax(loaded.model(torch.from_numpy(x)[None, None]), dim=1)[0].numpy()
+
+
+def test_fused_scores_are_the_weighted_mean_by_class_name(members):
+    a, b = members
+    fused = ensemble_model([a, b], [0.6, 0.4])
+    assert fused.classes == ["apo-ferritin", "ribosome", "thyroglobulin"]
+    assert fused.voxel_size_A == 10.0
+    rng = np.random.default_rng(0)
+    vol = rng.normal(0, 1, (16, 32, 32)).astype(np.float32)  # already normalised (stats 0, 1; no value clipped)
+    options = PickOptions(threshold=0.99, roi_size=(16, 32, 32), overlap=0.0)
+    maps = {}
+    pick_tomogram(Tomogram(vol, 10.0), fused, options, run="t", stats=RobustStats(0.0, 1.0, 1),
+                  settings=inference_settings(fused, options),
+                  on_scores=lambda ms: maps.update({m.source.split(":")[1]: np.asarray(m.data[...]) for m in ms}))
+    # by hand: A on the volume; B on the volume resampled to 5 Å (31 × 63 × 63 voxels, voxel j at j · 5 Å),
+    # padded with the median (0) to a multiple of its downsampling (2), its softmax sampled back at every other voxel
+    pa = softmax_of(a, vol)
+    fine = rescale_volume(vol, (2.0, 2.0, 2.0))
+    assert fine.shape == (31, 63, 63)
+    pb = softmax_of(b, np.pad(fine, ((0, 1), (0, 1), (0, 1))))[:, :31:2, :63:2, :63:2]
+    want = {"apo-ferritin": pa[1],                         # only A knows it: A's map
+            "ribosome": 0.6 * pa[2] + 0.4 * pb[2],         # A channel 2, B channel 2 (by name, not position)
+            "thyroglobulin": pb[1]}                        # only B knows it
+    for name, expected in want.items():
+        np.testing.assert_allclose(maps[name], expected, atol=2e-3, err_msg=name)  # float16 store
+    assert np.abs(maps["ribosome"] - pa[2]).max() > 0.01  # B really contributes
+
+
+def test_tta_composes_and_single_member_is_the_model(members):
+    a, _ = members
+    vol = np.random.default_rng(1).normal(0, 1, (16, 32, 32)).astype(np.float32)
+    out = {}
+    for label, model in (("alone", a), ("ensemble", ensemble_model([a, a], [0.3, 0.7]))):
+        options = PickOptions(threshold=0.99, roi_size=(16, 32, 32), overlap=0.0, tta=4)
+        pick_tomogram(Tomogram(vol, 10.0), model, options, run="t", stats=RobustStats(0.0, 1.0, 1),
+                      settings=inference_settings(model, options),
+                      on_scores=lambda ms, k=label: out.update({k: [np.asarray(m.data[...]) for m in ms]}))
+    np.testing.assert_allclose(out["ensemble"][0], out["alone"][0], atol=2e-3)
+    np.testing.assert_allclose(out["ensemble"][1], out["alone"][1], atol=2e-3)
+
+
+def test_thresholds_are_the_weighted_mean_of_the_members(members):
+    a, b = members
+    fused = ensemble_model([a, b], [0.75, 0.25])
+    stored = fused.config["pick"]["thresholds_by_score"]["blob"]
+    assert stored["apo-ferritin"] == pytest.approx(0.3)             # only A knows it
+    assert stored["ribosome"] == pytest.approx(0.75 * 0.4 + 0.25 * 0.1)
+    assert "thyroglobulin" not in stored                            # no member stores one: the default applies
+    assert "peak" not in fused.config["pick"]["thresholds_by_score"]  # nobody stores peak thresholds: default
+    table = class_weights([a.config, b.config], [0.75, 0.25], fused.classes)
+    np.testing.assert_allclose(table, [[1.0, 0.75, 0.0], [0.0, 0.25, 1.0]])
+
+
+@pytest.mark.parametrize("text, n, message", [
+    ("0.6", 2, "1 weight for 2 models"),
+    ("0.6,abc", 2, "expected numbers"),
+    ("0.6,-0.4", 2, ">= 0"),
+    ("0,0", 2, "at least one weight must be > 0"),
+    ("1,2,3", 2, "3 weights for 2 models"),
+])
+def test_model_weights_errors(text, n, message):
+    with pytest.raises(TomopickError, match=message) as info:
+        parse_model_weights(text, n)
+    assert "--model-weights" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_model_weights_normalised():
+    assert parse_model_weights("3,1", 2) == [0.75, 0.25]
+    assert parse_model_weights(None, 4) == [0.25] * 4
+    assert EnsembleSpec(["a.pt", "b.pt"], "1,1").weights == [0.5, 0.5]
+
+
+def test_cli_ensemble_and_weight_errors(tmp_path, members, capsys):
+    a, b = members
+    paths = []
+    for m in (a, b):
+        path = tmp_path / m.path
+        save_checkpoint(path, m.model, m.config)
+        paths.append(str(path))
+    assert load_checkpoint(paths[1]).voxel_size_A == 5.0
+    rng = np.random.default_rng(2)
+    mrc = tmp_path / "TS_1.mrc"
+    write_tomogram(Tomogram.from_array(rng.normal(0, 1, (20, 40, 40)).astype(np.float32), 10.0), mrc)
+    out = tmp_path / "picks.csv"
+    for args, message in ((["--model-weights", "0.5"], "1 weight for 2 models"),
+                          (["--model-weights", "x,y"], "expected numbers")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["pick", str(mrc), "--out", str(out), "--model", paths[0], "--model", paths[1], *args, "-q"])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: --model-weights") and message in err and "\n" not in err
+        assert not out.exists()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pick", str(mrc), "--out", str(out), "--model", paths[0], "--model", paths[1],
+              "--model-weights", "0.6,0.4", "-q"])
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    assert "ensemble:" in printed and "weight 0.6" in printed
+    # per class, the ensemble's threshold and its rule: ribosome 0.6 · 0.4 + 0.4 · 0.1 = 0.28 from the checkpoints
+    assert "ribosome" in printed and ">= 0.28 (checkpoint)" in printed
+    assert "thyroglobulin" in printed and ">= 0.2 (default)" in printed
+    assert out.is_file()
