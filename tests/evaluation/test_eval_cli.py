@@ -68,7 +68,9 @@ def test_cli_copick_project_users_report_and_overwrite(tmp_path):
     assert out.exit_code == 0, out.output
     assert "score (weighted F4): 0.8571" in out.output and "best-case threshold" in out.output
     assert sorted(p.name for p in report.iterdir()) == ["evaluation.json", "pr_curves.csv", "pr_curves.png",
-                                                        "report.md"]
+                                                        "report.html", "report.md"]
+    page = (report / "report.html").read_text()  # the picking report, without slabs (no tomogram in the project)
+    assert "CZII score (weighted F4): 0.8571" in page and "No tomogram was given" in page
     assert (report / "pr_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     doc = json.loads((report / "evaluation.json").read_text())
     assert doc["score"] == pytest.approx(6 / 7) and doc["sweep"]["score"] == pytest.approx(6 / 7)

@@ -39,6 +39,11 @@ def test_demo_end_to_end_scores_the_held_out_run(tmp_path):
     assert (out / "picks_bundled.csv").is_file()
     assert (out / "picks_trained.csv").is_file() and (out / "model" / "best.pt").is_file()
     assert (out / "report_trained" / "report.md").is_file()
+    # the demo ends with the picking report of the bundled model's picks: slabs and the CZII table inside
+    assert result.report_path == out / "report.html"
+    page = result.report_path.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "sim_002" in page and "CZII score (weighted F4)" in page
+    assert "data:image/png;base64," in page and "src=\"http" not in page
     with pytest.raises(TomopickError, match="--overwrite"):
         run_demo(out, n_train=1, log=lambda _: None)
 

@@ -28,11 +28,13 @@ def demo(
 
     from tomopick.cli.tables import fmt_num, result_table
     from tomopick.workflows.demo import run_demo
+    from tomopick.workflows.reporting import command_line
 
     if imaging not in ("fast", "full"):
         raise typer.BadParameter("must be 'fast' or 'full'", param_hint="--imaging")
     result = run_demo(out, n_train=n_train, shape_zyx=shape, imaging=imaging, epochs=epochs, steps_per_epoch=steps,
-                      seed=seed, overwrite=overwrite, use_bundled=not no_bundled, log=typer.echo)
+                      seed=seed, overwrite=overwrite, use_bundled=not no_bundled, log=typer.echo,
+                      command=command_line())
     console = Console() if sys.stdout.isatty() else Console(width=160)
     for label, res in result.scores.items():
         console.print(result_table(res, title=f"{label} model on held-out run {', '.join(result.test_runs)}"))
@@ -40,6 +42,8 @@ def demo(
     times = ", ".join(f"{k} {v:.0f} s" for k, v in result.timings_s.items())
     typer.echo(f"time: {times}; total {sum(result.timings_s.values()):.0f} s")
     typer.echo(f"everything is in {result.out_dir}/ (copick project data/, model/best.pt, picks_*.csv, report_*/)")
+    if result.report_path is not None:
+        typer.echo(f"open the picking report in a browser: {result.report_path.resolve()}")
 
 
 def register(app: typer.Typer) -> None:

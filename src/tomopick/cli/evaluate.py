@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -25,8 +25,12 @@ def evaluate(
     sweep: bool = typer.Option(False, "--sweep", help="Also report the best score threshold per class (the picks "
                                                       "need scores)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write report.md, evaluation.json and PR curves "
-                                                                 "(PNG, CSV) into this folder."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write report.html (the picking report, "
+                                                                 "docs/report.md), report.md, evaluation.json and "
+                                                                 "PR curves (PNG, CSV) into this folder."),
+    tomograms: Optional[List[str]] = typer.Option(None, "--tomogram",
+                                                  help="Tomogram shown in report.html (repeatable; matched to runs "
+                                                       "by name). Default: the runs' tomograms of a copick project."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report folder."),
     truth_user: Optional[str] = typer.Option(None, "--truth-user", help="copick user_id of the truth (e.g. curation)."),
     picks_user: Optional[str] = typer.Option(None, "--picks-user", help="copick user_id of the picks."),
@@ -42,11 +46,13 @@ def evaluate(
     from rich.table import Table
 
     from tomopick.workflows.evaluate import evaluate as run_evaluate
+    from tomopick.workflows.reporting import command_line
 
     outcome = run_evaluate(truth, picks, particles=particles, metric=metric, beta=beta,
                            distance_factor=distance_factor, distance_A=distance_A, sweep=sweep, report_dir=report,
                            overwrite=overwrite, truth_user=truth_user, picks_user=picks_user,
-                           runs=[r for r in (runs or "").split(",") if r] or None)
+                           runs=[r for r in (runs or "").split(",") if r] or None, tomograms=tomograms or None,
+                           command=command_line())
     if as_json:
         typer.echo(json.dumps(outcome.to_dict(), indent=2))
         return

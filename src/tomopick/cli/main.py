@@ -51,6 +51,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "calibrate",
     "prompt",
     "evaluate",
+    "report",
     "demo",
 )
 
@@ -69,6 +70,7 @@ COMMAND_OPTIONS: dict[str, dict[str, str]] = {
     "pick": {"voxel_size": "--voxel-size", "format_out": "--format", "allow_nonfinite": "--allow-nonfinite"},
     "prompt extract": {"voxel_size": "--tomogram-voxel-size"},
     "finetune": {"voxel_size": "--voxel-size"},
+    "report": {"voxel_size": "--voxel-size"},
 }
 
 

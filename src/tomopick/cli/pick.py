@@ -127,6 +127,9 @@ def pick(
                                      "promptable model (repeatable; see docs/prompt.md)."),
     stride: Optional[int] = typer.Option(None, "--stride", min=1, help="With --prompt: sliding-window step (voxels)."),
     radius: Optional[float] = typer.Option(None, "--radius", help="With --prompt: particle radius in Å."),
+    report_html: Optional[Path] = typer.Option(None, "--report",
+                                               help="Also write an HTML report of the picks: slabs with the picks "
+                                                    "drawn, galleries, score histograms (docs/report.md)."),
 ) -> None:
     """Pick particles in tomograms with a trained 3D network; writes x, y, z in Å with a score per pick."""
     from tomopick.inference.ensemble import EnsembleSpec
@@ -134,6 +137,12 @@ def pick(
     if model_weights is not None and len(model or []) < 2:
         raise TomopickError("--model-weights needs two or more --model (an ensemble)")
     model_arg = EnsembleSpec(model, model_weights) if len(model or []) > 1 else (model[0] if model else None)
+    if report_html is not None:  # checked before any work
+        if prompt:
+            raise TomopickError("--report is not available with --prompt yet; run `tomopick report` on the picks")
+        from tomopick.workflows.reporting import check_report_output
+
+        check_report_output(report_html, overwrite)
     if prompt:
         from tomopick.cli.prompt import pick_prompted
 
@@ -170,6 +179,13 @@ def pick(
         note = f" ({summary['note']})" if summary.get("note") else ""
         typer.echo(f"{summary['run'] or summary.get('input')}: {counts}; {summary.get('seconds', 0):.1f} s{note}")
     typer.echo(f"{len(report.picks)} picks written to {', '.join(report.outputs)}")
+    if report_html is not None:
+        from tomopick.workflows.report import report_of_pick
+        from tomopick.workflows.reporting import command_line
+
+        made = report_of_pick(report, inputs, model_arg, out=report_html, command=command_line(),
+                              voxel_size_A=voxel_size, overwrite=overwrite)
+        typer.echo(f"report written to {made.path} ({made.size_bytes / 1e6:.1f} MB)")
 
 
 def register(app: typer.Typer) -> None:

@@ -29,6 +29,7 @@ class DemoResult:
     picks_files: dict[str, Path] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)     # model label -> why it was not run
+    report_path: Path | None = None                           # the HTML picking report (last model's picks)
 
 
 def demo_train_config(data_root: Path, train_runs: list[str], val_runs: list[str], *, epochs: int,
@@ -58,7 +59,7 @@ def demo_train_config(data_root: Path, train_runs: list[str], val_runs: list[str
 def run_demo(out: str | Path, *, n_train: int = 3, shape_zyx: tuple[int, int, int] = (96, 256, 256),
              imaging: str = "fast", epochs: int = 8, steps_per_epoch: int = 25, seed: int = 0,
              overwrite: bool = False, use_bundled: bool = True,
-             log: Callable[[str], None] = print) -> DemoResult:
+             log: Callable[[str], None] = print, command: str | None = None) -> DemoResult:
     """Simulate → train → pick (trained and bundled models) → evaluate, all under ``out``.
 
     Parameters
@@ -75,12 +76,15 @@ def run_demo(out: str | Path, *, n_train: int = 3, shape_zyx: tuple[int, int, in
         Training budget of the demo model.
     use_bundled
         Also pick with the bundled ``czii-10A`` model (skipped with a note if it is not installed).
+    command
+        The command line shown in the HTML report (``out/report.html``, of the last model's picks).
     """
     import shutil
 
     from tomopick.io import check_output
     from tomopick.workflows.evaluate import evaluate
     from tomopick.workflows.pick import pick
+    from tomopick.workflows.report import report_of_pick
     from tomopick.workflows.simulate import simulate_dataset
     from tomopick.workflows.train import train
 
@@ -131,11 +135,17 @@ def run_demo(out: str | Path, *, n_train: int = 3, shape_zyx: tuple[int, int, in
         slug = "trained" if i == 0 else "bundled"
         picks_path = out / f"picks_{slug}.csv"
         log(f"[3/4] picking {test_runs[0]} with the {label} model → {picks_path}")
-        pick([source], model=model, out=picks_path, overwrite=True)
+        made = pick([source], model=model, out=picks_path, overwrite=True)
         result.picks_files[label] = picks_path
         result.timings_s[f"pick {slug}"] = time.perf_counter() - t0
         log(f"[4/4] scoring {label} picks against the ground truth (CZII metric, β = 4)")
         outcome = evaluate(out / "data", picks_path, truth_user="curation", runs=test_runs,
                            report_dir=out / f"report_{slug}", overwrite=True)
         result.scores[label] = outcome.result
+    t0 = time.perf_counter()
+    page = report_of_pick(made, [source], model, out=out / "report.html", truth=out / "data", truth_user="curation",
+                          command=command, overwrite=True)
+    result.report_path = page.path
+    result.timings_s["report"] = time.perf_counter() - t0
+    log(f"report of the {label} picks: {page.path} ({page.size_bytes / 1e6:.1f} MB)")
     return result

@@ -29,7 +29,7 @@ from tomopick.io import atomic_output, check_output
 from tomopick.io.sources import align_runs, load_picks  # noqa: F401
 from tomopick.jsonable import to_jsonable
 
-REPORT_FILES = ("report.md", "evaluation.json", "pr_curves.png", "pr_curves.csv")
+REPORT_FILES = ("report.md", "report.html", "evaluation.json", "pr_curves.png", "pr_curves.csv")
 
 
 def check_scored(picks: Picks, source: str | Path) -> None:
@@ -74,7 +74,8 @@ def evaluate(truth: str | Path, picks: str | Path, *, particles: str | Path | Pa
              distance_A: float | None = None, sweep: bool = False, report_dir: str | Path | None = None,
              overwrite: bool = False, truth_user: str | None = None, picks_user: str | None = None,
              truth_format: str | None = None, picks_format: str | None = None,
-             runs: list[str] | None = None) -> EvaluateOutcome:
+             runs: list[str] | None = None, tomograms: list[str] | None = None,
+             command: str | None = None) -> EvaluateOutcome:
     """Score the picks in ``picks`` against the ground truth in ``truth``.
 
     Parameters
@@ -98,6 +99,11 @@ def evaluate(truth: str | Path, picks: str | Path, *, particles: str | Path | Pa
         Force pick formats.
     runs
         Evaluate only these runs (e.g. the test runs of a copick project whose truth covers every run).
+    tomograms
+        Tomograms shown in ``report_dir/report.html`` (matched to runs by name); default: the runs' tomograms
+        when the truth or the picks are a copick project, else none (the page then holds tables and plots).
+    command
+        The command line shown in ``report.html``.
     """
     if report_dir is not None:
         check_output(report_dir, overwrite)
@@ -129,9 +135,33 @@ def evaluate(truth: str | Path, picks: str | Path, *, particles: str | Path | Pa
                            sources={"truth": str(truth), "picks": str(picks)}, figure="pr_curves.png")
     fig = pr_figure(curves, pset, title=f"precision–recall ({metric}, distance "
                     + (f"{distance_A:g} Å)" if distance_A is not None else f"{result.distance_factor:g} × radius)"))
+    page = _html_report(t, p, pset, result, curves, truth, picks, tomograms, command)
     with atomic_output(report_dir, overwrite=overwrite, directory=True) as tmp:
         (tmp / "report.md").write_text(text + "\n")
+        (tmp / "report.html").write_text(page, encoding="utf-8")
         (tmp / "evaluation.json").write_text(json.dumps(outcome.to_dict(), indent=2) + "\n")
         curves.to_csv(tmp / "pr_curves.csv", index=False)
         fig.savefig(tmp / "pr_curves.png")
     return EvaluateOutcome(result, swept, Path(report_dir), str(truth), str(picks))
+
+
+def _html_report(truth: Picks, picks: Picks, particles: ParticleSet, result: EvaluationResult, curves: Any,
+                 truth_source: str | Path, picks_source: str | Path, tomograms: list[str] | None,
+                 command: str | None) -> str:
+    """``report.html``: the picking report (:mod:`tomopick.viz.report`) with the truth, over the evaluated runs."""
+    from tomopick.viz.report import ReportOptions, render_report
+    from tomopick.workflows.reporting import (
+        copick_tomogram_uris, open_tomograms, picks_by_run, report_input,
+    )
+
+    runs = [r for r in truth.runs if r]
+    inputs = list(tomograms or [])
+    if tomograms is None:
+        inputs = copick_tomogram_uris(truth_source, runs) or copick_tomogram_uris(picks_source, runs)
+    opened = open_tomograms(inputs)
+    if len(opened) == 1 and set(truth.runs) == {""}:  # bare files for one tomogram: its run name
+        truth, picks = picks_by_run(truth, list(opened)), picks_by_run(picks, list(opened))
+    opened = {k: v for k, v in opened.items() if k in set(truth.runs)}
+    data = report_input(picks, truth, particles, opened, evaluation=result, curves=curves, command=command,
+                        sources={"truth": str(truth_source), "picks": str(picks_source)})
+    return render_report(data, ReportOptions(title="tomopick evaluation"))
