@@ -122,6 +122,21 @@ def pick(
     picks_format: Optional[str] = typer.Option(None, "--format", help="Picks format (default: from --out)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    context: Optional[str] = typer.Option(None, "--context",
+                                          help="Segmentation from `tomopick segment` (a folder of <run>.ome.zarr for "
+                                               "several inputs): adds compartment_id, compartment_class, "
+                                               "distance_to_membrane_A, membrane_gap_A, on_membrane (docs/segment.md)."),
+    segment: bool = typer.Option(False, "--segment", help="Segment each tomogram first (membrane-10A) and add the "
+                                                          "same context columns."),
+    segment_model: Optional[str] = typer.Option(None, "--segment-model",
+                                                help="With --segment: a segmentation checkpoint."),
+    where: Optional[str] = typer.Option(None, "--where",
+                                        help="Keep picks where this holds, e.g. \"distance_to_membrane_A < 40 and "
+                                             "particle == 'ribosome'\" (columns, numbers, 'text', < <= > >= == !=, "
+                                             "and/or/not, abs())."),
+    mask: Optional[str] = typer.Option(None, "--mask",
+                                       help="Allowed region: a mask volume (nonzero), or segmentation class(es) "
+                                            "with --context/--segment, e.g. lumen or lumen,membrane."),
     prompt: Optional[List[str]] = typer.Option(
         None, "--prompt", "-p", help="Prompt file(s) from `tomopick prompt extract`: pick that particle with a "
                                      "promptable model (repeatable; see docs/prompt.md)."),
@@ -165,10 +180,15 @@ def pick(
                                overlap=overlap, batch_size=batch_size, device=device, mode=mode,
                                roi_size=parse_roi(roi), voxel_size_A=voxel_size, allow_nonfinite=allow_nonfinite,
                                threads=threads)
+    from tomopick.workflows.segment import pick_context_from_cli
+
+    pick_context, mask_array = pick_context_from_cli(context=context, segment=segment, segment_model=segment_model,
+                                                     where=where, mask=mask)
     lines: list[str] = []
     with window_progress(quiet) as progress:
         report = run_pick(inputs, model_arg, options=options, out=out, save_scores=save_scores, overwrite=overwrite,
-                          picks_format=picks_format, progress=progress, log=lines.append)
+                          picks_format=picks_format, progress=progress, log=lines.append, context=pick_context,
+                          mask=mask_array)
     if isinstance(model_arg, EnsembleSpec):  # its "checkpoint" thresholds: the members' weighted mean
         typer.echo("ensemble: " + ", ".join(f"{m} (weight {w:.3g})" for m, w in zip(model_arg.models,
                                                                                     model_arg.weights)))

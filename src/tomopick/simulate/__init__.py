@@ -8,11 +8,12 @@ SimulationConfig, SimulationResult, simulate_tomogram, build_scene, Template, bu
 """
 
 from tomopick.simulate.config import CZII_COUNTS, CZII_TEMPLATES, SimulationConfig
+from tomopick.simulate.context import SEGMENT_CLASSES, ContextConfig
 from tomopick.simulate.core import SimulationResult, simulate_tomogram
 from tomopick.simulate.scene import Scene, build_scene
 from tomopick.simulate.templates_io import Template, bundled_template, render_rotated, resolve_template, shape_template
 
 __all__ = [
-    "CZII_COUNTS", "CZII_TEMPLATES", "Scene", "SimulationConfig", "SimulationResult", "Template", "build_scene",
+    "CZII_COUNTS", "CZII_TEMPLATES", "ContextConfig", "SEGMENT_CLASSES", "Scene", "SimulationConfig", "SimulationResult", "Template", "build_scene",
     "bundled_template", "render_rotated", "resolve_template", "shape_template", "simulate_tomogram",
 ]

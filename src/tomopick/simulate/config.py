@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tomopick.simulate.context import ContextConfig
+
 #: Per-run particle counts of the 7 CZII training tomograms (184 × 630 × 630 voxels at 10.012 Å), from the
 #: challenge ground truth (dataset 10440, CC-BY 4.0).
 CZII_COUNTS: dict[str, dict[str, int]] = {
@@ -78,6 +80,10 @@ class SimulationConfig(BaseModel):
         Gold beads near the ice surfaces.
     n_filaments, filament_radius_A, filament_length_A
         Actin-like rods lying roughly in the ice plane.
+    context
+        Cellular context with exact segmentation labels (:class:`~tomopick.simulate.context.ContextConfig`:
+        vesicles of many shapes, sheets, double membranes, tubes, gold, carbon; membrane-bound and lumenal
+        particles). It replaces ``n_vesicles`` and ``n_fiducials`` (unlabelled). ``None`` (default): no change.
 
     Imaging
     -------
@@ -136,6 +142,7 @@ class SimulationConfig(BaseModel):
     n_filaments: int = Field(default=0, ge=0)
     filament_radius_A: float = Field(default=35.0, gt=0)
     filament_length_A: tuple[float, float] = (1500.0, 5000.0)
+    context: ContextConfig | None = None
     # -- imaging --
     imaging: Literal["fast", "full"] = "fast"
     snr: float = Field(default=3.0, gt=0)

@@ -34,6 +34,10 @@ class SimulationResult:
         float32 noise-free reconstruction on the tomogram's scale (``tomogram − signal`` is the noise) or None.
     slab_mask, occupied
         Boolean volumes (kept with ``keep_noiseless``): inside the ice; covered by any object.
+    segmentation, segmentation_instances
+        With ``config.context``: uint8 semantic labels (0 background, 1 membrane, 2 lumen, 3 gold, 4 carbon;
+        :data:`~tomopick.simulate.context.SEGMENT_CLASSES`) and int32 compartment instance ids; else None. The
+        picks then carry ``compartment_id``, ``compartment_class`` and ``membrane_bound`` columns.
     params
         Every parameter (the config, the seed actually used, drawn values such as defocus and ice geometry,
         requested/placed counts, measured SNR, timings).
@@ -51,6 +55,8 @@ class SimulationResult:
     signal: np.ndarray | None = None
     slab_mask: np.ndarray | None = field(default=None, repr=False)
     occupied: np.ndarray | None = field(default=None, repr=False)
+    segmentation: np.ndarray | None = field(default=None, repr=False)
+    segmentation_instances: np.ndarray | None = field(default=None, repr=False)
 
 
 SNR_DEFINITION = {
@@ -212,4 +218,5 @@ def simulate_tomogram(config: SimulationConfig | None = None, seed_or_rng: int |
         class_labels=scene.class_labels, noiseless=scene.potential if config.keep_noiseless else None,
         params=params, particle_set=pset, signal=signal, slab_mask=slab if config.keep_noiseless else None,
         occupied=scene.occupied if config.keep_noiseless else None,
+        segmentation=scene.segmentation, segmentation_instances=scene.segmentation_instances,
     )

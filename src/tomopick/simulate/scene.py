@@ -49,6 +49,9 @@ class Scene:
         Everything else placed (vesicles, beads, filaments, distractors, clutter) and placement statistics.
     occupied
         Boolean: voxels covered by any object's mask (particles, membranes, beads, filaments, clutter).
+    segmentation, segmentation_instances
+        With ``config.context``: uint8 semantic labels (:data:`~tomopick.simulate.context.SEGMENT_CLASSES`) and
+        int32 compartment instance ids; else None.
     """
 
     potential: np.ndarray
@@ -58,6 +61,8 @@ class Scene:
     picks: Picks
     context: dict[str, Any] = field(default_factory=dict)
     occupied: np.ndarray | None = None
+    segmentation: np.ndarray | None = None
+    segmentation_instances: np.ndarray | None = None
 
     def slab_mask(self) -> np.ndarray:
         """Boolean ``(z, y, x)``: voxels inside the ice (everything when there is no slab)."""
@@ -390,13 +395,21 @@ def build_scene(cfg: SimulationConfig, particle_set: ParticleSet, rng: np.random
     vs = b.vs
     templates = particle_templates(cfg, particle_set)
     counts = default_counts(cfg, particle_set, b.slab_volume_A3, rng)
-    b.add_vesicles()
-    b.add_fiducials()
+    painter = None
+    if cfg.context is None:
+        b.add_vesicles()
+        b.add_fiducials()
+    else:
+        from tomopick.simulate.context import ContextPainter
+
+        painter = ContextPainter(b, cfg.context, np.random.default_rng(int(rng.integers(0, 2**63 - 1))))
+        painter.paint()
     b.add_filaments()
 
     # largest particles first: they are the hardest to fit
     order = sorted(particle_set, key=lambda s: -templates[s.name].extent_radius_A)
     names, xyz, rots, ids = [], [], [], []
+    bound: list[int] = []
     placed_counts: dict[str, int] = {}
     next_id = 1
     for spec in order:
@@ -406,17 +419,25 @@ def build_scene(cfg: SimulationConfig, particle_set: ParticleSet, rng: np.random
         placed_counts[spec.name] = 0
         for i in range(n):
             frac = rng.uniform(-0.5, 0.5, 3)
-            box, cb = render_rotated(tmpl, rotations[i], vs, frac)
-            half = int(cb[0])
-            on_membrane = b.context["vesicles"] and rng.random() < cfg.membrane_particle_fraction
-            cands = (b._membrane_candidates(half, tmpl.extent_radius_A / vs) if on_membrane
-                     else (b._random_center(half) for _ in range(MAX_ATTEMPTS)))
-            c = b.place(box, cb, cands, instance=next_id, label=int(spec.label))
-            if c is None:
-                continue
+            if painter is not None:
+                placed = _place_in_context(b, painter, tmpl, rotations[i], frac, next_id, int(spec.label))
+                if placed is None:
+                    continue
+                c, rotation, is_bound = placed
+                bound.append(is_bound)
+            else:
+                box, cb = render_rotated(tmpl, rotations[i], vs, frac)
+                half = int(cb[0])
+                on_membrane = b.context["vesicles"] and rng.random() < cfg.membrane_particle_fraction
+                cands = (b._membrane_candidates(half, tmpl.extent_radius_A / vs) if on_membrane
+                         else (b._random_center(half) for _ in range(MAX_ATTEMPTS)))
+                c = b.place(box, cb, cands, instance=next_id, label=int(spec.label))
+                if c is None:
+                    continue
+                rotation = rotations[i]
             names.append(spec.name)
             xyz.append(voxel_to_angstrom(c + frac, vs)[0])
-            rots.append(rotations[i])
+            rots.append(rotation)
             ids.append(next_id)
             next_id += 1
             placed_counts[spec.name] += 1
@@ -435,4 +456,45 @@ def build_scene(cfg: SimulationConfig, particle_set: ParticleSet, rng: np.random
     b.context["requested_counts"] = counts
     b.context["placed_counts"] = placed_counts
     b.context["templates"] = {k: t.name for k, t in templates.items()}
-    return Scene(b.potential, b.instances, b.classes, b.slab_bounds, picks, b.context, b.occupied)
+    if painter is None:
+        return Scene(b.potential, b.instances, b.classes, b.slab_bounds, picks, b.context, b.occupied)
+    b.context["segment"] = painter.summary
+    picks = _context_truth(picks, painter, np.asarray(bound, dtype=np.int64), vs)
+    return Scene(b.potential, b.instances, b.classes, b.slab_bounds, picks, b.context, b.occupied,
+                 painter.classes, painter.instances)
+
+
+def _place_in_context(b: _Builder, painter: Any, tmpl: Template, rotation: np.ndarray, frac: np.ndarray,
+                      instance: int, label: int) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Place one particle membrane-bound, lumenal or free (chosen by the context's fractions).
+
+    Returns ``(centre zyx, rotation, membrane-bound 0/1)`` or None when it did not fit."""
+    ccfg = painter.cfg
+    u = b.rng.random()
+    if u < ccfg.membrane_bound_fraction and painter.compartments:
+        placed = painter.place_membrane_bound(tmpl, frac, instance, label)
+        if placed is not None:
+            return placed[0], placed[1], 1
+        return None
+    box, cb = render_rotated(tmpl, rotation, b.vs, frac)
+    if u < ccfg.membrane_bound_fraction + ccfg.lumenal_fraction and any(c.closed for c in painter.compartments):
+        cands = (q for q, _inst in painter.lumen_candidates())
+    else:
+        cands = (b._random_center(int(cb[0])) for _ in range(MAX_ATTEMPTS))
+    c = b.place(box, cb, cands, instance=instance, label=label)
+    return None if c is None else (c, rotation, 0)
+
+
+def _context_truth(picks: Picks, painter: Any, bound: np.ndarray, voxel_size_A: float) -> Picks:
+    """Ground-truth context columns: the compartment (instance id and class at the centre voxel) and whether the
+    particle was placed membrane-bound (``membrane_bound``)."""
+    from tomopick.simulate.context import SEGMENT_CLASSES
+
+    names = {v: k for k, v in SEGMENT_CLASSES.items()}
+    idx = np.clip(picks.voxel_indices(voxel_size_A), 0, np.asarray(painter.classes.shape) - 1) if len(picks) else (
+        np.zeros((0, 3), dtype=int))
+    cls = painter.classes[tuple(idx.T)] if len(picks) else np.zeros(0, dtype=np.uint8)
+    inst = painter.instances[tuple(idx.T)] if len(picks) else np.zeros(0, dtype=np.int32)
+    return picks.with_extra(compartment_id=inst.astype(np.int64),
+                            compartment_class=[names[int(c)] for c in cls],
+                            membrane_bound=bound.reshape(len(picks)))

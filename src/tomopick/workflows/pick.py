@@ -98,7 +98,8 @@ def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], mode
          save_scores: str | os.PathLike[str] | None = None, mask: np.ndarray | None = None,
          overwrite: bool = False, picks_format: str | None = None, user_id: str = "tomopick",
          session_id: str = "0", progress: Callable[[str, int, int], None] | None = None,
-         log: Callable[[str], None] | None = None, **option_values: Any) -> PickReport:
+         log: Callable[[str], None] | None = None, context: Any | None = None,
+         **option_values: Any) -> PickReport:
     """Pick particles in one or more tomograms with a trained model.
 
     Parameters
@@ -124,6 +125,9 @@ def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], mode
         ``progress(run, done, total)`` over windows.
     log
         Receives one line per input and class: picks kept, the threshold and its rule.
+    context
+        A :class:`tomopick.workflows.segment.PickContext` (``--context`` / ``--segment``): picks get compartment,
+        distance-to-membrane and on-membrane columns, ``--where`` filters them, ``--mask CLASS`` restricts them.
 
     Every input is opened (headers read, voxel sizes checked) and every option and output checked before the
     model is loaded or any tomogram is picked.
@@ -159,6 +163,8 @@ def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], mode
     # open every input first (lazy: headers only): a bad second input must not cost the first one's work
     read_options = {"voxel_size_A": options.voxel_size_A} if options.voxel_size_A is not None else {}
     tomograms = [read_tomogram(item, **read_options) for item in items]
+    if context is not None:
+        context.check(runs)
     if str(options.device).startswith("cuda"):
         import torch
 
@@ -174,10 +180,15 @@ def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], mode
     report = PickReport(picks=Picks.empty(), options=options)
     all_picks = []
     for item, run, tomogram in zip(items, runs, tomograms):
+        seg = None if context is None else context.prepare(tomogram, run, len(items))  # workflows/segment.py
+        run_mask = mask if seg is None or not context.mask_classes else context.mask(seg)
         picks, summary = pick_tomogram(
-            tomogram, loaded, options, run=run, settings=settings, mask=mask,
+            tomogram, loaded, options, run=run, settings=settings, mask=run_mask,
             on_scores=None if save_scores is None else _score_writer(Path(save_scores), run, overwrite),
             progress=None if progress is None else (lambda d, t, r=run: progress(r, d, t)))
+        if seg is not None:
+            picks = context.apply(picks, seg, getattr(loaded, "particles", None))
+            summary["counts"] = {n: int((picks.frame["particle"] == n).sum()) for n in summary.get("counts", {})}
         picks = picks.with_columns(user=user_id, session=session_id) if len(picks) else picks
         summary["input"] = item
         if log is not None:

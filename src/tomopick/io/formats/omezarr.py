@@ -170,6 +170,7 @@ def write_omezarr(
     chunks: int | Sequence[int] = 256,
     dtype: str | None = None,
     slab_depth: int = 64,
+    attrs: dict[str, Any] | None = None,
     **_: Any,
 ) -> None:
     """Write an OME-Zarr multiscale pyramid (zarr v2, ``"/"`` separator, blosc-lz4), slab by slab.
@@ -188,6 +189,9 @@ def write_omezarr(
         Cast on the way (default: keep).
     slab_depth
         z-planes read at a time from the source (rounded up to a multiple of ``2**(levels-1)``).
+    attrs
+        Further group attributes, e.g. ``{"image-label": {...}}`` for an NGFF label image (write labels with
+        ``levels=1``: the pyramid's mean does not suit label ids).
     """
     import zarr
     from numcodecs import Blosc
@@ -228,6 +232,8 @@ def write_omezarr(
                 for i in range(levels)]
     axes = [{"name": n, "type": "space", "unit": "angstrom"} for n in "zyx"]
     write_multiscales_metadata(group, datasets=datasets, fmt=FormatV04(), axes=axes, metadata={})
+    if attrs:
+        group.attrs.update(attrs)
 
 
 def _sniff_zarr(path: Path) -> bool:

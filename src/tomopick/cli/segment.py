@@ -1,0 +1,58 @@
+"""``tomopick segment TOMO... --out seg.zarr``: membranes, lumens, gold and carbon as label images + instances."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+
+def segment(
+    inputs: List[str] = typer.Argument(..., metavar="TOMO...", help="Tomograms: MRC, OME-Zarr, or copick://…"),
+    out: str = typer.Option(..., "--out", "-o",
+                            help="seg.zarr / seg.ome.zarr (OME-Zarr label image) or seg.mrc; a folder for several "
+                                 "inputs. Instances go to <name>_instances.*, the table to <name>_instances.csv."),
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="Segmentation checkpoint (default: the bundled membrane-10A)."),
+    only: Optional[str] = typer.Option(None, "--only",
+                                       help="Write a 0/1 mask of one class (membrane | lumen | gold | carbon)."),
+    tta: bool = typer.Option(False, "--tta", help="Average over 4 flips (4× slower)."),
+    no_fill: bool = typer.Option(False, "--no-fill", help="Do not complete lumens inside membrane rings."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads."),
+    voxel_size: Optional[float] = typer.Option(None, "--voxel-size", help="Override the inputs' voxel size (Å)."),
+    allow_nonfinite: bool = typer.Option(False, "--allow-nonfinite", help="Treat NaN/Inf voxels as background."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Segment membranes (lipid bilayers), lumens, gold and carbon; number each vesicle / organelle (docs/segment.md)."""
+    from pydantic import ValidationError
+
+    from tomopick.cli.pick import window_progress
+    from tomopick.errors import TomopickError
+    from tomopick.segment.predict import SegmentOptions
+    from tomopick.workflows.segment import segment as run_segment
+
+    try:
+        options = SegmentOptions(tta=4 if tta else 1, fill_lumen=not no_fill, device=device,
+                                 voxel_size_A=voxel_size, allow_nonfinite=allow_nonfinite)
+    except ValidationError as exc:
+        raise TomopickError(f"invalid option: {exc.errors()[0]['msg']}") from None
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    with window_progress(quiet) as progress:
+        report = run_segment(inputs, model, out=out, options=options, only=only, overwrite=overwrite,
+                             progress=progress)
+    for s in report.runs:
+        voxels = s.get("voxels", {})
+        total = max(1, sum(voxels.values()))
+        shares = ", ".join(f"{k} {100.0 * v / total:.1f}%" for k, v in voxels.items() if k != "background")
+        typer.echo(f"{s.get('run') or s.get('input')}: {s.get('instances', 0)} compartments; {shares}; "
+                   f"{s.get('seconds', 0):.1f} s")
+    typer.echo(f"written: {', '.join(report.outputs)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("segment")(segment)
