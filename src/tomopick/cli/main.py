@@ -47,6 +47,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "formats",
     "simulate",
     "train",
+    "search",
     "pick",
     "segment",
     "calibrate",
