@@ -42,6 +42,7 @@ def score_histogram(scores: np.ndarray, *, color: str, threshold: float | None =
     s = np.asarray(scores, dtype=np.float64)
     ok = np.isfinite(s)
     fig = Figure(figsize=(3.6, 2.4))
+    fig.subplots_adjust(left=0.15, right=0.97, bottom=0.19, top=0.88)  # fixed: tight_layout costs 0.1 s a plot
     ax = fig.add_subplot(1, 1, 1)
     if ok.any():
         lo, hi = float(s[ok].min()), float(s[ok].max())
@@ -68,7 +69,6 @@ def score_histogram(scores: np.ndarray, *, color: str, threshold: float | None =
     ax.tick_params(labelsize=7)
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
     return figure_png(fig)
 
 

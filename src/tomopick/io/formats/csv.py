@@ -38,6 +38,16 @@ def _read_frame(path: Path, header: bool = True) -> pd.DataFrame:
         raise TomopickError(f"malformed CSV ({str(exc).splitlines()[0]})", path) from None
 
 
+def _scores(frame: pd.DataFrame, path: Path) -> np.ndarray:
+    """The ``score`` column; an empty field (or ``nan``) is a pick without a score, e.g. one added by hand."""
+    text = frame["score"].astype(str).str.strip()
+    missing = text.str.lower().isin(["", "nan"]).to_numpy()
+    values = np.full(len(frame), np.nan)
+    if (~missing).any():
+        values[~missing] = _floats(frame.loc[~missing, ["score"]], ["score"], path)[:, 0]
+    return values
+
+
 def _floats(frame: pd.DataFrame, cols: list[str], path: Path) -> np.ndarray:
     try:
         values = frame[cols].apply(lambda c: pd.to_numeric(c.str.strip(), errors="raise")).to_numpy(np.float64)
@@ -62,7 +72,7 @@ def read_kaggle(path: Path, *, particle: str | None = None, run: str | None = No
     if any(not n for n in names):
         raise TomopickError("malformed CSV: empty particle_type", path)
     runs = [str(v).strip() for v in frame["experiment"]] if "experiment" in frame.columns else [run or ""] * len(frame)
-    score = _floats(frame, ["score"], path)[:, 0] if "score" in frame.columns else None
+    score = _scores(frame, path) if "score" in frame.columns else None
     picks = Picks.from_arrays(xyz, names, score=score, run=runs)
     known = set(KAGGLE_COLUMNS) | {"score", "fold"}
     extras = {c: parse_extra(frame[c]) for c in frame.columns if c not in known and c}
@@ -78,7 +88,7 @@ def _write_table(picks: Picks, path: Path, run: str | None, scores: bool) -> Non
         w.writerow(KAGGLE_COLUMNS + (("score",) if score is not None else ()) + tuple(extras))
         for i, (r, p, (x, y, z)) in enumerate(zip(run_names(picks, run), picks.frame["particle"], xyz)):
             w.writerow([i, r, p, repr(float(x)), repr(float(y)), repr(float(z))]
-                       + ([repr(float(score[i]))] if score is not None else [])
+                       + ([repr(float(score[i])) if np.isfinite(score[i]) else ""] if score is not None else [])
                        + [repr(v[i]) if isinstance(v[i], float) else v[i] for v in extras.values()])
 
 
