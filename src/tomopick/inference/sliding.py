@@ -220,7 +220,10 @@ def make_predictor(model: Any, *, output: str, channels: Sequence[int], tta: int
     dev = torch.device(device)
     memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
     if channels_last:
-        model = model.to(memory_format=memory_format)
+        try:
+            model = model.to(memory_format=memory_format)
+        except RuntimeError:  # 2D layers inside (the 2.5D slice network): run it as it is
+            channels_last, memory_format = False, torch.contiguous_format
     use_amp = (dev.type == "cuda") if amp is None else (bool(amp) and dev.type == "cuda")
     amp_dtype = torch.bfloat16 if (use_amp and torch.cuda.is_bf16_supported()) else torch.float16
     idx = torch.as_tensor(list(channels), dtype=torch.long, device=dev)

@@ -122,6 +122,18 @@ def _swinunetr(in_channels: int, out_channels: int, feature_size: int = 12, dept
                      use_v2=use_v2, spatial_dims=3)
 
 
+@register_model("slice-unet")
+def _slice_unet(in_channels: int, out_channels: int, context: int = 2, channels: tuple[int, ...] = (16, 32, 64, 128),
+                strides: tuple[int, ...] = (2, 2, 2), num_res_units: int = 1, norm: str = "batch",
+                dropout: float = 0.0) -> torch.nn.Module:
+    """2.5D: a MONAI 2D UNet on ``2·context + 1`` neighbouring z-slices per output slice
+    (:class:`tomopick.models.slices.SliceUNet`); windows need x and y (not z) multiples of the strides' product."""
+    from tomopick.models.slices import SliceUNet
+
+    return SliceUNet(in_channels, out_channels, context=context, channels=tuple(channels), strides=tuple(strides),
+                     num_res_units=num_res_units, norm=norm, dropout=dropout)
+
+
 def encoder_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     """The parameters of a network's encoder (contracting path), for fine-tuning with a frozen encoder.
 
