@@ -75,7 +75,8 @@ def test_reader_opens_tomograms_lazily_and_picks_as_points(tmp_path):
     layer = _layer((pdata, pkwargs, pkind))
     assert layer.size.tolist() == [120.0] * 3 + [300.0] * 2                          # diameters in Å
     blue = [0x1F / 255, 0x77 / 255, 0xB4 / 255, 1.0]
-    assert layer.face_color[0] == pytest.approx(blue)                                # apo-ferritin's colour
+    assert layer.border_color[0] == pytest.approx(blue)                              # apo-ferritin's colour
+    assert layer.border_color[3] == pytest.approx([0xD6 / 255, 0x27 / 255, 0x28 / 255, 1.0])  # ribosome's
     assert layer.features["score"].tolist() == pytest.approx([0.2, 0.5, 0.9, 0.3, 0.7])
 
 
@@ -96,7 +97,8 @@ def test_edit_and_save_round_trip(qtbot, tmp_path):
     layer.data = moved
     layer.selected_data = {2}
     assert widget.set_class_of_selected("beta-galactosidase") == 1
-    assert layer.size[2] == pytest.approx(180.0)
+    assert layer.size[2] == pytest.approx(180.0) and layer.border_color[2] == pytest.approx([0x2C / 255, 0xA0 / 255,
+                                                                                            0x2C / 255, 1.0])
     expected = layer_picks(layer.data, layer.features)
     assert expected.frame["particle"].tolist() == ["apo-ferritin", "apo-ferritin", "beta-galactosidase",
                                                    "ribosome", "thyroglobulin"]
