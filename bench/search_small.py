@@ -15,29 +15,35 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from tomopick.data import Picks
 from tomopick.evaluation import czii_score, threshold_sweep
 from tomopick.io.copick_project import CopickProject
-from tomopick.models import load_checkpoint
 from tomopick.peaks.thresholds import MIN_SCORE
 from tomopick.workflows.calibrate import foreground_particles
-from tomopick.workflows.pick import PickOptions, pick
+from tomopick.workflows.pick import PickOptions, pick, resolve_model
 
 
-def evaluate(checkpoint: Path, data: Path, runs: list[str]) -> dict:
-    loaded = load_checkpoint(checkpoint)
+def evaluate(checkpoint: Any, data: Path, runs: list[str]) -> dict:
+    """Defaults and oracle CZII F4 of a model (a checkpoint path, or anything ``resolve_model`` takes: an
+    ensemble spec) on the held-out runs, and the seconds of the defaults pass."""
+    loaded = resolve_model(checkpoint)
     particles = foreground_particles(loaded.config)
     project = CopickProject.open(data)
     truth = Picks.concat([project.read_picks(run=r, user_id="curation").with_columns(run=r) for r in runs])
     truth = truth.select(truth.frame["particle"].isin(particles.names).to_numpy())
     inputs = [f"copick://{data}?run={r}" for r in runs]
+    t0 = time.perf_counter()
     defaults = pick(inputs, loaded, options=PickOptions()).picks
+    seconds = time.perf_counter() - t0
     candidates = pick(inputs, loaded, options=PickOptions(threshold=MIN_SCORE)).picks
     score = czii_score(truth, defaults, particles)
     oracle = threshold_sweep(truth, candidates, particles, "czii")
     return {"checkpoint": str(checkpoint), "defaults": float(score.score), "oracle": float(oracle.score),
+            "seconds": seconds,
             "classes": {row["particle"]: float(row["fbeta"]) for _, row in score.table.iterrows()}}
 
 

@@ -14,6 +14,7 @@ MAIN_OPTION = {
     ("info",): "--tomo-shape",
     ("simulate",): "--imaging",
     ("train",): "--resume",
+    ("search",): "--trials",
     ("pick",): "--model",
     ("calibrate",): "--truth",
     ("finetune",): "--freeze-encoder",
