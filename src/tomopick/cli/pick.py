@@ -145,6 +145,18 @@ def pick(
     report_html: Optional[Path] = typer.Option(None, "--report",
                                                help="Also write an HTML report of the picks: slabs with the picks "
                                                     "drawn, galleries, score histograms (docs/report.md)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                          help="Batch on a local Dask cluster of N worker processes (default with "
+                                               "other batch options: 1 on CPU, one per GPU); resumable: rerun the "
+                                               "same command after a crash (docs/batch.md)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler",
+                                            help="Batch on a running Dask scheduler (tcp://host:8786)."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Batch on: local | slurm (dask-jobqueue)."),
+    cluster_config: Optional[Path] = typer.Option(None, "--cluster-config",
+                                                  help="YAML for --cluster slurm: queue, walltime, memory, cores, "
+                                                       "gpus, processes, jobs."),
+    retries: Optional[int] = typer.Option(None, "--retries", min=0, max=100,
+                                          help="Batch: extra attempts for a run that fails (default 0)."),
 ) -> None:
     """Pick particles in tomograms with a trained 3D network; writes x, y, z in Å with a score per pick."""
     from tomopick.inference.ensemble import EnsembleSpec
@@ -158,6 +170,8 @@ def pick(
         from tomopick.workflows.reporting import check_report_output
 
         check_report_output(report_html, overwrite)
+    if prompt and any(v is not None for v in (workers, scheduler, cluster, cluster_config, retries)):
+        raise TomopickError("--prompt picking does not run as a batch yet (--workers, --scheduler, --cluster)")
     if prompt:
         from tomopick.cli.prompt import pick_prompted
 
@@ -180,6 +194,17 @@ def pick(
                                overlap=overlap, batch_size=batch_size, device=device, mode=mode,
                                roi_size=parse_roi(roi), voxel_size_A=voxel_size, allow_nonfinite=allow_nonfinite,
                                threads=threads)
+    if any(v is not None for v in (workers, scheduler, cluster, cluster_config, retries)):
+        from tomopick.cli.batch import pick_batch
+
+        unsupported = [name for name, value in (("--report", report_html), ("--context", context),
+                                                ("--segment", segment), ("--where", where), ("--mask", mask)) if value]
+        if unsupported:
+            raise TomopickError(f"{', '.join(unsupported)}: not available with --workers/--scheduler/--cluster yet")
+        pick_batch(inputs, model_arg, options=options, out=out, save_scores=save_scores, overwrite=overwrite,
+                   picks_format=picks_format, quiet=quiet, workers=workers, scheduler=scheduler, cluster=cluster,
+                   cluster_config=cluster_config, retries=retries)
+        return
     from tomopick.workflows.segment import pick_context_from_cli
 
     pick_context, mask_array = pick_context_from_cli(context=context, segment=segment, segment_model=segment_model,

@@ -200,6 +200,24 @@ def load_checkpoint(path: str | os.PathLike[str], sha256: str | None = None) -> 
     """
     from tomopick.models.registry import build_model
 
+    payload = read_checkpoint_payload(path, sha256)
+    config = payload["config"]
+    try:
+        net = config["network"]
+        model = build_model(net["name"], config["in_channels"], config["out_channels"], **net.get("hparams", {}))
+        state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+        model.load_state_dict(state)
+    except (KeyError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0]
+        raise TomopickError(f"checkpoint does not match its network ({first[:160]})", path) from None
+    model.eval()
+    return LoadedModel(model=model, config=config, card=payload.get("card", {}), path=str(path))
+
+
+def read_checkpoint_payload(path: str | os.PathLike[str], sha256: str | None = None) -> dict[str, Any]:
+    """A checkpoint's payload (``format``, ``version``, ``state_dict``, validated ``config``, ``card``), read
+    safely (``weights_only=True``) without building its network (no MONAI import): what a batch driver needs to
+    check a model its workers will load."""
     path = Path(path)
     if not path.is_file():
         raise TomopickError("checkpoint not found", path)
@@ -214,18 +232,8 @@ def load_checkpoint(path: str | os.PathLike[str], sha256: str | None = None) -> 
         raise TomopickError("not a tomopick checkpoint (missing format marker)", path)
     if int(payload.get("version", 0)) > VERSION:
         raise TomopickError(f"checkpoint version {payload.get('version')} is newer than this tomopick", path)
-    config = payload.get("config")
-    validate_config(config, path)
-    try:
-        net = config["network"]
-        model = build_model(net["name"], config["in_channels"], config["out_channels"], **net.get("hparams", {}))
-        state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
-        model.load_state_dict(state)
-    except (KeyError, RuntimeError) as exc:
-        first = str(exc).splitlines()[0]
-        raise TomopickError(f"checkpoint does not match its network ({first[:160]})", path) from None
-    model.eval()
-    return LoadedModel(model=model, config=config, card=payload.get("card", {}), path=str(path))
+    validate_config(payload.get("config"), path)
+    return payload
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

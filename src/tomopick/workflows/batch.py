@@ -1,0 +1,739 @@
+"""``run_batch()``: pick many tomograms on a Dask cluster, resumably (the verb behind ``tomopick pick --workers``,
+``--scheduler`` and ``--cluster``).
+
+The work is one *unit* per input (run). Each unit is computed by a Dask worker, which reads its tomogram from its
+own storage (MRC memmap, zarr, copick), picks it with the one pick path
+(:func:`tomopick.inference.picking.pick_tomogram`) with a model loaded once per worker process, and writes the
+run's picks atomically into a work folder next to the output::
+
+    <parent of OUT>/.<name of OUT>.tomopick-batch/
+        manifest.json          what the batch is: model sha256, pick options, inputs, output (the batch key)
+        units/<run>.json       one finished run: its unit key, input identity, summary and picks (exact floats)
+
+A unit counts as finished only when its file exists and carries the key of the current command: a SHA-256 over
+the input's identity (path, size, mtime), the model's SHA-256, the pick options and the copick user/session.
+Re-running the very same command after a crash (``kill -9`` of the driver or of a worker, at any moment) skips the
+finished units, redoes the rest, and writes the merged output atomically from the units, in input order, exactly
+as the plain loop of :func:`tomopick.workflows.pick.pick` would: one picks file, one file per input, or copick
+picks. A work folder whose manifest matches the command *owns* the outputs (it checked they did not exist when it
+started), so the re-run replaces them without ``--overwrite``. When every run succeeded the work folder is
+removed (renamed away first, so a kill during the removal leaves either the complete folder or none).
+
+No scheduler of our own: Dask distributed runs the units (a ``LocalCluster`` by default, any scheduler address,
+or SLURM through dask-jobqueue's ``SLURMCluster``); ``retries`` are Dask's task retries, and a worker that dies
+mid-unit has its unit rerun by Dask elsewhere. Units are written by the workers, so the work folder must be on
+storage the workers share with the driver (always true on one machine; on a cluster, a shared file system).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tomopick import __version__
+from tomopick.data import Picks
+from tomopick.data.picks import COLUMNS
+from tomopick.errors import TomopickError
+from tomopick.inference.options import PickOptions
+from tomopick.io import atomic_output, check_output, get_format, read_tomogram, write_picks, write_tomogram
+from tomopick.io.inputs import expand_inputs, run_name
+from tomopick.jsonable import to_jsonable
+from tomopick.workflows.pick import _folder_extension, _out_kind
+
+__all__ = ["BatchOptions", "BatchReport", "ClusterConfig", "RunError", "input_identity", "load_cluster_config",
+           "run_batch", "slurm_job_script", "work_folder"]
+
+WORK_VERSION = 1
+_UNITS = "units"
+_MANIFEST = "manifest.json"
+
+
+# -- options ----------------------------------------------------------------------------------------------------
+class ClusterConfig(BaseModel):
+    """The ``--cluster-config`` YAML of ``--cluster slurm`` (passed to ``dask_jobqueue.SLURMCluster``).
+
+    Attributes
+    ----------
+    queue, account
+        SLURM partition (``-p``) and account (``-A``).
+    walltime
+        Per job, ``HH:MM:SS`` (``-t``).
+    memory
+        Per job, e.g. ``"16GB"`` (``--mem``).
+    cores
+        CPU cores per job (``--cpus-per-task``); each Dask worker gets ``cores // processes`` torch threads.
+    gpus
+        GPUs per job (``--gres=gpu:N``); each worker then picks on ``cuda``.
+    processes
+        Dask workers per job (one per GPU is the usual choice).
+    jobs
+        Jobs to start (workers = ``jobs × processes``; ``--workers`` overrides the worker count).
+    job_extra_directives, job_script_prologue
+        Extra ``#SBATCH`` lines (e.g. ``--constraint=a100``) and shell lines run first (``module load …``).
+    local_directory, python, interface
+        Worker scratch folder, Python executable, network interface (as dask-jobqueue).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue: str | None = None
+    account: str | None = None
+    walltime: str = Field("01:00:00", pattern=r"^(\d+-)?\d{1,3}:\d{2}(:\d{2})?$")
+    memory: str = "16GB"
+    cores: int = Field(4, ge=1)
+    gpus: int = Field(0, ge=0)
+    processes: int = Field(1, ge=1)
+    jobs: int = Field(1, ge=1)
+    job_extra_directives: list[str] = Field(default_factory=list)
+    job_script_prologue: list[str] = Field(default_factory=list)
+    local_directory: str | None = None
+    python: str | None = None
+    interface: str | None = None
+
+
+class BatchOptions(BaseModel):
+    """How to run a batch (``tomopick pick --workers/--scheduler/--cluster/--retries``).
+
+    Attributes
+    ----------
+    workers
+        Dask workers: local (default 1 on CPU, one per GPU with ``--device cuda``) or SLURM (default
+        ``jobs × processes``); not with ``scheduler``.
+    scheduler
+        Address of a running Dask scheduler (``tcp://host:8786``); its workers must see the inputs and the output
+        folder.
+    cluster
+        ``local`` (a ``LocalCluster`` of worker processes) or ``slurm`` (dask-jobqueue).
+    cluster_config
+        :class:`ClusterConfig` (``--cluster-config``), for ``slurm``.
+    retries
+        Extra attempts for a run that raises (Dask task retries).
+    dashboard_address
+        Dashboard address of a cluster we start (``":0"``: any free port).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workers: int | None = Field(None, ge=1)
+    scheduler: str | None = None
+    cluster: Literal["local", "slurm"] = "local"
+    cluster_config: ClusterConfig | None = None
+    retries: int = Field(0, ge=0, le=100)
+    dashboard_address: str = ":8787"
+
+    @classmethod
+    def make(cls, **values: Any) -> "BatchOptions":
+        names = {"workers": "--workers", "scheduler": "--scheduler", "cluster": "--cluster",
+                 "cluster_config": "--cluster-config", "retries": "--retries"}
+        try:
+            made = cls(**values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            name = names.get(str(err["loc"][0]) if err.get("loc") else "", "batch option")
+            raise TomopickError(f"{name}: {err.get('msg', 'invalid value')}") from None
+        if made.scheduler and made.cluster != "local":
+            raise TomopickError("give either --scheduler (a running cluster) or --cluster, not both")
+        if made.scheduler and made.workers is not None:
+            raise TomopickError("--workers starts a cluster; with --scheduler the cluster's own workers are used")
+        if made.cluster == "slurm" and made.cluster_config is None:
+            made = made.model_copy(update={"cluster_config": ClusterConfig()})
+        return made
+
+
+def load_cluster_config(path: str | os.PathLike[str]) -> ClusterConfig:
+    """Read a ``--cluster-config`` YAML file (see :class:`ClusterConfig`)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise TomopickError("cluster config not found", path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise TomopickError(f"not valid YAML ({' '.join(str(exc).split())[:120]})", path) from None
+    if not isinstance(data, dict):
+        raise TomopickError("expected a mapping of settings (queue, walltime, memory, cores, gpus …)", path)
+    try:
+        return ClusterConfig(**data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err.get("loc", ())) or "config"
+        raise TomopickError(f"{key}: {err.get('msg', 'invalid value')}", path) from None
+
+
+# -- report -----------------------------------------------------------------------------------------------------
+@dataclass
+class RunError:
+    """A run that failed after its retries: run name, input and the last error (one line)."""
+
+    run: str
+    input: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.run} ({self.input}): {self.error}"
+
+
+@dataclass
+class BatchReport:
+    """What :func:`run_batch` did.
+
+    Attributes
+    ----------
+    picks
+        The merged picks of every finished run (input order).
+    outputs
+        Where they were written.
+    runs
+        Per finished run, the summary of :func:`~tomopick.inference.picking.pick_tomogram` (+ ``input``,
+        ``resumed``: taken from an earlier attempt's unit).
+    errors
+        Failed runs (after retries); empty when all succeeded.
+    resumed, computed
+        Runs taken from finished units of an earlier attempt / computed now.
+    work_folder
+        The units' folder (removed when every run succeeded).
+    dashboard
+        The Dask dashboard address ("" when no cluster was needed).
+    model_loads
+        Per worker (``host:pid``), how many times that process loaded the model (1 when cached as intended).
+    """
+
+    picks: Picks
+    outputs: list[str] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[RunError] = field(default_factory=list)
+    resumed: int = 0
+    computed: int = 0
+    work_folder: str = ""
+    dashboard: str = ""
+    model_loads: dict[str, int] = field(default_factory=dict)
+    options: PickOptions | None = None
+
+
+# -- identities and keys ----------------------------------------------------------------------------------------
+def input_identity(item: str) -> dict[str, Any]:
+    """What identifies an input's content cheaply: the path, its size and modification time (ns); a folder
+    (OME-Zarr) sums its files' sizes and takes their latest mtime. A ``copick://`` URI is identified by the URI
+    and its project's config file (its tomograms are not re-hashed)."""
+    text = str(item)
+    if "://" in text:
+        target = text.split("://", 1)[1].split("?", 1)[0]
+        stat = os.stat(target) if os.path.exists(target) else None
+        return {"input": text, "size": None if stat is None else stat.st_size,
+                "mtime_ns": None if stat is None else stat.st_mtime_ns}
+    path = Path(text)
+    if path.is_dir():
+        size, mtime = 0, path.stat().st_mtime_ns
+        for root, _, files in os.walk(path):
+            for name in files:
+                st = os.stat(os.path.join(root, name))
+                size += st.st_size
+                mtime = max(mtime, st.st_mtime_ns)
+        return {"input": str(path.resolve()), "size": size, "mtime_ns": mtime}
+    stat = path.stat()
+    return {"input": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(to_jsonable(value), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def work_folder(out: str | os.PathLike[str]) -> Path:
+    """The hidden folder next to ``out`` holding a batch's manifest and units (inside the project for copick)."""
+    text = str(out)
+    if text.startswith("copick://"):
+        target = Path(text.split("://", 1)[1].split("?", 1)[0])
+        root = target.parent if target.suffix == ".json" else target
+        return root / f".tomopick-batch-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    path = Path(text.rstrip("/" + os.sep)) if text.rstrip("/" + os.sep) else Path(text)
+    return path.parent / f".{path.name}.tomopick-batch"
+
+
+# -- the worker side --------------------------------------------------------------------------------------------
+class UnitSpec(BaseModel):
+    """Everything a worker needs for one run (small: paths and options, never volumes)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run: str
+    input: str
+    identity: dict[str, Any]
+    key: str
+    unit_path: str
+    model_paths: list[str]
+    model_sha256s: list[str]
+    model_weights: list[float] | None = None
+    options: dict[str, Any]
+    torch_threads: int | None = None
+    gpu_per_worker: bool = False
+    user_id: str = "tomopick"
+    session_id: str = "0"
+    save_scores: str | None = None
+
+
+_MODELS: dict[tuple[Any, ...], Any] = {}
+_MODEL_LOADS: dict[tuple[Any, ...], int] = {}
+_MODEL_LOCK = threading.Lock()
+
+
+def _model_key(spec: "UnitSpec") -> tuple[Any, ...]:
+    return (tuple(spec.model_paths), tuple(spec.model_sha256s), tuple(spec.model_weights or ()))
+
+
+def _cached_model(spec: "UnitSpec") -> Any:
+    """The spec's checkpoint (or ensemble of checkpoints), SHA-256 checked, loaded once per worker process and
+    kept for the next units (keyed by paths + digests + weights)."""
+    from tomopick.models.checkpoint import file_sha256, load_checkpoint
+
+    key = _model_key(spec)
+    with _MODEL_LOCK:
+        if key not in _MODELS:
+            if len(spec.model_paths) == 1:
+                _MODELS[key] = load_checkpoint(spec.model_paths[0], sha256=spec.model_sha256s[0])
+            else:
+                from tomopick.inference.ensemble import EnsembleSpec
+                from tomopick.workflows.pick import resolve_model
+
+                for path, sha in zip(spec.model_paths, spec.model_sha256s):
+                    if file_sha256(path) != sha:
+                        raise TomopickError("checkpoint checksum mismatch (replaced during the batch?)", path)
+                _MODELS[key] = resolve_model(EnsembleSpec(spec.model_paths, spec.model_weights))
+            _MODEL_LOADS[key] = _MODEL_LOADS.get(key, 0) + 1
+        return _MODELS[key]
+
+
+def _worker_index() -> int | None:
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+    except (ImportError, ValueError):
+        return None
+    try:
+        return int(name)
+    except (TypeError, ValueError):
+        return None
+
+
+def run_unit(spec: UnitSpec) -> dict[str, Any]:
+    """Pick one run on this worker and write its unit atomically; returns a small summary (no picks)."""
+    import socket
+
+    import torch
+
+    from tomopick.inference.picking import inference_settings, pick_tomogram
+    from tomopick.workflows.pick import _score_writer
+
+    t0 = time.perf_counter()
+    loaded = _cached_model(spec)
+    options = PickOptions(**spec.options)
+    if spec.gpu_per_worker and options.device == "cuda" and torch.cuda.is_available():
+        index = _worker_index() or 0
+        options = options.model_copy(update={"device": f"cuda:{index % torch.cuda.device_count()}"})
+    threads = options.threads or spec.torch_threads
+    if threads is not None and torch.get_num_threads() != int(threads):
+        torch.set_num_threads(int(threads))
+    identity = input_identity(spec.input)
+    if identity != spec.identity:
+        raise TomopickError("the input changed while the batch ran; rerun the command", spec.input)
+    read_options = {"voxel_size_A": options.voxel_size_A} if options.voxel_size_A is not None else {}
+    tomogram = read_tomogram(spec.input, **read_options)
+    on_scores = None if spec.save_scores is None else _score_writer(Path(spec.save_scores), spec.run, True)
+    picks, summary = pick_tomogram(tomogram, loaded, options, run=spec.run,
+                                   settings=inference_settings(loaded, options), on_scores=on_scores)
+    picks = picks.with_columns(user=spec.user_id, session=spec.session_id) if len(picks) else picks
+    summary["input"] = spec.input
+    summary["writer_options"] = {"voxel_size_A": float(np.mean(tomogram.voxel_size_A)),
+                                 "tomogram_shape_zyx": list(tomogram.shape)}
+    unit = {"version": WORK_VERSION, "key": spec.key, "run": spec.run, "identity": spec.identity,
+            "summary": to_jsonable(summary, unknown="str"),
+            "picks": {c: picks.frame[c].tolist() for c in COLUMNS}}
+    with atomic_output(spec.unit_path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(unit))
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    return {"run": spec.run, "seconds": time.perf_counter() - t0, "worker": worker,
+            "model_loads": _MODEL_LOADS.get(_model_key(spec), 0)}
+
+
+# -- units on disk ----------------------------------------------------------------------------------------------
+def _read_unit(path: Path, key: str) -> dict[str, Any] | None:
+    """A finished unit with this key, else ``None`` (missing, from another command, or unreadable)."""
+    try:
+        unit = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(unit, dict) or unit.get("version") != WORK_VERSION or unit.get("key") != key:
+        return None
+    return unit
+
+
+def _unit_picks(unit: dict[str, Any]) -> Picks:
+    import pandas as pd
+
+    frame = pd.DataFrame(unit["picks"], columns=list(COLUMNS))
+    return Picks.from_frame(frame) if len(frame) else Picks.empty()
+
+
+def _unit_file(units: Path, run: str) -> Path:
+    safe = run if run and "/" not in run and not run.startswith(".") else hashlib.sha256(run.encode()).hexdigest()
+    return units / f"{safe}.json"
+
+
+# -- clusters ---------------------------------------------------------------------------------------------------
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _slurm_kwargs(config: ClusterConfig) -> dict[str, Any]:
+    extra = list(config.job_extra_directives)
+    if config.gpus:
+        extra.append(f"--gres=gpu:{config.gpus}")
+    kwargs: dict[str, Any] = dict(
+        queue=config.queue, account=config.account, walltime=config.walltime, memory=config.memory,
+        cores=config.cores, processes=config.processes, job_extra_directives=extra,
+        job_script_prologue=list(config.job_script_prologue),
+        # one run at a time per worker (its torch threads use the worker's cores)
+        worker_extra_args=["--resources", "tomopick_run=1"],
+    )
+    for name in ("local_directory", "python", "interface"):
+        if getattr(config, name) is not None:
+            kwargs[name] = getattr(config, name)
+    return kwargs
+
+
+def slurm_job_script(config: ClusterConfig) -> str:
+    """The SLURM job script dask-jobqueue would submit for ``config`` (starts a scheduler, submits nothing)."""
+    from dask_jobqueue import SLURMCluster
+
+    with SLURMCluster(**_slurm_kwargs(config), scheduler_options={"dashboard_address": ":0"}) as cluster:
+        return cluster.job_script()
+
+
+@dataclass
+class _Cluster:
+    client: Any
+    close: Callable[[], None]
+    torch_threads: int | None
+    gpu_per_worker: bool
+    resources: dict[str, float] | None
+
+
+def _start_cluster(batch: BatchOptions, options: PickOptions) -> _Cluster:
+    """A Dask client on the cluster ``batch`` asks for (LocalCluster, an address, or SLURM)."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    gpu = str(options.device).startswith("cuda")
+    if batch.scheduler:
+        try:
+            client = Client(batch.scheduler, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise TomopickError(f"--scheduler {batch.scheduler}: cannot connect ({exc})") from None
+        return _Cluster(client, client.close, None, False, None)
+    if batch.cluster == "slurm":
+        from dask_jobqueue import SLURMCluster
+
+        config = batch.cluster_config or ClusterConfig()
+        cluster = SLURMCluster(**_slurm_kwargs(config),
+                               scheduler_options={"dashboard_address": batch.dashboard_address})
+        cluster.scale(n=batch.workers or config.jobs * config.processes)
+        client = Client(cluster)
+
+        def close_slurm() -> None:
+            client.close()
+            cluster.close()
+
+        return _Cluster(client, close_slurm, max(1, config.cores // config.processes), bool(config.gpus),
+                        {"tomopick_run": 1})
+    n_gpus = 0
+    if gpu:
+        import torch
+
+        n_gpus = torch.cuda.device_count()
+    workers = batch.workers or (n_gpus if n_gpus else 1)
+    threads = max(1, _cores() // workers)
+    env = {k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    # worker processes, one run at a time each; the worker's cores go to torch's intra-op threads
+    with dask.config.set({"distributed.worker.daemon": True}):
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=batch.dashboard_address, env=env, silence_logs=40)
+    client = Client(cluster)
+
+    def close_local() -> None:
+        client.close()
+        cluster.close()
+
+    return _Cluster(client, close_local, threads, bool(n_gpus), None)
+
+
+# -- the verb ---------------------------------------------------------------------------------------------------
+def run_batch(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], model: str | os.PathLike[str] | None,
+              *, options: PickOptions | None = None, batch: BatchOptions | None = None,
+              out: str | os.PathLike[str], save_scores: str | os.PathLike[str] | None = None,
+              overwrite: bool = False, picks_format: str | None = None, user_id: str = "tomopick",
+              session_id: str = "0", progress: Callable[[int, int], None] | None = None,
+              log: Callable[[str], None] | None = None) -> BatchReport:
+    """Pick many tomograms on a Dask cluster; resumable and idempotent (see the module docstring).
+
+    Parameters
+    ----------
+    inputs
+        Tomogram paths/URIs as for :func:`tomopick.workflows.pick.pick`.
+    model
+        Checkpoint path; ``None``: the bundled ``czii-10A`` model. (A path, not a loaded model: workers load it.)
+    options
+        :class:`~tomopick.inference.options.PickOptions`.
+    batch
+        :class:`BatchOptions` (workers, scheduler, cluster, retries).
+    out
+        A picks file, a folder (ends with ``/``), or ``copick://project`` — as :func:`~tomopick.workflows.pick.pick`.
+    progress
+        ``progress(done, total)`` over runs (finished units of an earlier attempt count as done from the start).
+    log
+        Receives lines for the user: the dashboard address and how many runs were resumed.
+
+    Returns
+    -------
+    BatchReport
+        ``errors`` lists the runs that failed after their retries (their picks are missing from the output; the
+        work folder is kept, so re-running the command retries only them).
+    """
+    from tomopick.models.checkpoint import read_checkpoint_payload
+    from tomopick.workflows.pick import resolve_model
+
+    options = options or PickOptions()
+    batch = batch or BatchOptions()
+    say = log or (lambda line: None)
+    items = expand_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs))
+    runs = [run_name(i) for i in items]
+    if len(set(runs)) != len(runs):
+        dupes = sorted({r for r in runs if runs.count(r) > 1})
+        raise TomopickError(f"several inputs share the run name {', '.join(dupes)}; rename them")
+    out_text = str(out)
+    kind = _out_kind(out_text, len(items))
+    if picks_format is not None:
+        get_format(picks_format, "picks")
+    # the model: paths + digests (workers load it themselves, checking the digests)
+    models = _model_files(model)
+    model_sha = _digest(models)
+    work = work_folder(out_text)
+    for old in work.parent.glob(f"{work.name}.done-*"):  # left by a kill during an earlier removal
+        shutil.rmtree(old, ignore_errors=True)
+    batch_key = _digest({"version": WORK_VERSION, "model": model_sha, "options": options.model_dump(mode="json"),
+                         "out": out_text, "format": picks_format, "user": user_id, "session": session_id,
+                         "inputs": items, "save_scores": None if save_scores is None else str(save_scores)})
+    manifest_path = work / _MANIFEST
+    owned = _manifest_key(manifest_path) == batch_key
+    may_replace = overwrite or owned
+    targets: dict[str, Path] = {}
+    if kind == "file":
+        check_output(out_text, may_replace, create_parent=False, directory=False)
+    elif kind == "folder":
+        ext = _folder_extension() if picks_format is None else (get_format(picks_format, "picks").extensions
+                                                                  or ("",))[0]
+        for r in runs:
+            targets[r] = check_output(Path(out_text) / f"{r}{ext}", may_replace, create_parent=False)
+    # every input opened (headers only) and identified before any work
+    read_options = {"voxel_size_A": options.voxel_size_A} if options.voxel_size_A is not None else {}
+    for item in items:
+        read_tomogram(item, **read_options)
+    identities = [input_identity(i) for i in items]
+    if str(options.device).startswith("cuda") and batch.scheduler is None and batch.cluster == "local":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise TomopickError("--device cuda was asked for but no CUDA GPU is available")
+    # the checkpoint(s) checked here, once, before a cluster starts (one checkpoint: its config only, without
+    # building the network, so the driver never imports MONAI)
+    if len(models["paths"]) == 1:
+        config = read_checkpoint_payload(models["paths"][0], models["sha256"][0])["config"]
+    else:
+        config = resolve_model(model).config
+    used = options.with_defaults(config)
+    option_values = used.model_dump(mode="json")
+    keys = [_digest({"version": WORK_VERSION, "model": model_sha, "options": option_values, "run": r,
+                     "identity": ident, "user": user_id, "session": session_id,
+                     "save_scores": None if save_scores is None else str(save_scores)})
+            for r, ident in zip(runs, identities)]
+    # the work folder and its manifest (atomic); stale trash of an earlier finished batch removed
+    units = work / _UNITS
+    units.mkdir(parents=True, exist_ok=True)
+    if not owned:
+        manifest = {"version": WORK_VERSION, "tomopick": __version__, "batch_key": batch_key, "out": out_text,
+                    "format": picks_format, "model": models,
+                    "options": option_values, "user": user_id, "session": session_id,
+                    "save_scores": None if save_scores is None else str(save_scores),
+                    "inputs": [{"run": r, **ident, "key": k} for r, ident, k in zip(runs, identities, keys)]}
+        with atomic_output(manifest_path, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(manifest, indent=1))
+    if save_scores is not None:
+        Path(save_scores).mkdir(parents=True, exist_ok=True)
+
+    report = BatchReport(picks=Picks.empty(), work_folder=str(work), options=used)
+    done: dict[str, dict[str, Any]] = {}
+    for r, k in zip(runs, keys):
+        unit = _read_unit(_unit_file(units, r), k)
+        if unit is not None:
+            done[r] = unit
+    report.resumed = len(done)
+    if done:
+        say(f"resuming: {len(done)} of {len(runs)} runs already picked (in {work})")
+    if progress is not None:
+        progress(len(done), len(runs))
+    todo = [(i, r, k) for i, (r, k) in enumerate(zip(runs, keys)) if r not in done]
+    if todo:
+        _compute(todo, items, identities, runs, units, models, option_values, batch, used,
+                 user_id, session_id, save_scores, done, report, progress, say)
+    # assemble the output from the units, in input order
+    all_picks = []
+    for item, r, k in zip(items, runs, keys):
+        if r not in done:
+            continue
+        unit = _read_unit(_unit_file(units, r), k)
+        if unit is None:  # removed under us: count as failed, never silently missing
+            report.errors.append(RunError(r, item, f"its unit {_unit_file(units, r)} vanished"))
+            continue
+        summary = dict(unit["summary"])
+        summary["resumed"] = r in done and done[r].get("resumed", True)
+        report.runs.append(summary)
+        all_picks.append(_unit_picks(unit))
+    report.picks = Picks.concat(all_picks)
+    if report.runs:
+        by_run = dict(zip((s["run"] for s in report.runs), all_picks))
+        if kind == "file":
+            writer_options = [s["writer_options"] for s in report.runs]
+            common = {k: (tuple(v) if isinstance(v, list) else v) for k, v in writer_options[0].items()
+                      if all(o[k] == v for o in writer_options)}
+            Path(out_text).parent.mkdir(parents=True, exist_ok=True)
+            write_picks(report.picks, out_text, overwrite=may_replace, format=picks_format, **common)
+            report.outputs.append(out_text)
+        else:
+            for s in report.runs:
+                r = s["run"]
+                if kind == "folder":
+                    wo = {k: (tuple(v) if isinstance(v, list) else v) for k, v in s["writer_options"].items()}
+                    write_picks(by_run[r], targets[r], overwrite=may_replace, format=picks_format, **wo)
+                    report.outputs.append(str(targets[r]))
+                else:
+                    write_picks(by_run[r], out_text, overwrite=may_replace, run=r, user_id=user_id,
+                                session_id=session_id)
+                    report.outputs.append(f"{out_text} (run {r})")
+    if not report.errors:
+        _remove_work_folder(work)
+    return report
+
+
+def _model_files(model: Any) -> dict[str, Any]:
+    """``{"paths", "sha256", "weights"}`` of a checkpoint path, ``None`` (the bundled model), a list of paths or an
+    :class:`~tomopick.inference.ensemble.EnsembleSpec` (workers get paths, never loaded models)."""
+    from tomopick.inference.ensemble import EnsembleSpec
+    from tomopick.models.checkpoint import file_sha256
+
+    weights = None
+    if model is None:
+        from tomopick.models.bundled import bundled_model_path, bundled_sha256
+
+        return {"paths": [str(bundled_model_path())], "sha256": [bundled_sha256()], "weights": None}
+    if isinstance(model, (list, tuple)) and len(model) == 1:
+        model = model[0]
+    if isinstance(model, (list, tuple)):
+        model = EnsembleSpec(list(model))
+    if isinstance(model, EnsembleSpec):
+        members, weights = list(model.models), [float(w) for w in model.weights]
+    else:
+        members = [model]
+    paths = []
+    for member in members:
+        if not isinstance(member, (str, os.PathLike)):
+            raise TomopickError("a batch needs checkpoint paths (workers load the model themselves), "
+                                "not a loaded model")
+        if not Path(member).is_file():
+            raise TomopickError("checkpoint not found", member)
+        paths.append(str(Path(member).resolve()))
+    return {"paths": paths, "sha256": [file_sha256(p) for p in paths], "weights": weights}
+
+
+def _manifest_key(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("batch_key")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _remove_work_folder(work: Path) -> None:
+    """Rename the work folder away (atomic: a kill leaves it whole or gone), then delete it."""
+    trash = Path(tempfile.mkdtemp(prefix=f"{work.name}.done-", dir=work.parent))
+    trash.rmdir()
+    os.replace(work, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _compute(todo: list[tuple[int, str, str]], items: list[str], identities: list[dict[str, Any]],
+             runs: list[str], units: Path, models: dict[str, Any], option_values: dict[str, Any],
+             batch: BatchOptions, used: PickOptions, user_id: str, session_id: str,
+             save_scores: str | os.PathLike[str] | None, done: dict[str, dict[str, Any]], report: BatchReport,
+             progress: Callable[[int, int], None] | None, say: Callable[[str], None]) -> None:
+    """Submit the unfinished units to Dask and wait for them; fills ``done`` (fresh units) and ``report``."""
+    from distributed import as_completed
+
+    cluster = _start_cluster(batch, used)
+    try:
+        report.dashboard = str(cluster.client.dashboard_link or "")
+        if report.dashboard:
+            say(f"Dask dashboard: {report.dashboard}")
+        futures = {}
+        # a fresh task key per attempt of the command: a task orphaned by a killed driver may still run on a
+        # long-lived cluster; both write the same unit atomically, so neither blocks nor duplicates the other
+        nonce = uuid.uuid4().hex[:12]
+        for i, r, k in todo:
+            spec = UnitSpec(run=r, input=items[i], identity=identities[i], key=k,
+                            unit_path=str(_unit_file(units, r)), model_paths=models["paths"],
+                            model_sha256s=models["sha256"], model_weights=models["weights"],
+                            options=option_values, torch_threads=cluster.torch_threads,
+                            gpu_per_worker=cluster.gpu_per_worker, user_id=user_id, session_id=session_id,
+                            save_scores=None if save_scores is None else str(save_scores))
+            future = cluster.client.submit(run_unit, spec, key=f"tomopick-pick-{r}-{nonce}", pure=False,
+                                           retries=batch.retries, resources=cluster.resources)
+            futures[future] = (i, r, k)
+        finished = len(done)
+        for future in as_completed(list(futures)):
+            i, r, k = futures[future]
+            if future.status == "finished":
+                result = future.result()
+                unit = _read_unit(_unit_file(units, r), k)
+                if unit is None:
+                    report.errors.append(RunError(r, items[i], "the worker finished but its unit is missing "
+                                                               "(is the output folder shared with the workers?)"))
+                else:
+                    done[r] = {"resumed": False}
+                    report.computed += 1
+                    report.model_loads[result["worker"]] = int(result["model_loads"])
+            else:
+                exc = future.exception()
+                message = str(exc) or type(exc).__name__
+                if type(exc).__name__ not in ("TomopickError", "NonFiniteError", "OutputExistsError"):
+                    message = f"{type(exc).__name__}: {message}"
+                report.errors.append(RunError(r, items[i], " ".join(message.split())))
+            finished += 1
+            if progress is not None:
+                progress(finished, len(runs))
+    finally:
+        cluster.close()
+    order = {r: n for n, r in enumerate(runs)}
+    report.errors.sort(key=lambda e: order.get(e.run, 0))
