@@ -94,7 +94,7 @@ def _retry_stale(study, log: Callable[[str], None] | None) -> int:
 
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for t in stale:
-        study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         if t.params:
             study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number}, skip_if_exists=False)
         if log is not None:
@@ -346,7 +346,7 @@ def search(config: Any, out_dir: str | os.PathLike[str], *, trials: int = 20, mi
                     f"{_best_value(study_)}")
         study.optimize(_objective(base, space, out_dir, deadline, log), n_trials=remaining,
                        timeout=None if minutes is None else 60.0 * float(minutes), callbacks=[after],
-                       catch=(FloatingPointError,), gc_after_trial=True)
+                       catch=(FloatingPointError, RuntimeError, ValueError), gc_after_trial=True)
     return _write_outputs(study, base, out_dir, storage_url)
 
 
