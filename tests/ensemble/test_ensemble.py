@@ -146,3 +146,21 @@ def test_cli_ensemble_and_weight_errors(tmp_path, members, capsys):
     assert "ribosome" in printed and ">= 0.28 (checkpoint)" in printed
     assert "thyroglobulin" in printed and ">= 0.2 (default)" in printed
     assert out.is_file()
+
+
+def test_coarser_member_matches_the_tomogram_resampler():
+    """A member at 20 Å on the 10 Å grid: smoothing + resampling per window equals tomopick's whole-volume
+    resampler (inference.rescale) followed by linear interpolation back (scipy)."""
+    from scipy.ndimage import gaussian_filter, map_coordinates
+
+    fine = member("unet", {"channels": [4, 8], "strides": [2]}, ["apo-ferritin"], 10.0, 3)
+    coarse = member("unet", {"channels": [4, 8], "strides": [2]}, ["ribosome"], 20.0, 4)
+    fused = ensemble_model([fine, coarse])
+    vol = (3 * gaussian_filter(np.random.default_rng(3).normal(0, 1, (17, 33, 33)), 2)).astype(np.float32)
+    with torch.no_grad():
+        out = fused.model(torch.from_numpy(vol)[None, None])[0].numpy()
+    small = rescale_volume(vol, (0.5, 0.5, 0.5))                  # 9 × 17 × 17, voxel j at 2j
+    prob = softmax_of(coarse, np.pad(small, [(0, 1)] * 3))[1, :9, :17, :17]
+    back = map_coordinates(prob, np.meshgrid(*[np.arange(n) / 2 for n in vol.shape], indexing="ij"), order=1)
+    np.testing.assert_allclose(out[1], back, atol=1e-4)
+    np.testing.assert_allclose(out[0], softmax_of(fine, np.pad(vol, [(0, 1)] * 3))[1, :17, :33, :33], atol=1e-5)
