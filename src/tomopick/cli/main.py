@@ -55,6 +55,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evaluate",
     "report",
     "demo",
+    "average",
 )
 
 for _name in COMMAND_MODULES:
@@ -72,6 +73,7 @@ COMMAND_OPTIONS: dict[str, dict[str, str]] = {
     "pick": {"voxel_size": "--voxel-size", "format_out": "--format", "allow_nonfinite": "--allow-nonfinite"},
     "segment": {"voxel_size": "--voxel-size", "allow_nonfinite": "--allow-nonfinite"},
     "prompt extract": {"voxel_size": "--tomogram-voxel-size"},
+    "average": {"voxel_size": "--voxel-size"},
     "finetune": {"voxel_size": "--voxel-size"},
     "report": {"voxel_size": "--voxel-size"},
 }
