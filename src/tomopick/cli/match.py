@@ -1,0 +1,126 @@
+"""``tomopick match TOMO... --template MAP.mrc --particle NAME --out picks.star``: template matching."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Callable, Iterator, List, Optional
+
+import typer
+
+from tomopick.errors import TomopickError
+
+
+def parse_range(text: str | None, option: str) -> tuple[float, float] | None:
+    """``"-60,60"`` → ``(-60.0, 60.0)``; ``"none"`` → ``None`` (no wedge)."""
+    if text is None or text.strip().lower() in ("none", "off", ""):
+        return None
+    parts = [p for p in text.replace(":", ",").split(",") if p.strip()]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise TomopickError(f"{option} {text!r}: expected MIN,MAX in degrees (e.g. -60,60) or none") from None
+    if len(values) != 2:
+        raise TomopickError(f"{option} {text!r}: expected MIN,MAX in degrees (e.g. -60,60) or none")
+    return values[0], values[1]
+
+
+@contextlib.contextmanager
+def rotation_progress(quiet: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A ``progress(run, done, total)`` callback drawing one tqdm bar over rotations × tiles per run (stderr)."""
+    if quiet:
+        yield None
+        return
+    bar = None
+
+    def progress(run: str, done: int, total: int) -> None:
+        nonlocal bar
+        from tqdm import tqdm
+
+        if bar is None or bar.desc != run:
+            if bar is not None:
+                bar.close()
+            bar = tqdm(total=total, desc=run, unit="rotation×tile", file=sys.stderr, leave=False)
+        bar.update(done - bar.n)
+
+    try:
+        yield progress
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def match(
+    inputs: List[str] = typer.Argument(..., metavar="TOMO...", help="Tomograms: MRC, OME-Zarr or copick://…"),
+    template: str = typer.Option(..., "--template", help="Template map (MRC; density, protein bright)."),
+    particle: str = typer.Option(..., "--particle", help="Class name of the picks (a CZII class sets the radius)."),
+    out: str = typer.Option(..., "--out", "-o", help="Picks file (any picks format), a folder (end with /) or "
+                                                     "copick://project."),
+    radius: Optional[float] = typer.Option(None, "--radius", help="Particle radius in Å (default: the CZII "
+                                                                  "class's)."),
+    step: float = typer.Option(12.0, "--step", help="Angular step in degrees (covering radius of the rotation set)."),
+    symmetry: str = typer.Option("C1", "--symmetry", help="Template point group: C1, Cn, Dn, T, O or I."),
+    tilt_range: Optional[str] = typer.Option("-60,60", "--tilt-range",
+                                             help="Tilt range MIN,MAX in degrees about y (missing wedge), or none."),
+    defocus: Optional[float] = typer.Option(None, "--defocus", help="Defocus in µm (underfocus > 0): weight the "
+                                                                    "template by the CTF. Default: no CTF."),
+    voltage: float = typer.Option(300.0, "--voltage", help="Acceleration voltage (kV) for the CTF."),
+    cs: float = typer.Option(2.7, "--cs", help="Spherical aberration (mm) for the CTF."),
+    amplitude_contrast: float = typer.Option(0.07, "--amplitude-contrast", help="Amplitude contrast for the CTF."),
+    ctf_corrected: bool = typer.Option(True, "--ctf-corrected/--no-ctf-corrected",
+                                       help="The tomogram was CTF-corrected (template gets |CTF|)."),
+    whiten: bool = typer.Option(True, "--whiten/--no-whiten", help="Whiten by the tomogram's radial spectrum."),
+    bin_factor: int = typer.Option(1, "--bin", help="Match on a grid this many times coarser (e.g. 2: 10 → 20 Å)."),
+    invert: Optional[bool] = typer.Option(None, "--invert/--no-invert",
+                                          help="Negate the template (default: yes, maps are bright and tomograms "
+                                               "dark)."),
+    false_alarms: float = typer.Option(1.0, "--false-alarms",
+                                       help="Expected false picks per tomogram of the automatic threshold."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", "-t",
+                                              help="Fixed score threshold (correlation) instead of the automatic."),
+    distance: float = typer.Option(1.0, "--distance", help="Minimum pick spacing as a fraction of the radius."),
+    mask: Optional[str] = typer.Option(None, "--mask", help="Search only where this volume is non-zero (same grid "
+                                                            "as the tomogram)."),
+    mask_from_model: bool = typer.Option(False, "--mask-from-model",
+                                         help="Search only where the bundled network sees any particle."),
+    mask_radius: Optional[float] = typer.Option(None, "--mask-radius",
+                                                help="Radius (Å) of the normalisation mask (default: the template's "
+                                                     "extent)."),
+    lowpass: Optional[float] = typer.Option(None, "--lowpass", help="Low-pass the template at this resolution (Å)."),
+    tile_voxels: int = typer.Option(1 << 24, "--tile-voxels", help="Largest FFT tile (voxels; memory bound)."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads."),
+    voxel_size: Optional[float] = typer.Option(None, "--voxel-size", help="Override the inputs' voxel size (Å)."),
+    template_voxel_size: Optional[float] = typer.Option(None, "--template-voxel-size",
+                                                        help="Override the template's voxel size (Å)."),
+    picks_format: Optional[str] = typer.Option(None, "--format", help="Picks format (default: from --out)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Template matching: FFT cross-correlation over a uniform rotation set, locally normalised, with wedge, CTF and
+    whitening; picks above a false-alarm threshold with their best orientation."""
+    from tomopick.match.options import MatchOptions
+
+    options = MatchOptions.make(step_deg=step, symmetry=symmetry, tilt_range_deg=parse_range(tilt_range,
+                                                                                             "--tilt-range"),
+                                defocus_A=None if defocus is None else defocus * 1e4, voltage_kV=voltage, cs_mm=cs,
+                                amplitude_contrast=amplitude_contrast, ctf_corrected=ctf_corrected, whiten=whiten,
+                                bin=bin_factor, voxel_size_A=voxel_size, invert=invert, false_alarms=false_alarms,
+                                threshold=threshold, distance_factor=distance, tile_voxels=tile_voxels,
+                                device=device, mask_radius_A=mask_radius, lowpass_A=lowpass, threads=threads)
+    if options.tilt_range_deg is None and tilt_range is not None and tilt_range.strip().lower() not in ("none", "off"):
+        raise TomopickError(f"--tilt-range {tilt_range!r}: expected MIN,MAX in degrees")
+    from tomopick.workflows.match import match as run_match
+
+    lines: list[str] = []
+    with rotation_progress(quiet) as progress:
+        report = run_match(inputs, template, particle=particle, options=options, out=out, radius_A=radius,
+                           template_voxel_size_A=template_voxel_size, mask=mask, mask_from_model=mask_from_model,
+                           overwrite=overwrite, picks_format=picks_format, progress=progress, log=lines.append)
+    for line in lines:
+        typer.echo(line)
+    typer.echo(f"{len(report.picks)} picks written to {', '.join(report.outputs)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("match")(match)

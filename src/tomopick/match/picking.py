@@ -1,0 +1,187 @@
+"""Template matching of one tomogram: the core behind ``tomopick match`` (and the prompt bootstrap).
+
+:func:`match_tomogram` resamples the tomogram to the matching grid (``bin`` × its voxel size), normalises it,
+prepares the template (resampled, inverted, cropped, filtered), searches it over the rotation set
+(:mod:`tomopick.match.correlate`), sets the threshold from the background statistics (:mod:`tomopick.match.stats`)
+and extracts peaks through the same score store and peak extraction as ``tomopick pick``
+(:class:`~tomopick.inference.sliding.ScoreStore`, :func:`~tomopick.peaks.find_peaks_blocks`). It reads and writes
+no files.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from tomopick.data import Picks, Tomogram
+from tomopick.data.coords import voxel_size_zyx, voxel_to_angstrom
+from tomopick.errors import TomopickError
+from tomopick.inference.rescale import rescale_volume, rescaled_shape
+from tomopick.inference.sliding import ScoreStore
+from tomopick.match.correlate import MatchResult, Spectrum, match_volume, radial_spectrum, template_filter
+from tomopick.match.options import MatchOptions
+from tomopick.match.rotations import uniform_rotations
+from tomopick.match.stats import false_alarm_threshold
+from tomopick.match.template import Template, prepare_template
+from tomopick.peaks import Peaks, find_peaks_blocks
+
+
+@dataclass
+class Grid:
+    """A tomogram on the matching grid: ``volume`` ``(z, y, x)`` float32 (mean 0, std 1), ``voxel_A`` per axis
+    ``(z, y, x)``, the ``spectrum`` used for whitening (``None`` without) and the zoom ``factors`` from the
+    tomogram's grid (``None``: the same grid)."""
+
+    volume: np.ndarray
+    voxel_A: np.ndarray
+    spectrum: Spectrum | None
+    factors: np.ndarray | None
+
+    @property
+    def voxel(self) -> float:
+        return float(np.mean(self.voxel_A))
+
+
+def matching_grid(tomogram: Tomogram, options: MatchOptions) -> Grid:
+    """The tomogram resampled to ``options.bin`` × its voxel size (anti-aliased linear resampling,
+    :func:`~tomopick.inference.rescale.rescale_volume`), normalised to mean 0 and std 1."""
+    vs = voxel_size_zyx(options.voxel_size_A if options.voxel_size_A is not None else tomogram.voxel_size_A)
+    factors = None
+    if options.bin > 1:
+        factors = np.full(3, 1.0 / options.bin)
+        data = rescale_volume(tomogram.data, factors)
+        grid_vs = vs * options.bin
+    else:
+        data = np.asarray(tomogram.data, dtype=np.float32)
+        grid_vs = vs
+    data = np.asarray(data, dtype=np.float32)
+    if not np.all(np.isfinite(data)):
+        raise TomopickError("the tomogram has NaN or infinite voxels", tomogram.source or None)
+    std = float(data.std())
+    if std == 0:
+        raise TomopickError("the tomogram is constant: nothing to match", tomogram.source or None)
+    data = (data - float(data.mean())) / std
+    spectrum = radial_spectrum(data) if options.whiten else None
+    return Grid(data.astype(np.float32, copy=False), grid_vs, spectrum, factors)
+
+
+def template_for(grid: Grid, volume: np.ndarray, voxel_A: float, options: MatchOptions, *,
+                 invert: bool) -> Template:
+    """A template map ``(n, n, n)`` of voxel size ``voxel_A`` prepared for ``grid``."""
+    inv = options.invert if options.invert is not None else invert
+    return prepare_template(volume, voxel_A, grid.voxel, invert=bool(inv), mask_radius_A=options.mask_radius_A)
+
+
+def search(grid: Grid, template: Template, options: MatchOptions, *, rotations: np.ndarray | None = None,
+           search_mask: np.ndarray | None = None,
+           progress: Callable[[int, int], None] | None = None) -> tuple[MatchResult, np.ndarray]:
+    """Match ``template`` over ``grid`` at the rotations of ``options`` (or the given set); returns the result and
+    the rotation set ``(n, 3, 3)``."""
+    rots = uniform_rotations(options.step_deg, options.symmetry) if rotations is None else rotations
+    weight = template_filter(template.box, grid.voxel, tilt_range_deg=options.tilt_range_deg,
+                             spectrum=grid.spectrum, defocus_A=options.defocus_A, voltage_kV=options.voltage_kV,
+                             cs_mm=options.cs_mm, amplitude_contrast=options.amplitude_contrast,
+                             ctf_corrected=options.ctf_corrected, lowpass_A=options.lowpass_A)
+    result = match_volume(grid.volume, template, rots, weight, spectrum=grid.spectrum, search_mask=search_mask,
+                          tile_voxels=options.tile_voxels, device=options.device, progress=progress)
+    return result, rots
+
+
+def score_peaks(result: MatchResult, threshold: float, radius_vox: float, distance_factor: float,
+                mask: np.ndarray | None = None) -> Peaks:
+    """Peaks of the best-score map above ``threshold`` at least ``distance_factor × radius_vox`` apart, through the
+    pick path's score store and block-wise max-pool peak extraction."""
+    store = ScoreStore((1, *result.score.shape))
+    try:
+        store.write(tuple(slice(0, n) for n in result.score.shape), result.score[None])
+        return find_peaks_blocks(store.read, store.shape, "maxpool", threshold=float(threshold),
+                                 radius_vox=float(radius_vox), distance_factor=float(distance_factor), mask=mask)
+    finally:
+        store.close()
+
+
+def mask_on_grid(mask: np.ndarray, grid_shape: tuple[int, ...]) -> np.ndarray:
+    """A ``(z, y, x)`` boolean mask of the tomogram's grid sampled (nearest voxel) on the matching grid."""
+    mask = np.asarray(mask)
+    if tuple(mask.shape) == tuple(grid_shape):
+        return mask.astype(bool, copy=False)
+    idx = [np.minimum(np.rint(np.arange(g) * (t - 1) / max(g - 1, 1)).astype(int), t - 1)
+           for g, t in zip(grid_shape, mask.shape)]
+    return mask[np.ix_(*idx)].astype(bool)
+
+
+def match_tomogram(tomogram: Tomogram, template_volume: np.ndarray, template_voxel_A: float, particle: str,
+                   radius_A: float, options: MatchOptions | None = None, *, run: str = "",
+                   mask: np.ndarray | None = None, invert: bool = True,
+                   progress: Callable[[int, int], None] | None = None) -> tuple[Picks, dict[str, Any]]:
+    """Template-match one tomogram (no file read or written).
+
+    Parameters
+    ----------
+    tomogram
+        ``(z, y, x)`` volume with its voxel size.
+    template_volume
+        ``(n, n, n)`` map centred at ``n // 2``, voxel size ``template_voxel_A`` (density: protein bright).
+    particle, radius_A
+        Name written on the picks, and the radius setting the minimum pick distance.
+    mask
+        Optional ``(z, y, x)`` boolean on the tomogram's grid: only voxels inside are searched and picked.
+    invert
+        Negate the template unless ``options.invert`` says otherwise (maps are bright, tomograms dark).
+    progress
+        ``progress(done, total)`` over rotations × tiles.
+
+    Returns
+    -------
+    (Picks, dict)
+        Picks in Å (voxel (0, 0, 0) of ``tomogram`` at the origin) with ``score`` (correlation coefficient) and the
+        best rotation; a summary (threshold and its rule, background statistics, rotations, tiles, timings).
+    """
+    options = options or MatchOptions()
+    t0 = time.perf_counter()
+    if mask is not None and tuple(np.shape(mask)) != tuple(tomogram.shape):
+        raise TomopickError(f"mask shape {tuple(np.shape(mask))} differs from the tomogram's {tomogram.shape}",
+                            tomogram.source or None)
+    grid = matching_grid(tomogram, options)
+    template = template_for(grid, template_volume, template_voxel_A, options, invert=invert)
+    if template.box > min(grid.volume.shape):
+        raise TomopickError(f"the template ({template.box} voxels at {grid.voxel:.4g} Å) is larger than the tomogram "
+                            f"{grid.volume.shape}", tomogram.source or None)
+    grid_mask = None if mask is None else mask_on_grid(mask, grid.volume.shape)
+    t1 = time.perf_counter()
+    result, rots = search(grid, template, options, search_mask=grid_mask, progress=progress)
+    picks, info = picks_from_result(result, rots, grid, particle, radius_A, options, run=run, mask=grid_mask)
+    info.update(seconds_prepare=t1 - t0, seconds_search=result.seconds, seconds=time.perf_counter() - t0,
+                template_box=template.box, mask_radius_vox=template.mask_radius_vox,
+                searched_fraction=result.n_voxels / float(np.prod(grid.volume.shape)),
+                shape_zyx=list(tomogram.shape), grid_shape_zyx=list(grid.volume.shape))
+    return picks, info
+
+
+def picks_from_result(result: MatchResult, rotations: np.ndarray, grid: Grid, particle: str, radius_A: float,
+                      options: MatchOptions, *, run: str = "",
+                      mask: np.ndarray | None = None) -> tuple[Picks, dict[str, Any]]:
+    """Threshold (given or false-alarm), peaks and best rotations of a search, as picks in Å."""
+    n_trials = result.n_voxels * result.n_rotations
+    if options.threshold is not None:
+        threshold, rule = float(options.threshold), "option"
+    else:
+        threshold = false_alarm_threshold(result.cc_mean, result.cc_std, n_trials, options.false_alarms)
+        rule = f"false-alarm {options.false_alarms:g}/tomogram"
+    radius_vox = float(radius_A) / grid.voxel
+    peaks = score_peaks(result, threshold, radius_vox, options.distance_factor, mask)
+    idx = np.rint(peaks.zyx).astype(np.int64)
+    if len(idx):
+        idx = np.minimum(np.maximum(idx, 0), np.array(result.score.shape) - 1)
+    rot_idx = result.rotation_index[tuple(idx.T)] if len(idx) else np.zeros(0, dtype=np.int64)
+    mats = rotations[np.maximum(rot_idx, 0)] if len(idx) else np.zeros((0, 3, 3))
+    xyz = voxel_to_angstrom(peaks.zyx, grid.voxel_A)
+    picks = Picks.from_arrays(xyz, particle, score=peaks.score, rotations=mats, run=run)
+    info = {"particle": particle, "threshold": threshold, "threshold_rule": rule, "cc_mean": result.cc_mean,
+            "cc_std": result.cc_std, "n_trials": int(n_trials), "n_rotations": result.n_rotations,
+            "step_deg": options.step_deg, "symmetry": options.symmetry, "voxel_size_A": grid.voxel,
+            "count": len(picks)}
+    return picks, info
