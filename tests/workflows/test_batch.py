@@ -171,6 +171,40 @@ def test_changed_options_or_inputs_redo_exactly_the_affected_units(toy, cluster,
     assert read_picks(out).frame[["run", "x_A", "y_A", "z_A"]].equals(expected[["run", "x_A", "y_A", "z_A"]])
 
 
+def test_copick_and_folder_outputs_match_the_plain_loop(toy, cluster, tmp_path):
+    from tomopick.io import read_tomogram
+    from tomopick.io.copick_project import CopickProject
+
+    batch = BatchOptions.make(scheduler=cluster["address"])
+    for name in ("plain", "batch"):
+        project = CopickProject.create(tmp_path / name, _particles(toy))
+        for path in toy["inputs"][:3]:
+            project.write_tomogram(path.stem, read_tomogram(path), tomo_type="wbp")
+    uri = {name: f"copick://{tmp_path / name}" for name in ("plain", "batch")}
+    pick(uri["plain"], toy["model"], options=OPTIONS, out=uri["plain"], user_id="tomopick", session_id="1")
+    report = run_batch(uri["batch"], toy["model"], options=OPTIONS, out=uri["batch"], batch=batch,
+                       user_id="tomopick", session_id="1")
+    assert report.errors == [] and report.computed == 3
+    got = CopickProject.open(tmp_path / "batch").read_picks(user_id="tomopick").frame
+    want = CopickProject.open(tmp_path / "plain").read_picks(user_id="tomopick").frame
+    assert len(got) > 0 and got.equals(want)
+    assert not work_folder(uri["batch"]).exists()
+    # a folder: one file per input, each the plain loop's
+    pick(toy["inputs"][:3], toy["model"], options=OPTIONS, out=f"{tmp_path / 'plain_dir'}/")
+    run_batch(toy["inputs"][:3], toy["model"], options=OPTIONS, out=f"{tmp_path / 'batch_dir'}/", batch=batch)
+    names = sorted(p.name for p in (tmp_path / "plain_dir").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "batch_dir").iterdir()) and len(names) == 3
+    for n in names:  # (STAR files carry their creation time in a comment: compared by rows)
+        assert rows(tmp_path / "batch_dir" / n) == rows(tmp_path / "plain_dir" / n)
+
+
+def _particles(toy):
+    from tomopick.data import ParticleSet
+    from tomopick.models.checkpoint import read_checkpoint_payload
+
+    return ParticleSet.model_validate(read_checkpoint_payload(toy["model"])["config"]["particles"])
+
+
 # -- kill -9 ---------------------------------------------------------------------------------------------------
 def test_kill_driver_at_five_moments_then_rerun_gives_the_uninterrupted_picks(toy, cluster, tmp_path):
     """Five kills, each at a different stage; one of them of a driver running its own ``--workers`` cluster,
@@ -214,6 +248,7 @@ def test_kill_driver_at_five_moments_then_rerun_gives_the_uninterrupted_picks(to
             assert proc.returncode == 0, proc.stderr
             assert_same_as_plain(out, toy)
             out.unlink()
+    print("kills (moment, units before, units after):", *killed, sep="\n  ")
     assert len(killed) >= 4, killed  # (the last moment may, rarely, see the driver exit first)
     # re-run the very same command until it reports success (the batch may already be complete: then the
     # output is refused like any existing output, and it must already be the full, correct output)

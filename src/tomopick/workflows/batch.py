@@ -224,16 +224,16 @@ class BatchReport:
 
 
 # -- identities and keys ----------------------------------------------------------------------------------------
-def input_identity(item: str) -> dict[str, Any]:
+def input_identity(item: str, source: str | None = None) -> dict[str, Any]:
     """What identifies an input's content cheaply: the path, its size and modification time (ns); a folder
-    (OME-Zarr) sums its files' sizes and takes their latest mtime. A ``copick://`` URI is identified by the URI
-    and its project's config file (its tomograms are not re-hashed)."""
+    (OME-Zarr) sums its files' sizes and takes their latest mtime. A URI (``copick://…``) is identified by the URI
+    and the local file or folder it resolves to (``source``: the :class:`~tomopick.data.Tomogram`'s source, e.g.
+    the run's zarr; a remote one by its URI only)."""
     text = str(item)
     if "://" in text:
-        target = text.split("://", 1)[1].split("?", 1)[0]
-        stat = os.stat(target) if os.path.exists(target) else None
-        return {"input": text, "size": None if stat is None else stat.st_size,
-                "mtime_ns": None if stat is None else stat.st_mtime_ns}
+        local = Path(source) if source and "://" not in str(source) and Path(source).exists() else None
+        return {**(input_identity(str(local)) if local is not None else {"size": None, "mtime_ns": None}),
+                "input": text}
     path = Path(text)
     if path.is_dir():
         size, mtime = 0, path.stat().st_mtime_ns
@@ -346,11 +346,10 @@ def run_unit(spec: UnitSpec) -> dict[str, Any]:
     threads = options.threads or spec.torch_threads
     if threads is not None and torch.get_num_threads() != int(threads):
         torch.set_num_threads(int(threads))
-    identity = input_identity(spec.input)
-    if identity != spec.identity:
-        raise TomopickError("the input changed while the batch ran; rerun the command", spec.input)
     read_options = {"voxel_size_A": options.voxel_size_A} if options.voxel_size_A is not None else {}
     tomogram = read_tomogram(spec.input, **read_options)
+    if input_identity(spec.input, tomogram.source) != spec.identity:
+        raise TomopickError("the input changed while the batch ran; rerun the command", spec.input)
     on_scores = None if spec.save_scores is None else _score_writer(Path(spec.save_scores), spec.run, True)
     picks, summary = pick_tomogram(tomogram, loaded, options, run=spec.run,
                                    settings=inference_settings(loaded, options), on_scores=on_scores)
@@ -360,7 +359,8 @@ def run_unit(spec: UnitSpec) -> dict[str, Any]:
                                  "tomogram_shape_zyx": list(tomogram.shape)}
     unit = {"version": WORK_VERSION, "key": spec.key, "run": spec.run, "identity": spec.identity,
             "summary": to_jsonable(summary, unknown="str"),
-            "picks": {c: picks.frame[c].tolist() for c in COLUMNS}}
+            "columns": [str(c) for c in picks.frame.columns],
+            "picks": {str(c): picks.frame[c].tolist() for c in picks.frame.columns}}
     with atomic_output(spec.unit_path, overwrite=True) as tmp:
         tmp.write_text(json.dumps(unit))
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -383,7 +383,7 @@ def _read_unit(path: Path, key: str) -> dict[str, Any] | None:
 def _unit_picks(unit: dict[str, Any]) -> Picks:
     import pandas as pd
 
-    frame = pd.DataFrame(unit["picks"], columns=list(COLUMNS))
+    frame = pd.DataFrame(unit["picks"], columns=unit.get("columns") or list(COLUMNS))
     return Picks.from_frame(frame) if len(frame) else Picks.empty()
 
 
@@ -551,9 +551,8 @@ def run_batch(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
             targets[r] = check_output(Path(out_text) / f"{r}{ext}", may_replace, create_parent=False)
     # every input opened (headers only) and identified before any work
     read_options = {"voxel_size_A": options.voxel_size_A} if options.voxel_size_A is not None else {}
-    for item in items:
-        read_tomogram(item, **read_options)
-    identities = [input_identity(i) for i in items]
+    sources = [read_tomogram(item, **read_options).source for item in items]
+    identities = [input_identity(i, s) for i, s in zip(items, sources)]
     if str(options.device).startswith("cuda") and batch.scheduler is None and batch.cluster == "local":
         import torch
 
@@ -591,6 +590,7 @@ def run_batch(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         unit = _read_unit(_unit_file(units, r), k)
         if unit is not None:
             done[r] = unit
+    resumed = set(done)
     report.resumed = len(done)
     if done:
         say(f"resuming: {len(done)} of {len(runs)} runs already picked (in {work})")
@@ -610,7 +610,7 @@ def run_batch(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
             report.errors.append(RunError(r, item, f"its unit {_unit_file(units, r)} vanished"))
             continue
         summary = dict(unit["summary"])
-        summary["resumed"] = r in done and done[r].get("resumed", True)
+        summary["resumed"] = r in resumed
         report.runs.append(summary)
         all_picks.append(_unit_picks(unit))
     report.picks = Picks.concat(all_picks)
@@ -721,7 +721,7 @@ def _compute(todo: list[tuple[int, str, str]], items: list[str], identities: lis
                     report.errors.append(RunError(r, items[i], "the worker finished but its unit is missing "
                                                                "(is the output folder shared with the workers?)"))
                 else:
-                    done[r] = {"resumed": False}
+                    done[r] = unit
                     report.computed += 1
                     report.model_loads[result["worker"]] = int(result["model_loads"])
             else:
