@@ -24,6 +24,11 @@ def segment(
     allow_nonfinite: bool = typer.Option(False, "--allow-nonfinite", help="Treat NaN/Inf voxels as background."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    sam2_config: Optional[str] = typer.Option(None, "--sam2-config",
+                                              help="Segment with SAM2 instead (tomopick[sam2]): the sam2 model config, "
+                                                   "e.g. configs/sam2.1/sam2.1_hiera_t.yaml."),
+    sam2_checkpoint: Optional[str] = typer.Option(None, "--sam2-checkpoint",
+                                                  help="With --sam2-config: the local SAM2 weights file."),
 ) -> None:
     """Segment membranes (lipid bilayers), lumens, gold and carbon; number each vesicle / organelle (docs/segment.md)."""
     from pydantic import ValidationError
@@ -38,6 +43,15 @@ def segment(
                                  voxel_size_A=voxel_size, allow_nonfinite=allow_nonfinite)
     except ValidationError as exc:
         raise TomopickError(f"invalid option: {exc.errors()[0]['msg']}") from None
+    if (sam2_config is None) != (sam2_checkpoint is None):
+        raise TomopickError("give --sam2-config and --sam2-checkpoint together")
+    if sam2_config is not None:
+        from tomopick.workflows.segment import segment_sam2_files
+
+        written = segment_sam2_files(inputs, out=out, config=sam2_config, checkpoint=sam2_checkpoint, device=device,
+                                     only=only, overwrite=overwrite)
+        typer.echo(f"written: {', '.join(written)}")
+        return
     if threads is not None:
         import torch
 

@@ -14,7 +14,7 @@ column                     dtype    meaning
 ``on_membrane``            int64    1 when ``membrane_gap_A ≤ on_membrane_gap_A`` (membrane-bound), else 0
 =========================  =======  =====================================================================
 
-For on-membrane picks without an orientation, the rotation is set so that the particle's z axis is the membrane
+For on-membrane picks beside (not inside) a membrane and without an orientation, the rotation is set so that the particle's z axis is the membrane
 normal pointing from the membrane to the pick (spin about it unknown: 0), :mod:`tomopick.data.rotations`.
 """
 
@@ -118,7 +118,7 @@ def pick_context(picks: Picks, classes: np.ndarray, instances: np.ndarray, voxel
                            distance_to_membrane_A=signed, membrane_gap_A=gap, on_membrane=on)
     if options.orient:
         angles = out.angles_deg()
-        todo = (on == 1) & ~np.isfinite(angles).all(axis=1) & np.isfinite(direction).all(axis=1)
+        todo = (on == 1) & (dist > 0) & ~np.isfinite(angles).all(axis=1) & np.isfinite(direction).all(axis=1)
         if todo.any():
             frame = out.frame.copy()
             mats = np.stack([rotation_from_normal(d[::-1], 0.0) for d in direction[todo]])

@@ -121,7 +121,8 @@ def bilayer(d_A: np.ndarray, voxel_size_A: float) -> tuple[np.ndarray, np.ndarra
     -------
     density, occupancy
         float32 arrays like ``d_A``: lipid density (head groups at ±:data:`LEAFLET_OFFSET_A` over a hydrophobic
-        core) and the fraction of each voxel the bilayer fills (1 for ``|d| ≤ 25 Å``, a one-voxel ramp outside).
+        core) and the fraction of each voxel the bilayer fills (a one-voxel ramp centred on the label boundary
+        ``|d| = 25 Å``: 1 inside, 0.5 on it, 0 beyond).
     """
     from tomopick.simulate.scene import HEADGROUP_EXCESS, LIPID_TAIL_DENSITY
 
@@ -563,7 +564,10 @@ class ContextPainter:
             rot = rotation_from_normal(normal_zyx[::-1], float(self.rng.uniform(0, 360)))
             box, cb = render_rotated(template, rot, self.vs, frac)
             r0 = 0.5 + 0.3 * extent_vox
-            cands = (np.rint(p + normal_zyx * (r0 + step)).astype(int) for step in range(int(extent_vox) + 3))
+            shape = np.asarray(self.shape)
+            cands = (c for c in (np.rint(p + normal_zyx * (r0 + step)).astype(int)
+                                 for step in range(int(extent_vox) + 3))
+                     if np.all(c >= 0) and np.all(c < shape))  # centres inside the volume only
             c = self.b.place(box, cb, cands, instance=instance, label=label)
             if c is not None:
                 return c, rot, inst

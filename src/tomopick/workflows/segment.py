@@ -353,3 +353,65 @@ def pick_context_from_cli(*, context: str | None, segment: bool, segment_model: 
                                 "background with --context/--segment)", mask)
         array = read_mask(mask)
     return ctx, array
+
+
+# -- SAM2 backend -------------------------------------------------------------------------------------------------
+def segment_sam2(tomogram: Tomogram, *, config: str, checkpoint: str | os.PathLike[str], device: str = "cpu",
+                 prompt_instances: np.ndarray | None = None) -> Segmentation:
+    """Segment organelles with SAM2's video predictor (slice-wise, propagated in z) from local weights.
+
+    ``config`` is a sam2 model config name (e.g. ``configs/sam2.1/sam2.1_hiera_t.yaml``) and ``checkpoint`` its
+    weights file; prompts are ``prompt_instances`` on the central slice (e.g. membrane-10A's compartments) or, without
+    them, SAM2's automatic mask generator on that slice. The z-slices are written as JPEG frames to a temporary
+    folder for sam2 to read. Not run in tomopick's own tests (sam2 needs torchvision; see docs/segment.md).
+    """
+    import shutil
+    import tempfile
+
+    from tomopick.segment import sam2 as backend
+
+    backend.require_sam2()
+    if not Path(checkpoint).is_file():
+        raise TomopickError("SAM2 checkpoint not found", checkpoint)
+    from PIL import Image
+    from sam2.build_sam import build_sam2, build_sam2_video_predictor
+
+    volume = np.asarray(tomogram.data, dtype=np.float32)
+    frames = backend.slices_to_frames(volume)
+    ref = backend.reference_frame(len(frames))
+    tmp = tempfile.mkdtemp(prefix="tomopick-sam2-")
+    try:
+        for i, rgb in enumerate(frames):
+            Image.fromarray(rgb).save(os.path.join(tmp, f"{i:05d}.jpg"), quality=95)
+        if prompt_instances is not None:
+            prompts = backend.prompts_from_labels(prompt_instances, ref)
+        else:
+            from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+            generator = SAM2AutomaticMaskGenerator(build_sam2(config, str(checkpoint), device=device))
+            prompts = backend.prompts_from_generator(generator, frames[ref])
+        predictor = build_sam2_video_predictor(config, str(checkpoint), device=device)
+        instances = backend.propagate(predictor, tmp, len(frames), volume.shape[1:], prompts, ref)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    classes = backend.instances_to_classes(instances)
+    vs = float(np.mean(tomogram.voxel_size_A))
+    return Segmentation(classes, instances, vs, {"backend": "sam2", "config": config, "checkpoint": str(checkpoint),
+                                                 "prompts": len(prompts), "reference_frame": ref})
+
+
+def segment_sam2_files(inputs: Sequence[str], *, out: str, config: str, checkpoint: str, device: str = "cpu",
+                       only: str | None = None, overwrite: bool = False) -> list[str]:
+    """``tomopick segment --sam2-config C --sam2-checkpoint W``: one input, SAM2 prompts from its automatic mask
+    generator, written like :func:`segment`'s output."""
+    from tomopick.segment import sam2 as backend
+
+    items = expand_inputs(list(inputs))
+    if len(items) != 1:
+        raise TomopickError("the SAM2 backend segments one tomogram at a time")
+    paths = output_paths(out)
+    check_output(paths["labels"], overwrite, directory=str(paths["kind"]) == "zarr")
+    backend.require_sam2()
+    tomo = read_tomogram(items[0])
+    seg = segment_sam2(tomo, config=config, checkpoint=checkpoint, device=device)
+    return write_segmentation(seg, out, only=only, overwrite=overwrite)

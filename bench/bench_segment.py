@@ -1,0 +1,181 @@
+"""Segmentation and pick-context benchmark for ``membrane-10A`` on held-out simulations.
+
+    nice -n 10 flock /tmp/tomopick-cpu.lock python bench/bench_segment.py --out /work/data/segment/bench \
+        --json bench/results/segment.json
+
+Held out from training (bench/train_membrane.py): vesicles of the ``deformed`` shape only (training saw spheres and
+ellipsoids) and the *full* imaging model (tilt series, CTF per tilt, WBP; training used the fast Fourier model),
+other seeds. Measures, per tomogram and pooled:
+
+* membrane Dice (predicted vs exact labels);
+* vesicle instance accuracy: truth vesicles matched one-to-one to predicted instances at IoU ≥ 0.5;
+* context of the true picks, computed on the predicted segmentation vs on the exact labels: compartment class
+  (lumen / background / membrane) agreement, same-compartment agreement (the predicted compartment is the one
+  matched to the true compartment), on-membrane flag agreement, |distance-to-membrane error| (median, p90);
+  and the on-membrane flag against how the simulator placed the particle (``membrane_bound``);
+* time and peak RSS of ``tomopick segment`` on one CZII-size tomogram (184 × 630 × 630), in a subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from train_membrane import VOXEL_SIZE_A  # noqa: E402
+
+HELD_OUT_SHAPES = ("deformed",)
+
+
+def held_out(n: int, seed: int, shape=(160, 256, 256), imaging: str = "full"):
+    from tomopick.simulate import ContextConfig, SimulationConfig, simulate_tomogram
+
+    ctx = ContextConfig(vesicle_shapes=HELD_OUT_SHAPES, n_vesicles=(3, 6), membrane_bound_fraction=0.3,
+                        lumenal_fraction=0.3)
+    for i in range(n):
+        cfg = SimulationConfig(shape_zyx=shape, voxel_size_A=VOXEL_SIZE_A, particle_source="procedural",
+                               context=ctx, randomize=True, imaging=imaging, seed=seed + i, keep_noiseless=False,
+                               run_name=f"heldout_{seed + i}", crowding=1.5)
+        yield simulate_tomogram(cfg)
+
+
+def score_one(r, seg, particles) -> dict:
+    from tomopick.segment import ContextOptions, dice, label_instances, match_instances, pick_context
+
+    truth_cls, truth_inst = r.segmentation, r.segmentation_instances
+    vs = VOXEL_SIZE_A
+    out: dict = {"run": r.params["config"]["run_name"]}
+    out["membrane_dice"] = dice(truth_cls == 1, seg.classes == 1)
+    out["lumen_dice"] = dice(truth_cls == 2, seg.classes == 2)
+    ves_ids = [v["instance"] for v in r.params["scene"]["segment"]["vesicles"]]
+    m = match_instances(truth_inst, seg.instances, 0.5, ids=ves_ids)
+    out.update(vesicles=m["n_truth"], vesicles_matched=m["n_matched"], instance_accuracy=m["accuracy"])
+    # context of the true picks: exact labels vs predicted segmentation
+    opts = ContextOptions(radii_A={p.name: float(p.radius_A) for p in particles})
+    picks = r.picks
+    truth_inst_full = label_instances(truth_cls, vs)  # instances as the segment stage defines them (lumen pieces)
+    t = pick_context(picks, truth_cls, truth_inst_full, vs, opts).frame
+    p = pick_context(picks, seg.classes, seg.instances, vs, opts).frame
+    n = len(t)
+    same_class = (t["compartment_class"].to_numpy() == p["compartment_class"].to_numpy())
+    # same compartment: map each predicted instance to the truth instance it overlaps most
+    pred_to_truth = {}
+    for k in np.unique(seg.instances):
+        if k == 0:
+            continue
+        ids, counts = np.unique(truth_inst_full[seg.instances == k], return_counts=True)
+        pred_to_truth[int(k)] = int(ids[np.argmax(counts)])
+    mapped = np.array([pred_to_truth.get(int(k), 0) if k else 0 for k in p["compartment_id"]])
+    same_comp = mapped == t["compartment_id"].to_numpy()
+    flag = t["on_membrane"].to_numpy() == p["on_membrane"].to_numpy()
+    placed = picks.frame["membrane_bound"].to_numpy()
+    err = np.abs(t["distance_to_membrane_A"].to_numpy() - p["distance_to_membrane_A"].to_numpy())
+    err = err[np.isfinite(err)]
+    out.update(picks=n, compartment_class_right=int(same_class.sum()), compartment_right=int(same_comp.sum()),
+               on_membrane_right=int(flag.sum()),
+               on_membrane_vs_placement_right=int((p["on_membrane"].to_numpy() == placed).sum()),
+               truth_on_membrane_vs_placement_right=int((t["on_membrane"].to_numpy() == placed).sum()),
+               membrane_bound=int(placed.sum()), distance_errors_A=err.tolist())
+    return out
+
+
+def timing_czii(out_dir: Path, model: str | None) -> dict:
+    """Simulate one 184 × 630 × 630 tomogram with context, then time ``tomopick segment`` in a subprocess."""
+    from tomopick.io import write_tomogram
+    from tomopick.simulate import ContextConfig, SimulationConfig, simulate_tomogram
+
+    path = out_dir / "czii_size.mrc"
+    if not path.exists():
+        r = simulate_tomogram(SimulationConfig(voxel_size_A=VOXEL_SIZE_A, particle_source="procedural",
+                                               context=ContextConfig(vesicle_shapes=HELD_OUT_SHAPES),
+                                               randomize=True, seed=7777, keep_noiseless=False))
+        write_tomogram(r.tomogram, path, overwrite=True)
+        del r
+    seg_out = out_dir / "czii_size_seg.zarr"
+    cmd = [sys.executable, "-c", "from tomopick.cli.main import main; main()", "segment", str(path), "--out",
+           str(seg_out), "--overwrite", "-q", "--threads", os.environ.get("OMP_NUM_THREADS", "2")]
+    if model:
+        cmd += ["--model", model]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr)
+    return {"shape_zyx": [184, 630, 630], "seconds": wall, "peak_rss_GB": max(peak_kb, before) / 1024**2,
+            "stdout": proc.stdout.strip().splitlines()[-2:]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("/work/data/segment/bench"))
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--model", default=None, help="segmentation checkpoint (default: bundled membrane-10A)")
+    ap.add_argument("--n", type=int, default=4)
+    ap.add_argument("--imaging", default="full")
+    ap.add_argument("--seed", type=int, default=5000)
+    ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--shape", default="160,256,256", help="held-out tomogram size z,y,x (voxels)")
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    from tomopick.data import get_particle_set
+    from tomopick.segment import SegmentOptions, segment_tomogram
+    from tomopick.workflows.segment import resolve_segment_model
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    loaded = resolve_segment_model(args.model)
+    particles = get_particle_set("czii")
+    rows = []
+    shape = tuple(int(v) for v in args.shape.split(","))
+    for r in held_out(args.n, args.seed, shape=shape, imaging=args.imaging):
+        seg = segment_tomogram(r.tomogram, loaded, SegmentOptions())
+        row = score_one(r, seg, particles)
+        row["seconds"] = seg.summary["seconds"]
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k != "distance_errors_A"}), flush=True)
+    errs = np.concatenate([np.asarray(r["distance_errors_A"]) for r in rows]) if rows else np.zeros(0)
+    n_picks = sum(r["picks"] for r in rows)
+    pooled = {
+        "membrane_dice_mean": float(np.mean([r["membrane_dice"] for r in rows])),
+        "lumen_dice_mean": float(np.mean([r["lumen_dice"] for r in rows])),
+        "instance_accuracy": sum(r["vesicles_matched"] for r in rows) / max(1, sum(r["vesicles"] for r in rows)),
+        "vesicles": sum(r["vesicles"] for r in rows),
+        "picks": n_picks,
+        "compartment_class_right": sum(r["compartment_class_right"] for r in rows) / max(1, n_picks),
+        "compartment_right": sum(r["compartment_right"] for r in rows) / max(1, n_picks),
+        "on_membrane_right": sum(r["on_membrane_right"] for r in rows) / max(1, n_picks),
+        "on_membrane_vs_placement_right": sum(r["on_membrane_vs_placement_right"] for r in rows) / max(1, n_picks),
+        "truth_on_membrane_vs_placement_right": sum(r["truth_on_membrane_vs_placement_right"] for r in rows)
+        / max(1, n_picks),
+        "distance_error_median_A": float(np.median(errs)) if errs.size else None,
+        "distance_error_p90_A": float(np.percentile(errs, 90)) if errs.size else None,
+    }
+    print(json.dumps(pooled, indent=1), flush=True)
+    result = {"held_out": {"shapes": HELD_OUT_SHAPES, "imaging": args.imaging, "n": args.n,
+                           "seeds": [args.seed, args.seed + args.n - 1], "shape_zyx": list(shape)},
+              "per_tomogram": [{k: v for k, v in r.items() if k != "distance_errors_A"} for r in rows],
+              "pooled": pooled}
+    if not args.no_timing:
+        result["czii_size"] = timing_czii(args.out, args.model)
+        print(json.dumps(result["czii_size"]), flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

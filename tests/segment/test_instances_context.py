@@ -1,0 +1,138 @@
+"""Instances, the per-instance table and per-pick context on planted geometry (numbers computed by hand)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tomopick.data import Picks
+from tomopick.segment import (
+    ContextOptions, WhereError, dice, fill_lumen, instance_table, label_instances, match_instances, parse_where,
+    pick_context, where_mask,
+)
+from tomopick.segment.instances import LUMEN, MEMBRANE
+
+VS = 10.0
+
+
+def _two_vesicles(shape=(48, 64, 96)):
+    """Two spherical vesicles (membrane shell 3 voxels thick, lumen inside) and a flat sheet."""
+    z, y, x = np.indices(shape, dtype=np.float64)
+    classes = np.zeros(shape, dtype=np.uint8)
+    truth = np.zeros(shape, dtype=np.int32)
+    centres = [(24.0, 32.0, 24.0, 12.0), (24.0, 32.0, 66.0, 9.0)]  # z, y, x, outer radius (voxels)
+    for k, (cz, cy, cx, r) in enumerate(centres, start=1):
+        d = np.sqrt((z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2)
+        classes[d < r - 3] = LUMEN
+        classes[(d >= r - 3) & (d < r)] = MEMBRANE
+        truth[d < r] = k
+    classes[:, :, 92:95] = MEMBRANE  # a sheet (no lumen)
+    truth[:, :, 92:95] = 3
+    return classes, truth, centres
+
+
+def test_instances_join_membrane_to_lumen_and_sheets_get_their_own_id():
+    classes, truth, _ = _two_vesicles()
+    inst = label_instances(classes, VS, min_lumen_A3=1000.0)
+    assert int(inst.max()) == 3
+    result = match_instances(truth, inst)
+    assert result["accuracy"] == 1.0 and min(result["ious"].values()) == 1.0
+
+
+def test_instance_table_numbers():
+    classes, truth, centres = _two_vesicles()
+    inst = label_instances(classes, VS, min_lumen_A3=1000.0)
+    table = instance_table(classes, inst, VS).set_index("instance_id")
+    for k, (cz, cy, cx, r) in enumerate(centres, start=1):
+        row = table.loc[int(np.bincount(inst[truth == k]).argmax())]
+        assert row["kind"] == "compartment"
+        assert row["n_voxels"] == int((truth == k).sum())
+        assert row["volume_A3"] == pytest.approx(row["n_voxels"] * VS**3)
+        assert row["lumen_volume_A3"] == pytest.approx(int(((truth == k) & (classes == LUMEN)).sum()) * VS**3)
+        assert row[["x_A", "y_A", "z_A"]].tolist() == pytest.approx([cx * VS, cy * VS, cz * VS], abs=0.5)
+        r_A = r * VS  # marching cubes at 0.5 puts the surface halfway between inside and outside voxel centres
+        assert row["mean_radius_A"] == pytest.approx(r_A, rel=0.05)
+        # a voxel staircase measures a few % more area than the smooth sphere
+        assert row["surface_area_A2"] == pytest.approx(4 * np.pi * r_A**2, rel=0.1)
+    sheet = table[table["kind"] == "membrane"]
+    assert len(sheet) == 1 and sheet["n_voxels"].iloc[0] == 48 * 64 * 3
+
+
+def test_fill_lumen_closes_rings_missing_their_caps():
+    shape = (20, 40, 40)
+    z, y, x = np.indices(shape, dtype=np.float64)
+    d = np.sqrt((y - 20) ** 2 + (x - 20) ** 2)
+    classes = np.zeros(shape, dtype=np.uint8)
+    classes[5:15][(d[5:15] >= 10) & (d[5:15] < 12)] = MEMBRANE  # a cylinder wall, open at both ends
+    filled = fill_lumen(classes)
+    np.testing.assert_array_equal(filled[5:15] == LUMEN, d[5:15] < 10)
+    assert not (filled[:5] == LUMEN).any() and not (filled[15:] == LUMEN).any()
+    assert np.array_equal(filled == MEMBRANE, classes == MEMBRANE)
+
+
+def test_match_and_dice_counts():
+    t = np.zeros((4, 10, 10), dtype=np.int32)
+    t[:, :5, :5] = 1
+    t[:, 5:, 5:] = 2
+    p = np.zeros_like(t)
+    p[:, :5, :4] = 7  # IoU 0.8 with 1
+    p[:, 5:7, 5:] = 9  # IoU 0.4 with 2
+    r = match_instances(t, p)
+    assert r["n_truth"] == 2 and r["n_matched"] == 1 and r["ious"][1] == pytest.approx(0.8)
+    assert dice(t == 1, p == 7) == pytest.approx(2 * 80 / (100 + 80))
+    assert dice(np.zeros(3, bool), np.zeros(3, bool)) == 1.0
+
+
+def _slab_geometry(shape=(20, 20, 60)):
+    """A flat membrane at x = 20..24 (5 voxels), lumen for x < 20 (instance 1), background beyond."""
+    classes = np.zeros(shape, dtype=np.uint8)
+    classes[:, :, :20] = LUMEN
+    classes[:, :, 20:25] = MEMBRANE
+    inst = np.zeros(shape, dtype=np.int32)
+    inst[:, :, :25] = 1
+    return classes, inst
+
+
+def test_pick_context_distances_classes_and_normals():
+    classes, inst = _slab_geometry()
+    xs = np.array([40.0, 10.0, 22.0, 30.0]) * VS
+    picks = Picks.from_arrays(np.stack([xs, np.full(4, 100.0), np.full(4, 100.0)], axis=1),
+                              ["big", "small", "small", "big"])
+    out = pick_context(picks, classes, inst, VS, ContextOptions(radii_A={"big": 50.0, "small": 20.0},
+                                                                on_membrane_gap_A=10.0))
+    f = out.frame
+    # nearest membrane voxel: x = 24 on the outside, x = 20 from the lumen side
+    np.testing.assert_allclose(f["distance_to_membrane_A"], [160.0, -100.0, 0.0, 60.0])
+    np.testing.assert_allclose(f["membrane_gap_A"], [110.0, 80.0, -20.0, 10.0])
+    assert f["on_membrane"].tolist() == [0, 0, 1, 1]
+    assert f["compartment_class"].tolist() == ["background", "lumen", "membrane", "background"]
+    assert f["compartment_id"].tolist() == [0, 1, 1, 0]
+    # the on-membrane pick beside the membrane gets its z axis along the normal (+x); the one inside has none
+    z_axis = out.rotation_matrices()[3][:, 2]
+    np.testing.assert_allclose(z_axis, [1.0, 0.0, 0.0], atol=1e-9)
+    assert np.isnan(out.angles_deg()[:3]).all()
+
+
+def test_where_filter_numbers_and_errors():
+    classes, inst = _slab_geometry()
+    xs = np.array([40.0, 10.0, 22.0, 30.0]) * VS
+    picks = pick_context(Picks.from_arrays(np.stack([xs, np.full(4, 100.0), np.full(4, 100.0)], axis=1),
+                                           ["a", "b", "a", "b"]), classes, inst, VS)
+    assert where_mask(picks, "distance_to_membrane_A < 100").tolist() == [False, True, True, True]
+    assert where_mask(picks, "abs(distance_to_membrane_A) <= 100 and particle == 'b'").tolist() == [
+        False, True, False, True]
+    assert where_mask(picks, "not (compartment_class == 'lumen' or on_membrane == 1)").tolist() == [
+        True, False, False, False]
+    assert where_mask(picks, "0 <= distance_to_membrane_A < 100").tolist() == [False, False, True, True]
+    for bad in ("__import__('os')", "x_A.real > 0", "distance_to_membrane_A <", "unknown_col > 1", "x_A + 1"):
+        with pytest.raises(WhereError):
+            where_mask(picks, bad)
+    with pytest.raises(WhereError):
+        parse_where("open('f') == 1")
+
+
+def test_no_membrane_gives_nan_distances():
+    classes = np.zeros((8, 8, 8), dtype=np.uint8)
+    picks = Picks.from_arrays(np.array([[30.0, 30.0, 30.0]]), "a")
+    out = pick_context(picks, classes, np.zeros_like(classes, dtype=np.int32), VS)
+    assert np.isnan(out.frame["distance_to_membrane_A"].iloc[0]) and out.frame["on_membrane"].iloc[0] == 0
