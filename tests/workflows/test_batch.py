@@ -111,6 +111,12 @@ def test_batch_matches_plain_loop_and_loads_model_once_per_worker(toy, cluster, 
                        batch=BatchOptions.make(scheduler=cluster["address"]))
     assert report.errors == [] and report.computed == N_RUNS and report.resumed == 0
     assert_same_as_plain(out, toy)
+    # the dashboard address is reported, and served (bokeh is in the distributed extra)
+    import urllib.request
+
+    assert report.dashboard.startswith("http://")
+    with urllib.request.urlopen(report.dashboard, timeout=20) as page:
+        assert page.status == 200
     assert not work_folder(out).exists()  # removed once every run succeeded
     assert list(tmp_path.iterdir()) == [out]  # nothing else left behind
     # the model was loaded once per worker process, not per tomogram
