@@ -212,6 +212,39 @@ def test_copick_and_folder_outputs_match_the_plain_loop(toy, cluster, tmp_path):
         assert rows(tmp_path / "batch_dir" / n) == rows(tmp_path / "plain_dir" / n)
 
 
+def test_template_matching_batch_matches_the_plain_loop(toy, cluster, tmp_path):
+    """``tomopick match --workers`` runs the same units: a planted template found in 2 tomograms, the batch's
+    picks file equal to :func:`tomopick.workflows.match.match`'s."""
+    from tomopick.data.rotations import random_rotations
+    from tomopick.match.options import MatchOptions
+    from tomopick.match.template import rotate_volume
+    from tomopick.workflows.batch import run_match_batch
+    from tomopick.workflows.match import match
+
+    rng = np.random.default_rng(7)
+    g = np.arange(15) - 7
+    z, y, x = np.meshgrid(g, g, g, indexing="ij")
+    template = np.zeros((15, 15, 15), np.float32)  # three balls: no rotational symmetry
+    for (cx, cy, cz), r in (((3.5, 0, 0), 2.5), ((-3.0, 0, 0), 1.5), ((0, 3.0, 0), 2.0)):
+        template += (np.sqrt((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2) <= r).astype(np.float32)
+    write_tomogram(Tomogram.from_array(template, 10.0), tmp_path / "template.mrc")
+    inputs = []
+    for i in range(2):
+        vol = rng.normal(size=(28, 40, 40)).astype(np.float32)
+        for rot, (cz, cy, cx) in zip(random_rotations(2, rng), ((12, 12, 12), (14, 26, 26))):
+            vol[cz - 7:cz + 8, cy - 7:cy + 8, cx - 7:cx + 8] -= 3.0 * rotate_volume(template, rot)
+        write_tomogram(Tomogram.from_array(vol, 10.0), tmp_path / f"M_{i}.mrc")
+        inputs.append(tmp_path / f"M_{i}.mrc")
+    options = MatchOptions(step_deg=30.0, tilt_range_deg=None, threads=1)
+    plain = match(inputs, tmp_path / "template.mrc", particle="blob", radius_A=50.0, options=options,
+                  out=tmp_path / "plain.csv")
+    assert len(plain.picks) >= 4
+    report = run_match_batch(inputs, tmp_path / "template.mrc", particle="blob", radius_A=50.0, options=options,
+                             out=tmp_path / "batch.csv", batch=BatchOptions.make(scheduler=cluster["address"]))
+    assert report.errors == [] and report.computed == 2
+    assert (tmp_path / "batch.csv").read_bytes() == (tmp_path / "plain.csv").read_bytes()
+
+
 def _particles(toy):
     from tomopick.data import ParticleSet
     from tomopick.models.checkpoint import read_checkpoint_payload

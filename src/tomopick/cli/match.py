@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from pathlib import Path
 from typing import Callable, Iterator, List, Optional
 
 import typer
@@ -96,6 +97,16 @@ def match(
     picks_format: Optional[str] = typer.Option(None, "--format", help="Picks format (default: from --out)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                          help="Batch on a local Dask cluster of N worker processes; resumable: "
+                                               "rerun the same command after a crash (docs/batch.md)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler",
+                                            help="Batch on a running Dask scheduler (tcp://host:8786)."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Batch on: local | slurm (dask-jobqueue)."),
+    cluster_config: Optional[Path] = typer.Option(None, "--cluster-config",
+                                                  help="YAML for --cluster slurm (docs/batch.md)."),
+    retries: Optional[int] = typer.Option(None, "--retries", min=0, max=100,
+                                          help="Batch: extra attempts for a run that fails (default 0)."),
 ) -> None:
     """Template matching: FFT cross-correlation over a uniform rotation set, locally normalised, with wedge, CTF and
     whitening; picks above a false-alarm threshold with their best orientation."""
@@ -110,6 +121,16 @@ def match(
                                 device=device, mask_radius_A=mask_radius, lowpass_A=lowpass, threads=threads)
     if options.tilt_range_deg is None and tilt_range is not None and tilt_range.strip().lower() not in ("none", "off"):
         raise TomopickError(f"--tilt-range {tilt_range!r}: expected MIN,MAX in degrees")
+    from tomopick.cli.batch import batch_asked, match_batch
+
+    if batch_asked(workers, scheduler, cluster, cluster_config, retries):
+        if mask is not None or mask_from_model:
+            raise TomopickError("--mask/--mask-from-model: not available with --workers/--scheduler/--cluster yet")
+        match_batch(inputs, template, particle=particle, options=options, out=out, radius_A=radius,
+                    template_voxel_size_A=template_voxel_size, overwrite=overwrite, picks_format=picks_format,
+                    quiet=quiet, workers=workers, scheduler=scheduler, cluster=cluster,
+                    cluster_config=cluster_config, retries=retries)
+        return
     from tomopick.workflows.match import match as run_match
 
     lines: list[str] = []

@@ -170,7 +170,10 @@ def pick(
         from tomopick.workflows.reporting import check_report_output
 
         check_report_output(report_html, overwrite)
-    if prompt and any(v is not None for v in (workers, scheduler, cluster, cluster_config, retries)):
+    from tomopick.cli.batch import batch_asked
+
+    batched = batch_asked(workers, scheduler, cluster, cluster_config, retries)
+    if prompt and batched:
         raise TomopickError("--prompt picking does not run as a batch yet (--workers, --scheduler, --cluster)")
     if prompt:
         from tomopick.cli.prompt import pick_prompted
@@ -194,7 +197,7 @@ def pick(
                                overlap=overlap, batch_size=batch_size, device=device, mode=mode,
                                roi_size=parse_roi(roi), voxel_size_A=voxel_size, allow_nonfinite=allow_nonfinite,
                                threads=threads)
-    if any(v is not None for v in (workers, scheduler, cluster, cluster_config, retries)):
+    if batched:
         from tomopick.cli.batch import pick_batch
 
         unsupported = [name for name, value in (("--report", report_html), ("--context", context),

@@ -1,18 +1,19 @@
-"""``run_batch()``: pick many tomograms on a Dask cluster, resumably (the verb behind ``tomopick pick --workers``,
-``--scheduler`` and ``--cluster``).
+"""``run_batch()`` / ``run_match_batch()``: pick (or template-match) many tomograms on a Dask cluster, resumably (the
+verbs behind ``tomopick pick|match --workers``, ``--scheduler`` and ``--cluster``).
 
-The work is one *unit* per input (run). Each unit is computed by a Dask worker, which reads its tomogram from its
-own storage (MRC memmap, zarr, copick), picks it with the one pick path
-(:func:`tomopick.inference.picking.pick_tomogram`) with a model loaded once per worker process, and writes the
-run's picks atomically into a work folder next to the output::
+The work is one *unit* per input (run), described by a small job (:class:`PickJob`: a network, :class:`MatchJob`:
+a template). Each unit is computed by a Dask worker, which reads its tomogram from its own storage (MRC memmap,
+zarr, copick), picks it with the one pick path (:func:`tomopick.inference.picking.pick_tomogram`, or
+:func:`tomopick.match.picking.match_tomogram`) with the model or template loaded once per worker process, and
+writes the run's picks atomically into a work folder next to the output::
 
     <parent of OUT>/.<name of OUT>.tomopick-batch/
-        manifest.json          what the batch is: model sha256, pick options, inputs, output (the batch key)
+        manifest.json          what the batch is: the job (model sha256, options), inputs, output (the batch key)
         units/<run>.json       one finished run: its unit key, input identity, summary and picks (exact floats)
 
 A unit counts as finished only when its file exists and carries the key of the current command: a SHA-256 over
-the input's identity (path, size, mtime), the model's SHA-256, the pick options and the copick user/session.
-Re-running the very same command after a crash (``kill -9`` of the driver or of a worker, at any moment) skips the
+the input's identity (path, size, mtime), the job (model or template SHA-256s and every option) and the copick
+user/session. Re-running the very same command after a crash (``kill -9`` of the driver or of a worker, at any moment) skips the
 finished units, redoes the rest, and writes the merged output atomically from the units, in input order, exactly
 as the plain loop of :func:`tomopick.workflows.pick.pick` would: one picks file, one file per input, or copick
 picks. A work folder whose manifest matches the command *owns* the outputs (it checked they did not exist when it
@@ -37,7 +38,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Annotated, Any, Callable, Literal, Sequence, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -52,8 +53,8 @@ from tomopick.io.inputs import expand_inputs, run_name
 from tomopick.jsonable import to_jsonable
 from tomopick.workflows.pick import _folder_extension, _out_kind
 
-__all__ = ["BatchOptions", "BatchReport", "ClusterConfig", "RunError", "input_identity", "load_cluster_config",
-           "run_batch", "slurm_job_script", "work_folder"]
+__all__ = ["BatchOptions", "BatchReport", "ClusterConfig", "MatchJob", "PickJob", "RunError", "input_identity",
+           "load_cluster_config", "run_batch", "run_match_batch", "run_units", "slurm_job_script", "work_folder"]
 
 WORK_VERSION = 1
 _UNITS = "units"
@@ -262,21 +263,97 @@ def work_folder(out: str | os.PathLike[str]) -> Path:
     return path.parent / f".{path.name}.tomopick-batch"
 
 
+# -- jobs: what one unit computes --------------------------------------------------------------------------------
+class PickJob(BaseModel):
+    """The unit of ``tomopick pick``: one tomogram → picks with a network (checkpoint or ensemble), loaded once
+    per worker process. Small and picklable: paths, digests and options, never a model or a volume."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["pick"] = "pick"
+    model_paths: list[str]
+    model_sha256s: list[str]
+    model_weights: list[float] | None = None
+    options: dict[str, Any]  # PickOptions as used (the checkpoint's defaults filled in)
+
+    def resource_key(self) -> tuple[Any, ...]:
+        return (self.kind, tuple(self.model_paths), tuple(self.model_sha256s), tuple(self.model_weights or ()))
+
+    def load(self) -> Any:
+        """The checkpoint (its SHA-256 checked) or the ensemble of checkpoints."""
+        from tomopick.models.checkpoint import file_sha256, load_checkpoint
+
+        if len(self.model_paths) == 1:
+            return load_checkpoint(self.model_paths[0], sha256=self.model_sha256s[0])
+        from tomopick.inference.ensemble import EnsembleSpec
+        from tomopick.workflows.pick import resolve_model
+
+        for path, sha in zip(self.model_paths, self.model_sha256s):
+            if file_sha256(path) != sha:
+                raise TomopickError("checkpoint checksum mismatch (replaced during the batch?)", path)
+        return resolve_model(EnsembleSpec(self.model_paths, self.model_weights))
+
+    def run(self, resource: Any, tomogram: Any, run: str, save_scores: str | None) -> tuple[Picks, dict[str, Any]]:
+        from tomopick.inference.picking import inference_settings, pick_tomogram
+        from tomopick.workflows.pick import _score_writer
+
+        options = PickOptions(**self.options)
+        on_scores = None if save_scores is None else _score_writer(Path(save_scores), run, True)
+        return pick_tomogram(tomogram, resource, options, run=run, settings=inference_settings(resource, options),
+                             on_scores=on_scores)
+
+
+class MatchJob(BaseModel):
+    """The unit of ``tomopick match``: one tomogram → picks by template matching; the template is read once per
+    worker process (its SHA-256 checked)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["match"] = "match"
+    template_path: str
+    template_sha256: str
+    template_voxel_size_A: float | None = None
+    particle: str
+    radius_A: float
+    options: dict[str, Any]  # MatchOptions
+
+    def resource_key(self) -> tuple[Any, ...]:
+        return (self.kind, self.template_path, self.template_sha256, self.template_voxel_size_A)
+
+    def load(self) -> Any:
+        from tomopick.models.checkpoint import file_sha256
+        from tomopick.workflows.match import read_template
+
+        if file_sha256(self.template_path) != self.template_sha256:
+            raise TomopickError("template checksum mismatch (replaced during the batch?)", self.template_path)
+        return read_template(self.template_path, self.template_voxel_size_A)
+
+    def run(self, resource: Any, tomogram: Any, run: str, save_scores: str | None) -> tuple[Picks, dict[str, Any]]:
+        from tomopick.match.options import MatchOptions
+        from tomopick.match.picking import match_tomogram
+
+        template, template_vs = resource
+        picks, summary = match_tomogram(tomogram, template, template_vs, self.particle, self.radius_A,
+                                        MatchOptions(**self.options), run=run)
+        summary.update(run=run, method="template matching")
+        return picks, summary
+
+
+Job = Annotated[Union[PickJob, MatchJob], Field(discriminator="kind")]
+
+
 # -- the worker side --------------------------------------------------------------------------------------------
 class UnitSpec(BaseModel):
     """Everything a worker needs for one run (small: paths and options, never volumes)."""
 
     model_config = ConfigDict(frozen=True)
 
+    job: Job
     run: str
     input: str
     identity: dict[str, Any]
     key: str
     unit_path: str
-    model_paths: list[str]
-    model_sha256s: list[str]
-    model_weights: list[float] | None = None
-    options: dict[str, Any]
     torch_threads: int | None = None
     gpu_per_worker: bool = False
     user_id: str = "tomopick"
@@ -284,35 +361,19 @@ class UnitSpec(BaseModel):
     save_scores: str | None = None
 
 
-_MODELS: dict[tuple[Any, ...], Any] = {}
-_MODEL_LOADS: dict[tuple[Any, ...], int] = {}
-_MODEL_LOCK = threading.Lock()
+_RESOURCES: dict[tuple[Any, ...], Any] = {}
+_LOADS: dict[tuple[Any, ...], int] = {}
+_LOCK = threading.Lock()
 
 
-def _model_key(spec: "UnitSpec") -> tuple[Any, ...]:
-    return (tuple(spec.model_paths), tuple(spec.model_sha256s), tuple(spec.model_weights or ()))
-
-
-def _cached_model(spec: "UnitSpec") -> Any:
-    """The spec's checkpoint (or ensemble of checkpoints), SHA-256 checked, loaded once per worker process and
-    kept for the next units (keyed by paths + digests + weights)."""
-    from tomopick.models.checkpoint import file_sha256, load_checkpoint
-
-    key = _model_key(spec)
-    with _MODEL_LOCK:
-        if key not in _MODELS:
-            if len(spec.model_paths) == 1:
-                _MODELS[key] = load_checkpoint(spec.model_paths[0], sha256=spec.model_sha256s[0])
-            else:
-                from tomopick.inference.ensemble import EnsembleSpec
-                from tomopick.workflows.pick import resolve_model
-
-                for path, sha in zip(spec.model_paths, spec.model_sha256s):
-                    if file_sha256(path) != sha:
-                        raise TomopickError("checkpoint checksum mismatch (replaced during the batch?)", path)
-                _MODELS[key] = resolve_model(EnsembleSpec(spec.model_paths, spec.model_weights))
-            _MODEL_LOADS[key] = _MODEL_LOADS.get(key, 0) + 1
-        return _MODELS[key]
+def _cached(job: Any) -> Any:
+    """The job's model (or template), loaded once per worker process and kept for the next units."""
+    key = job.resource_key()
+    with _LOCK:
+        if key not in _RESOURCES:
+            _RESOURCES[key] = job.load()
+            _LOADS[key] = _LOADS.get(key, 0) + 1
+        return _RESOURCES[key]
 
 
 def _worker_index() -> int | None:
@@ -329,30 +390,26 @@ def _worker_index() -> int | None:
 
 
 def run_unit(spec: UnitSpec) -> dict[str, Any]:
-    """Pick one run on this worker and write its unit atomically; returns a small summary (no picks)."""
+    """Compute one run on this worker and write its unit atomically; returns a small summary (no picks)."""
     import socket
 
     import torch
 
-    from tomopick.inference.picking import inference_settings, pick_tomogram
-    from tomopick.workflows.pick import _score_writer
-
     t0 = time.perf_counter()
-    loaded = _cached_model(spec)
-    options = PickOptions(**spec.options)
-    if spec.gpu_per_worker and options.device == "cuda" and torch.cuda.is_available():
-        index = _worker_index() or 0
-        options = options.model_copy(update={"device": f"cuda:{index % torch.cuda.device_count()}"})
-    threads = options.threads or spec.torch_threads
+    job = spec.job
+    resource = _cached(job)
+    options = dict(job.options)
+    if spec.gpu_per_worker and options.get("device") == "cuda" and torch.cuda.is_available():
+        options["device"] = f"cuda:{(_worker_index() or 0) % torch.cuda.device_count()}"  # one GPU per worker
+        job = job.model_copy(update={"options": options})
+    threads = options.get("threads") or spec.torch_threads
     if threads is not None and torch.get_num_threads() != int(threads):
         torch.set_num_threads(int(threads))
-    read_options = {"voxel_size_A": options.voxel_size_A} if options.voxel_size_A is not None else {}
-    tomogram = read_tomogram(spec.input, **read_options)
+    vs = options.get("voxel_size_A")
+    tomogram = read_tomogram(spec.input, **({"voxel_size_A": vs} if vs is not None else {}))
     if input_identity(spec.input, tomogram.source) != spec.identity:
         raise TomopickError("the input changed while the batch ran; rerun the command", spec.input)
-    on_scores = None if spec.save_scores is None else _score_writer(Path(spec.save_scores), spec.run, True)
-    picks, summary = pick_tomogram(tomogram, loaded, options, run=spec.run,
-                                   settings=inference_settings(loaded, options), on_scores=on_scores)
+    picks, summary = job.run(resource, tomogram, spec.run, spec.save_scores)
     picks = picks.with_columns(user=spec.user_id, session=spec.session_id) if len(picks) else picks
     summary["input"] = spec.input
     summary["writer_options"] = {"voxel_size_A": float(np.mean(tomogram.voxel_size_A)),
@@ -365,7 +422,7 @@ def run_unit(spec: UnitSpec) -> dict[str, Any]:
         tmp.write_text(json.dumps(unit))
     worker = f"{socket.gethostname()}:{os.getpid()}"
     return {"run": spec.run, "seconds": time.perf_counter() - t0, "worker": worker,
-            "model_loads": _MODEL_LOADS.get(_model_key(spec), 0)}
+            "model_loads": _LOADS.get(job.resource_key(), 0)}
 
 
 # -- units on disk ----------------------------------------------------------------------------------------------
@@ -434,12 +491,12 @@ class _Cluster:
     resources: dict[str, float] | None
 
 
-def _start_cluster(batch: BatchOptions, options: PickOptions) -> _Cluster:
+def _start_cluster(batch: BatchOptions, device: str) -> _Cluster:
     """A Dask client on the cluster ``batch`` asks for (LocalCluster, an address, or SLURM)."""
     import dask
     from distributed import Client, LocalCluster
 
-    gpu = str(options.device).startswith("cuda")
+    gpu = str(device).startswith("cuda")
     if batch.scheduler:
         try:
             client = Client(batch.scheduler, timeout="20s")
@@ -482,9 +539,9 @@ def _start_cluster(batch: BatchOptions, options: PickOptions) -> _Cluster:
     return _Cluster(client, close_local, threads, bool(n_gpus), None)
 
 
-# -- the verb ---------------------------------------------------------------------------------------------------
-def run_batch(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], model: str | os.PathLike[str] | None,
-              *, options: PickOptions | None = None, batch: BatchOptions | None = None,
+# -- the verbs --------------------------------------------------------------------------------------------------
+def run_batch(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], model: Any, *,
+              options: PickOptions | None = None, batch: BatchOptions | None = None,
               out: str | os.PathLike[str], save_scores: str | os.PathLike[str] | None = None,
               overwrite: bool = False, picks_format: str | None = None, user_id: str = "tomopick",
               session_id: str = "0", progress: Callable[[int, int], None] | None = None,
@@ -496,13 +553,17 @@ def run_batch(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     inputs
         Tomogram paths/URIs as for :func:`tomopick.workflows.pick.pick`.
     model
-        Checkpoint path; ``None``: the bundled ``czii-10A`` model. (A path, not a loaded model: workers load it.)
+        Checkpoint path, ``None`` (the bundled ``czii-10A`` model), or an ensemble
+        (:class:`~tomopick.inference.ensemble.EnsembleSpec` or a list of paths); paths, not loaded models: the
+        workers load them.
     options
         :class:`~tomopick.inference.options.PickOptions`.
     batch
         :class:`BatchOptions` (workers, scheduler, cluster, retries).
     out
         A picks file, a folder (ends with ``/``), or ``copick://project`` — as :func:`~tomopick.workflows.pick.pick`.
+    save_scores
+        Folder for the per-class score maps (written by the workers).
     progress
         ``progress(done, total)`` over runs (finished units of an earlier attempt count as done from the start).
     log
@@ -518,6 +579,56 @@ def run_batch(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     from tomopick.workflows.pick import resolve_model
 
     options = options or PickOptions()
+    models = _model_files(model)
+    # the checkpoint(s) checked here, once, before a cluster starts (one checkpoint: its config only, without
+    # building the network, so the driver never imports MONAI)
+    if len(models["paths"]) == 1:
+        config = read_checkpoint_payload(models["paths"][0], models["sha256"][0])["config"]
+    else:
+        config = resolve_model(model).config
+    used = options.with_defaults(config)
+    job = PickJob(model_paths=models["paths"], model_sha256s=models["sha256"], model_weights=models["weights"],
+                  options=used.model_dump(mode="json"))
+    report = run_units(inputs, job, batch=batch, out=out, save_scores=save_scores, overwrite=overwrite,
+                       picks_format=picks_format, user_id=user_id, session_id=session_id, progress=progress,
+                       log=log)
+    report.options = used
+    return report
+
+
+def run_match_batch(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                    template: str | os.PathLike[str], *, particle: str, options: Any | None = None,
+                    radius_A: float | None = None, template_voxel_size_A: float | None = None,
+                    batch: BatchOptions | None = None, out: str | os.PathLike[str], overwrite: bool = False,
+                    picks_format: str | None = None, user_id: str = "tomopick", session_id: str = "0",
+                    progress: Callable[[int, int], None] | None = None,
+                    log: Callable[[str], None] | None = None) -> BatchReport:
+    """Template-match many tomograms on a Dask cluster, resumably (``tomopick match … --workers N``): the same
+    units, keys and assembly as :func:`run_batch`, the unit being :func:`tomopick.workflows.match.match`'s
+    per-tomogram step. ``options``: :class:`~tomopick.match.options.MatchOptions`."""
+    from tomopick.match.options import MatchOptions
+    from tomopick.models.checkpoint import file_sha256
+    from tomopick.workflows.match import particle_radius_A, read_template
+
+    options = options or MatchOptions()
+    radius = particle_radius_A(particle, radius_A)
+    read_template(template, template_voxel_size_A)  # a bad template fails here, before any cluster starts
+    path = str(Path(template).resolve())
+    job = MatchJob(template_path=path, template_sha256=file_sha256(path),
+                   template_voxel_size_A=template_voxel_size_A, particle=particle, radius_A=radius,
+                   options=options.model_dump(mode="json"))
+    return run_units(inputs, job, batch=batch, out=out, overwrite=overwrite, picks_format=picks_format,
+                     user_id=user_id, session_id=session_id, progress=progress, log=log)
+
+
+def run_units(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], job: Any, *,
+              batch: BatchOptions | None = None, out: str | os.PathLike[str],
+              save_scores: str | os.PathLike[str] | None = None, overwrite: bool = False,
+              picks_format: str | None = None, user_id: str = "tomopick", session_id: str = "0",
+              progress: Callable[[int, int], None] | None = None,
+              log: Callable[[str], None] | None = None) -> BatchReport:
+    """The resumable batch of any job (:class:`PickJob`, :class:`MatchJob`): check outputs and inputs, skip the
+    finished units, compute the rest on Dask, and assemble the output from the units (module docstring)."""
     batch = batch or BatchOptions()
     say = log or (lambda line: None)
     items = expand_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs))
@@ -529,15 +640,13 @@ def run_batch(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     kind = _out_kind(out_text, len(items))
     if picks_format is not None:
         get_format(picks_format, "picks")
-    # the model: paths + digests (workers load it themselves, checking the digests)
-    models = _model_files(model)
-    model_sha = _digest(models)
     work = work_folder(out_text)
     for old in work.parent.glob(f"{work.name}.done-*"):  # left by a kill during an earlier removal
         shutil.rmtree(old, ignore_errors=True)
-    batch_key = _digest({"version": WORK_VERSION, "model": model_sha, "options": options.model_dump(mode="json"),
-                         "out": out_text, "format": picks_format, "user": user_id, "session": session_id,
-                         "inputs": items, "save_scores": None if save_scores is None else str(save_scores)})
+    job_fields = job.model_dump(mode="json")
+    scores = None if save_scores is None else str(save_scores)
+    batch_key = _digest({"version": WORK_VERSION, "job": job_fields, "out": out_text, "format": picks_format,
+                         "user": user_id, "session": session_id, "inputs": items, "save_scores": scores})
     manifest_path = work / _MANIFEST
     owned = _manifest_key(manifest_path) == batch_key
     may_replace = overwrite or owned
@@ -550,41 +659,32 @@ def run_batch(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         for r in runs:
             targets[r] = check_output(Path(out_text) / f"{r}{ext}", may_replace, create_parent=False)
     # every input opened (headers only) and identified before any work
-    read_options = {"voxel_size_A": options.voxel_size_A} if options.voxel_size_A is not None else {}
-    sources = [read_tomogram(item, **read_options).source for item in items]
-    identities = [input_identity(i, s) for i, s in zip(items, sources)]
-    if str(options.device).startswith("cuda") and batch.scheduler is None and batch.cluster == "local":
+    vs = job.options.get("voxel_size_A")
+    sources = [read_tomogram(item, **({"voxel_size_A": vs} if vs is not None else {})).source for item in items]
+    identities = [input_identity(i, src) for i, src in zip(items, sources)]
+    device = str(job.options.get("device", "cpu"))
+    if device.startswith("cuda") and batch.scheduler is None and batch.cluster == "local":
         import torch
 
         if not torch.cuda.is_available():
-            raise TomopickError("--device cuda was asked for but no CUDA GPU is available")
-    # the checkpoint(s) checked here, once, before a cluster starts (one checkpoint: its config only, without
-    # building the network, so the driver never imports MONAI)
-    if len(models["paths"]) == 1:
-        config = read_checkpoint_payload(models["paths"][0], models["sha256"][0])["config"]
-    else:
-        config = resolve_model(model).config
-    used = options.with_defaults(config)
-    option_values = used.model_dump(mode="json")
-    keys = [_digest({"version": WORK_VERSION, "model": model_sha, "options": option_values, "run": r,
-                     "identity": ident, "user": user_id, "session": session_id,
-                     "save_scores": None if save_scores is None else str(save_scores)})
+            raise TomopickError(f"--device {device} was asked for but no CUDA GPU is available")
+    keys = [_digest({"version": WORK_VERSION, "job": job_fields, "run": r, "identity": ident, "user": user_id,
+                     "session": session_id, "save_scores": scores})
             for r, ident in zip(runs, identities)]
-    # the work folder and its manifest (atomic); stale trash of an earlier finished batch removed
+    # the work folder and its manifest (atomic)
     units = work / _UNITS
     units.mkdir(parents=True, exist_ok=True)
     if not owned:
         manifest = {"version": WORK_VERSION, "tomopick": __version__, "batch_key": batch_key, "out": out_text,
-                    "format": picks_format, "model": models,
-                    "options": option_values, "user": user_id, "session": session_id,
-                    "save_scores": None if save_scores is None else str(save_scores),
+                    "format": picks_format, "job": job_fields, "user": user_id, "session": session_id,
+                    "save_scores": scores,
                     "inputs": [{"run": r, **ident, "key": k} for r, ident, k in zip(runs, identities, keys)]}
         with atomic_output(manifest_path, overwrite=True) as tmp:
             tmp.write_text(json.dumps(manifest, indent=1))
     if save_scores is not None:
         Path(save_scores).mkdir(parents=True, exist_ok=True)
 
-    report = BatchReport(picks=Picks.empty(), work_folder=str(work), options=used)
+    report = BatchReport(picks=Picks.empty(), work_folder=str(work))
     done: dict[str, dict[str, Any]] = {}
     for r, k in zip(runs, keys):
         unit = _read_unit(_unit_file(units, r), k)
@@ -593,13 +693,15 @@ def run_batch(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     resumed = set(done)
     report.resumed = len(done)
     if done:
-        say(f"resuming: {len(done)} of {len(runs)} runs already picked (in {work})")
+        say(f"resuming: {len(done)} of {len(runs)} runs already done (in {work})")
     if progress is not None:
         progress(len(done), len(runs))
     todo = [(i, r, k) for i, (r, k) in enumerate(zip(runs, keys)) if r not in done]
     if todo:
-        _compute(todo, items, identities, runs, units, models, option_values, batch, used,
-                 user_id, session_id, save_scores, done, report, progress, say)
+        specs = [UnitSpec(job=job, run=r, input=items[i], identity=identities[i], key=k,
+                          unit_path=str(_unit_file(units, r)), user_id=user_id, session_id=session_id,
+                          save_scores=scores) for i, r, k in todo]
+        _compute(specs, [i for i, _, _ in todo], items, runs, batch, device, done, report, progress, say)
     # assemble the output from the units, in input order
     all_picks = []
     for item, r, k in zip(items, runs, keys):
@@ -615,28 +717,35 @@ def run_batch(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         all_picks.append(_unit_picks(unit))
     report.picks = Picks.concat(all_picks)
     if report.runs:
-        by_run = dict(zip((s["run"] for s in report.runs), all_picks))
-        if kind == "file":
-            writer_options = [s["writer_options"] for s in report.runs]
-            common = {k: (tuple(v) if isinstance(v, list) else v) for k, v in writer_options[0].items()
-                      if all(o[k] == v for o in writer_options)}
-            Path(out_text).parent.mkdir(parents=True, exist_ok=True)
-            write_picks(report.picks, out_text, overwrite=may_replace, format=picks_format, **common)
-            report.outputs.append(out_text)
-        else:
-            for s in report.runs:
-                r = s["run"]
-                if kind == "folder":
-                    wo = {k: (tuple(v) if isinstance(v, list) else v) for k, v in s["writer_options"].items()}
-                    write_picks(by_run[r], targets[r], overwrite=may_replace, format=picks_format, **wo)
-                    report.outputs.append(str(targets[r]))
-                else:
-                    write_picks(by_run[r], out_text, overwrite=may_replace, run=r, user_id=user_id,
-                                session_id=session_id)
-                    report.outputs.append(f"{out_text} (run {r})")
+        _write_output(report, all_picks, kind, out_text, targets, may_replace, picks_format, user_id, session_id)
     if not report.errors:
         _remove_work_folder(work)
     return report
+
+
+def _write_output(report: BatchReport, all_picks: list[Picks], kind: str, out_text: str, targets: dict[str, Path],
+                  may_replace: bool, picks_format: str | None, user_id: str, session_id: str) -> None:
+    """The merged output, as the plain loop writes it: one file, one file per run, or copick picks per run."""
+    def plain(options: dict[str, Any]) -> dict[str, Any]:
+        return {k: (tuple(v) if isinstance(v, list) else v) for k, v in options.items()}
+
+    if kind == "file":
+        # pixel-based formats need a pixel size (and RELION 5 the tomogram size): given when all runs agree
+        writer_options = [s["writer_options"] for s in report.runs]
+        common = {k: v for k, v in writer_options[0].items() if all(o[k] == v for o in writer_options)}
+        Path(out_text).parent.mkdir(parents=True, exist_ok=True)
+        write_picks(report.picks, out_text, overwrite=may_replace, format=picks_format, **plain(common))
+        report.outputs.append(out_text)
+        return
+    for summary, picks in zip(report.runs, all_picks):
+        r = summary["run"]
+        if kind == "folder":
+            write_picks(picks, targets[r], overwrite=may_replace, format=picks_format,
+                        **plain(summary["writer_options"]))
+            report.outputs.append(str(targets[r]))
+        else:
+            write_picks(picks, out_text, overwrite=may_replace, run=r, user_id=user_id, session_id=session_id)
+            report.outputs.append(f"{out_text} (run {r})")
 
 
 def _model_files(model: Any) -> dict[str, Any]:
@@ -684,15 +793,13 @@ def _remove_work_folder(work: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _compute(todo: list[tuple[int, str, str]], items: list[str], identities: list[dict[str, Any]],
-             runs: list[str], units: Path, models: dict[str, Any], option_values: dict[str, Any],
-             batch: BatchOptions, used: PickOptions, user_id: str, session_id: str,
-             save_scores: str | os.PathLike[str] | None, done: dict[str, dict[str, Any]], report: BatchReport,
+def _compute(specs: list[UnitSpec], indices: list[int], items: list[str], runs: list[str], batch: BatchOptions,
+             device: str, done: dict[str, dict[str, Any]], report: BatchReport,
              progress: Callable[[int, int], None] | None, say: Callable[[str], None]) -> None:
     """Submit the unfinished units to Dask and wait for them; fills ``done`` (fresh units) and ``report``."""
     from distributed import as_completed
 
-    cluster = _start_cluster(batch, used)
+    cluster = _start_cluster(batch, device)
     try:
         report.dashboard = str(cluster.client.dashboard_link or "")
         if report.dashboard:
@@ -701,35 +808,31 @@ def _compute(todo: list[tuple[int, str, str]], items: list[str], identities: lis
         # a fresh task key per attempt of the command: a task orphaned by a killed driver may still run on a
         # long-lived cluster; both write the same unit atomically, so neither blocks nor duplicates the other
         nonce = uuid.uuid4().hex[:12]
-        for i, r, k in todo:
-            spec = UnitSpec(run=r, input=items[i], identity=identities[i], key=k,
-                            unit_path=str(_unit_file(units, r)), model_paths=models["paths"],
-                            model_sha256s=models["sha256"], model_weights=models["weights"],
-                            options=option_values, torch_threads=cluster.torch_threads,
-                            gpu_per_worker=cluster.gpu_per_worker, user_id=user_id, session_id=session_id,
-                            save_scores=None if save_scores is None else str(save_scores))
-            future = cluster.client.submit(run_unit, spec, key=f"tomopick-pick-{r}-{nonce}", pure=False,
-                                           retries=batch.retries, resources=cluster.resources)
-            futures[future] = (i, r, k)
+        for i, spec in zip(indices, specs):
+            spec = spec.model_copy(update={"torch_threads": cluster.torch_threads,
+                                           "gpu_per_worker": cluster.gpu_per_worker})
+            future = cluster.client.submit(run_unit, spec, key=f"tomopick-{spec.job.kind}-{spec.run}-{nonce}",
+                                           pure=False, retries=batch.retries, resources=cluster.resources)
+            futures[future] = (i, spec)
         finished = len(done)
         for future in as_completed(list(futures)):
-            i, r, k = futures[future]
+            i, spec = futures[future]
             if future.status == "finished":
                 result = future.result()
-                unit = _read_unit(_unit_file(units, r), k)
+                unit = _read_unit(Path(spec.unit_path), spec.key)
                 if unit is None:
-                    report.errors.append(RunError(r, items[i], "the worker finished but its unit is missing "
-                                                               "(is the output folder shared with the workers?)"))
+                    report.errors.append(RunError(spec.run, items[i], "the worker finished but its unit is missing "
+                                                  "(is the output folder shared with the workers?)"))
                 else:
-                    done[r] = unit
+                    done[spec.run] = unit
                     report.computed += 1
                     report.model_loads[result["worker"]] = int(result["model_loads"])
             else:
                 exc = future.exception()
                 message = str(exc) or type(exc).__name__
-                if type(exc).__name__ not in ("TomopickError", "NonFiniteError", "OutputExistsError"):
+                if not isinstance(exc, TomopickError):
                     message = f"{type(exc).__name__}: {message}"
-                report.errors.append(RunError(r, items[i], " ".join(message.split())))
+                report.errors.append(RunError(spec.run, items[i], " ".join(message.split())))
             finished += 1
             if progress is not None:
                 progress(finished, len(runs))
