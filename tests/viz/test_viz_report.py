@@ -16,7 +16,7 @@ from tomopick.cli.main import main
 from tomopick.data import CZII, Picks, Tomogram
 from tomopick.errors import TomopickError
 from tomopick.evaluation import evaluate
-from tomopick.io import write_picks, write_tomogram
+from tomopick.io import read_picks, write_picks, write_tomogram
 from tomopick.viz.report import ReportInput, ReportOptions, RunInput, render_report
 from tomopick.workflows.report import report
 
@@ -98,7 +98,7 @@ def test_report_holds_the_numbers_and_only_inline_images(toy_page):
     expected = evaluate(truth, picks, CZII).score
     assert f"CZII score (weighted F4): {expected:.4g}" in page
     assert "false positives (1)" in page and "false negatives (1)" in page
-    assert "threshold 0.25 (option)" in page
+    assert "kept at blob score ≥ 0.25 (option)" in page
     assert "&lt;b&gt;not html&lt;/b&gt;" in page           # the model card is escaped, not rendered
     assert "tomopick report --picks p.csv toy.mrc --out r.html" in page
     # the central slab: 15 slices (the median diameter of 120 and 180 Å at 10 Å) around z 15.5; all picks drawn
@@ -161,3 +161,26 @@ def test_report_in_a_real_headless_browser(toy_page, tmp_path):
     assert shot.std() > 20                                                   # not a blank page
     # the slab images are on screen: a region of the screenshot with the tomogram's grey noise
     assert (shot < 128).mean() > 0.02
+
+
+def test_pick_writes_its_report(tmp_path, capsys):
+    from tomopick.simulate import SimulationConfig, simulate_tomogram
+
+    sim = simulate_tomogram(SimulationConfig(shape_zyx=(48, 96, 96), voxel_size_A=10.012, n_vesicles=0,
+                                             counts={"ribosome": 2, "apo-ferritin": 3}), 11)
+    write_tomogram(sim.tomogram, tmp_path / "sim.mrc")
+    # a wrong report path is refused before any picking
+    with pytest.raises(SystemExit) as exc:
+        main(["pick", str(tmp_path / "sim.mrc"), "--out", str(tmp_path / "p.csv"), "--report",
+              str(tmp_path / "r.png"), "--quiet"])
+    assert exc.value.code == 2 and ".html" in capsys.readouterr().err and not (tmp_path / "p.csv").exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["pick", str(tmp_path / "sim.mrc"), "--out", str(tmp_path / "p.csv"), "--report",
+              str(tmp_path / "r.html"), "--quiet"])
+    assert exc.value.code == 0
+    assert f"report written to {tmp_path / 'r.html'}" in capsys.readouterr().out
+    page = (tmp_path / "r.html").read_text()
+    picks = read_picks(tmp_path / "p.csv")
+    assert f"{len(picks)} picks in 1 tomogram(s): sim" in page
+    # the thresholds the picks were kept at (the bundled model's, for the blob score) are marked
+    assert "kept at blob score ≥ 0.2 (checkpoint)" in page and "&quot;card&quot;" in page

@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from qtpy.QtCore import QObject, Qt, Signal
 from qtpy.QtWidgets import (
     QComboBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
@@ -210,7 +211,7 @@ class PicksWidget(QWidget):
             return 0
         features = layer.features
         column = features["particle"]
-        if isinstance(column.dtype, __import__("pandas").CategoricalDtype) and name not in column.cat.categories:
+        if isinstance(column.dtype, pd.CategoricalDtype) and name not in column.cat.categories:
             features["particle"] = column.cat.add_categories([name])
         features.loc[selected, "particle"] = name
         layer.features = features
@@ -316,7 +317,7 @@ class PickWidget(QWidget):
         text = self.threshold_edit.text().strip()
         try:
             options = PickOptions.make(threshold=float(text) if text else None)
-        except (ValueError, Exception) as exc:  # noqa: BLE001 - a bad entry is reported in the widget
+        except Exception as exc:  # noqa: BLE001 - a bad entry (not a number, out of range) is shown in the widget
             self.status.setText(f"threshold: {exc}")
             return None
         model = self.model_edit.text().strip() or None

@@ -332,7 +332,8 @@ def _class_section(data: ReportInput, options: ReportOptions, name: str,
     parts = [f'<div class="class" style="border-color:{_e(spec.color)}">',
              f"<h3>{_swatch(spec.color)}{_e(name)}</h3>",
              f'<p class="note">{len(items)} picks; radius {spec.radius_A:g} Å'
-             + (f"; threshold {threshold:.3g}" + (f" ({_e(note)})" if note else "") if threshold is not None else "")
+             + (f"; kept at {_e(data.score_name)} ≥ {threshold:.3g}" + (f" ({_e(note)})" if note else "")
+                if threshold is not None else "")
              + (f"; scores {np.nanmin(scores):.3g} – {np.nanmax(scores):.3g}" if np.isfinite(scores).any() else "")
              + "</p>", '<div class="row">']
     has_truth = bool(flags) and len(true_flags) == len(items)

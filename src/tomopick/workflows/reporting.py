@@ -36,11 +36,12 @@ def check_report_output(path: str | os.PathLike[str], overwrite: bool = False) -
 
 
 def command_line(argv: Sequence[str] | None = None) -> str:
-    """The command being run, quoted so that it can be pasted into a shell (``tomopick …``)."""
+    """The command being run, quoted so that it can be pasted into a shell (``tomopick …``); ``argv`` defaults to
+    this process's. A process that is not the ``tomopick`` script (the CLI called from Python) says so."""
     args = list(sys.argv if argv is None else argv)
-    if args and Path(args[0]).name in ("tomopick", "__main__.py", "main.py"):
-        args[0] = "tomopick"
-    return shlex.join(args)
+    if args and Path(args[0]).name == "tomopick":
+        return shlex.join(["tomopick", *args[1:]])
+    return f"(tomopick called from another program: {shlex.join(args)})"
 
 
 def open_tomograms(inputs: Sequence[str | os.PathLike[str]], *, voxel_size_A: float | None = None) -> dict[str, Tomogram]:
