@@ -16,6 +16,7 @@ MAIN_OPTION = {
     ("train",): "--resume",
     ("search",): "--trials",
     ("pick",): "--model",
+    ("segment",): "--only",
     ("calibrate",): "--truth",
     ("finetune",): "--freeze-encoder",
     ("evaluate",): "--picks",

@@ -44,7 +44,7 @@ def segment(
     except ValidationError as exc:
         raise TomopickError(f"invalid option: {exc.errors()[0]['msg']}") from None
     if (sam2_config is None) != (sam2_checkpoint is None):
-        raise TomopickError("give --sam2-config and --sam2-checkpoint together")
+        raise TomopickError("--sam2-config and --sam2-checkpoint go together: name both")
     if sam2_config is not None:
         from tomopick.workflows.segment import segment_sam2_files
 

@@ -1,0 +1,35 @@
+"""The bundled ``membrane-10A`` model: its checksum, its config, and a small inference run that must find a
+simulated vesicle's membrane."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from tomopick.models import bundled
+from tomopick.segment import SegmentOptions, dice, match_instances, segment_tomogram
+from tomopick.simulate import ContextConfig, SimulationConfig, simulate_tomogram
+
+
+def test_checksum_and_config():
+    path = bundled.bundled_model_path("membrane-10A")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == bundled.bundled_sha256("membrane-10A")
+    assert path.stat().st_size < 20e6
+    loaded = bundled.load_bundled("membrane-10A")
+    assert loaded.config["task"] == "segment"
+    assert loaded.config["segment_classes"] == ["background", "membrane", "lumen", "gold", "carbon"]
+    assert loaded.config["voxel_size_A"] == pytest.approx(10.012)
+
+
+def test_tiny_inference_finds_the_vesicle_membrane():
+    ctx = ContextConfig(n_vesicles=(1, 1), vesicle_shapes=("sphere",), vesicle_radius_A=(220.0, 220.0),
+                        n_double=(0, 0), n_tubes=(0, 0), n_sheets=(0, 0), n_gold=(0, 0), carbon_probability=0.0)
+    r = simulate_tomogram(SimulationConfig(shape_zyx=(64, 96, 96), voxel_size_A=10.012, particle_source="procedural",
+                                           context=ctx, counts={"apo-ferritin": 3}, seed=11, snr=4.0,
+                                           ice_slab=False))
+    seg = segment_tomogram(r.tomogram, bundled.load_bundled("membrane-10A"), SegmentOptions(roi_size=(64, 96, 96)))
+    assert seg.classes.shape == r.segmentation.shape and seg.classes.dtype == np.uint8
+    assert dice(r.segmentation == 1, seg.classes == 1) > 0.6
+    assert match_instances(r.segmentation_instances, seg.instances)["accuracy"] == 1.0
