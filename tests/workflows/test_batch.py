@@ -205,7 +205,11 @@ def test_copick_and_folder_outputs_match_the_plain_loop(toy, cluster, tmp_path):
     assert not work_folder(uri["batch"]).exists()
     # a folder: one file per input, each the plain loop's
     pick(toy["inputs"][:3], toy["model"], options=OPTIONS, out=f"{tmp_path / 'plain_dir'}/")
-    run_batch(toy["inputs"][:3], toy["model"], options=OPTIONS, out=f"{tmp_path / 'batch_dir'}/", batch=batch)
+    run_batch(toy["inputs"][:3], toy["model"], options=OPTIONS, out=f"{tmp_path / 'batch_dir'}/", batch=batch,
+              save_scores=tmp_path / "scores")
+    maps = sorted(p.name for p in (tmp_path / "scores").iterdir())  # written by the workers: 3 runs × 2 classes
+    assert maps == sorted(f"TS_0{i}_{c}_scores.ome.zarr" for i in range(3) for c in ("apo-ferritin", "ribosome"))
+    assert read_tomogram(tmp_path / "scores" / maps[0]).shape == (56, 56, 56)
     names = sorted(p.name for p in (tmp_path / "plain_dir").iterdir())
     assert names == sorted(p.name for p in (tmp_path / "batch_dir").iterdir()) and len(names) == 3
     for n in names:  # (STAR files carry their creation time in a comment: compared by rows)

@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tomopick import __version__
 from tomopick.data import Picks
 from tomopick.data.picks import COLUMNS
-from tomopick.errors import TomopickError
+from tomopick.errors import OutputExistsError, TomopickError
 from tomopick.inference.options import PickOptions
 from tomopick.io import atomic_output, check_output, get_format, read_tomogram, write_picks, write_tomogram
 from tomopick.io.inputs import expand_inputs, run_name
@@ -658,6 +658,10 @@ def run_units(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
                                                                   or ("",))[0]
         for r in runs:
             targets[r] = check_output(Path(out_text) / f"{r}{ext}", may_replace, create_parent=False)
+    if save_scores is not None and not may_replace:  # workers write score maps with overwrite: checked here
+        taken = [p for r in runs for p in Path(save_scores).glob(f"{r}_*_scores.ome.zarr")]
+        if taken:
+            raise OutputExistsError("output exists; pass --overwrite to replace it", taken[0])
     # every input opened (headers only) and identified before any work
     vs = job.options.get("voxel_size_A")
     sources = [read_tomogram(item, **({"voxel_size_A": vs} if vs is not None else {})).source for item in items]
