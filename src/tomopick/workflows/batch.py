@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -184,7 +185,8 @@ class RunError:
     error: str
 
     def __str__(self) -> str:
-        return f"{self.run} ({self.input}): {self.error}"
+        error = self.error.removeprefix(f"{self.input}: ")  # the input is named once
+        return f"{self.run} ({self.input}): {error}"
 
 
 @dataclass
@@ -529,7 +531,8 @@ def _start_cluster(batch: BatchOptions, device: str) -> _Cluster:
     # worker processes, one run at a time each; the worker's cores go to torch's intra-op threads
     with dask.config.set({"distributed.worker.daemon": True}):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=batch.dashboard_address, env=env, silence_logs=40)
+                               dashboard_address=batch.dashboard_address, env=env,
+                               silence_logs=logging.CRITICAL)  # failures are listed at the end, one line each
     client = Client(cluster)
 
     def close_local() -> None:
@@ -793,7 +796,10 @@ def _remove_work_folder(work: Path) -> None:
     """Rename the work folder away (atomic: a kill leaves it whole or gone), then delete it."""
     trash = Path(tempfile.mkdtemp(prefix=f"{work.name}.done-", dir=work.parent))
     trash.rmdir()
-    os.replace(work, trash)
+    try:
+        os.replace(work, trash)
+    except FileNotFoundError:  # a second driver of the same command finished first
+        return
     shutil.rmtree(trash, ignore_errors=True)
 
 
