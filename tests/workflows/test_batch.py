@@ -216,6 +216,19 @@ def test_copick_and_folder_outputs_match_the_plain_loop(toy, cluster, tmp_path):
         assert rows(tmp_path / "batch_dir" / n) == rows(tmp_path / "plain_dir" / n)
 
 
+def test_ensemble_batch_matches_the_plain_loop(toy, cluster, tmp_path):
+    from tomopick.inference.ensemble import EnsembleSpec
+
+    second = tmp_path / "second.pt"
+    shutil.copy2(toy["model"], second)
+    spec = EnsembleSpec([toy["model"], second], "0.7,0.3")
+    pick(toy["inputs"][:2], spec, options=OPTIONS, out=tmp_path / "plain.csv")
+    report = run_batch(toy["inputs"][:2], spec, options=OPTIONS, out=tmp_path / "batch.csv",
+                       batch=BatchOptions.make(scheduler=cluster["address"]))
+    assert report.errors == [] and report.computed == 2
+    assert rows(tmp_path / "batch.csv") == rows(tmp_path / "plain.csv") and len(rows(tmp_path / "plain.csv")) > 0
+
+
 def test_template_matching_batch_matches_the_plain_loop(toy, cluster, tmp_path):
     """``tomopick match --workers`` runs the same units: a planted template found in 2 tomograms, the batch's
     picks file equal to :func:`tomopick.workflows.match.match`'s."""
