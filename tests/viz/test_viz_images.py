@@ -141,3 +141,18 @@ def test_match_flags_czii_rule():
     picks = Picks.from_arrays([[320.0, 300, 200], [900, 900, 200], [300, 300, 400]], "apo-ferritin", run="a")
     ok_p, ok_t = match_flags(picks, truth, CZII)              # matching distance 0.5 × 60 Å = 30 Å
     assert ok_p.tolist() == [True, False, False] and ok_t.tolist() == [True, False]
+
+
+def test_segmentation_outlines_on_the_slab():
+    centre = (20, 30, 45)
+    z, y, x = np.indices((40, 64, 96))
+    labels = ((z - 20) ** 2 + (y - 30) ** 2 + (x - 45) ** 2 <= 10 ** 2).astype(np.uint8) * 2
+    tomo = Tomogram.from_array(_planted(centre_zyx=centre), VS)
+    overlay, info = slab_overlay(tomo, _pick_at(centre), CZII, centre_z=20, thickness_vox=12, max_px=1000,
+                                 segmentation=labels)
+    edge = np.argwhere(overlay.pixels == overlay.color_index("#ffd700"))
+    # the central slice of the slab (z 19.5 → 20) cuts the labelled ball (radius 10) in a circle of radius 10;
+    # "inner" boundaries lie just inside it
+    dist = np.hypot(edge[:, 0] - 30, edge[:, 1] - 45)
+    assert len(edge) > 40 and dist.max() <= 10.0 and dist.min() >= 8.5
+    assert tuple(overlay.rgb()[tuple(edge[0])]) == (0xFF, 0xD7, 0x00)

@@ -184,3 +184,19 @@ def test_pick_writes_its_report(tmp_path, capsys):
     assert f"{len(picks)} picks in 1 tomogram(s): sim" in page
     # the thresholds the picks were kept at (the bundled model's, for the blob score) are marked
     assert "kept at blob score ≥ 0.2 (checkpoint)" in page and "&quot;card&quot;" in page
+
+
+def test_report_with_a_segmentation(tmp_path):
+    picks, _ = _picks_and_truth(run="toy")
+    write_tomogram(Tomogram.from_array(_tomogram(), VS), tmp_path / "toy.mrc")
+    labels = np.zeros((32, 64, 72), dtype=np.uint8)
+    labels[10:20, 10:30, 10:30] = 1
+    write_tomogram(Tomogram.from_array(labels, VS), tmp_path / "toy_seg.mrc")
+    write_picks(picks, tmp_path / "picks.csv")
+    report(tmp_path / "picks.csv", [tmp_path / "toy.mrc"], out=tmp_path / "r.html",
+           segmentations=[tmp_path / "toy_seg.mrc"], options=ReportOptions(n_slabs=1, gallery_size=1))
+    assert "yellow: the segmentation" in (tmp_path / "r.html").read_text()
+    write_tomogram(Tomogram.from_array(labels[:, :32], VS), tmp_path / "small_seg.mrc")
+    with pytest.raises(TomopickError, match="segmentation shape"):
+        report(tmp_path / "picks.csv", [tmp_path / "toy.mrc"], out=tmp_path / "r2.html",
+               segmentations=[tmp_path / "small_seg.mrc"])

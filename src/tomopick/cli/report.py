@@ -29,6 +29,8 @@ def report(
                                                                           "particle diameter)."),
     gallery: int = typer.Option(6, "--gallery", min=1, max=32, help="Picks per gallery row."),
     voxel_size: Optional[float] = typer.Option(None, "--voxel-size", help="Override the tomograms' voxel size (Å)."),
+    segmentation: Optional[List[str]] = typer.Option(None, "--segmentation", help="Label volume on a tomogram's grid "
+                                                     "(repeatable; matched by run name): its outlines are drawn."),
     title: str = typer.Option("tomopick picks", "--title", help="Page title."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report."),
 ) -> None:
@@ -41,7 +43,8 @@ def report(
     options = ReportOptions(n_slabs=slabs, slab_thickness_A=slab_A, gallery_size=gallery, title=title)
     outcome = run_report(picks, tomograms or [], out=out, truth=truth, truth_user=truth_user, picks_user=picks_user,
                          model=model, particles=particles, runs=[r for r in (runs or "").split(",") if r] or None,
-                         options=options, command=command_line(), voxel_size_A=voxel_size, overwrite=overwrite)
+                         options=options, command=command_line(), voxel_size_A=voxel_size, overwrite=overwrite,
+                         segmentations=segmentation or ())
     typer.echo(f"report of {outcome.n_picks} picks in {len(outcome.runs)} run(s) written to {outcome.path} "
                f"({outcome.size_bytes / 1e6:.1f} MB, {outcome.seconds:.1f} s)")
 

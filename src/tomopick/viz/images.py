@@ -171,8 +171,16 @@ class Overlay:
         return N_GREY + self.colors.index(color)
 
 
+def label_outlines(labels: np.ndarray) -> np.ndarray:
+    """Boolean ``(h, w)``: the pixels of a 2D label image that lie on the edge of a labelled region (label > 0)."""
+    from skimage.segmentation import find_boundaries
+
+    labels = np.asarray(labels)
+    return find_boundaries(labels, mode="inner") & (labels > 0)
+
+
 def overlay_circles(grey: np.ndarray, centres_yx: np.ndarray, radii: np.ndarray, colors: Sequence[str], *,
-                    width: int = 1) -> Overlay:
+                    width: int = 1, outline: np.ndarray | None = None, outline_color: str = "#ffd700") -> Overlay:
     """Draw circle outlines on a contrast-stretched image.
 
     Parameters
@@ -187,16 +195,21 @@ def overlay_circles(grey: np.ndarray, centres_yx: np.ndarray, radii: np.ndarray,
         ``n`` colours ``#rrggbb`` (one per circle).
     width
         Outline width in pixels (drawn inwards from the radius).
+    outline, outline_color
+        Optional ``(h, w)`` boolean mask (e.g. :func:`label_outlines` of a segmentation) painted in
+        ``outline_color`` under the circles.
     """
     from skimage.draw import circle_perimeter
 
-    unique = tuple(dict.fromkeys(colors))
+    unique = tuple(dict.fromkeys([*colors, *([outline_color] if outline is not None else [])]))
     palette = np.zeros((N_GREY + len(unique), 3), dtype=np.uint8)
     palette[:N_GREY] = np.rint(np.linspace(0, 255, N_GREY))[:, None].astype(np.uint8)
     for i, c in enumerate(unique):
         palette[N_GREY + i] = hex_rgb(c)
     pixels = (np.asarray(grey, dtype=np.uint16) * (N_GREY - 1) // 255).astype(np.uint8)
     shape = pixels.shape
+    if outline is not None:
+        pixels[np.asarray(outline, dtype=bool)] = N_GREY + unique.index(outline_color)
     centres = np.asarray(centres_yx, dtype=np.float64).reshape(-1, 2)
     for (cy, cx), r, c in zip(centres, np.asarray(radii, dtype=np.float64).reshape(-1), colors):
         value = N_GREY + unique.index(c)

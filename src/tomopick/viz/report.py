@@ -26,7 +26,8 @@ from tomopick.data import ParticleSet, Picks, Tomogram
 from tomopick.evaluation import EvaluationResult, class_distances_A, evaluate, neighbours_within, pr_curve
 from tomopick.viz.gallery import average_boxes, central_slices, gallery_indices, pick_view, spread_indices
 from tomopick.viz.images import (
-    bin_factor, bin_image, circles_in_slab, data_uri, overlay_circles, png_bytes, slab_centres, stretch, take_slab,
+    bin_factor, bin_image, circles_in_slab, data_uri, label_outlines, overlay_circles, png_bytes, slab_centres,
+    stretch, take_slab,
 )
 from tomopick.viz.plots import pr_curves_png, score_histogram
 
@@ -68,12 +69,14 @@ class ReportOptions(BaseModel):
 @dataclass
 class RunInput:
     """One tomogram's inputs: its run name, the tomogram (``None``: tables and plots only), its picks and optional
-    ground truth (both of this run)."""
+    ground truth (both of this run), and an optional segmentation (``(z, y, x)`` integer array-like on the
+    tomogram's grid; its region outlines are drawn on the slabs)."""
 
     run: str
     tomogram: Tomogram | None
     picks: Picks
     truth: Picks | None = None
+    segmentation: Any | None = None
 
 
 @dataclass
@@ -124,12 +127,13 @@ class ReportInput:
 
 # -- geometry ----------------------------------------------------------------------------------------------------
 def slab_overlay(tomogram: Tomogram, picks: Picks, particles: ParticleSet, centre_z: float, thickness_vox: float,
-                 max_px: int) -> tuple[Any, dict[str, Any]]:
+                 max_px: int, segmentation: Any | None = None) -> tuple[Any, dict[str, Any]]:
     """One overview slab of ``tomogram`` with ``picks`` drawn on it.
 
     The slab (``thickness_vox`` slices around ``centre_z``) is averaged, binned to at most ``max_px`` pixels,
     contrast-stretched, and each pick whose sphere (its class radius) reaches into the slab is drawn as a circle in
     its class colour, of the radius where the sphere cuts the slab (:func:`~tomopick.viz.images.circles_in_slab`).
+    A ``segmentation`` (same grid) adds the outlines of its regions in the slab's central slice (yellow).
 
     Returns
     -------
@@ -153,7 +157,13 @@ def slab_overlay(tomogram: Tomogram, picks: Picks, particles: ParticleSet, centr
         colors = [particles[p].color for p in picks.frame["particle"].to_numpy()[index]]
     else:
         index, centres, radii, colors = np.zeros(0, dtype=np.int64), np.zeros((0, 2)), np.zeros(0), []
-    overlay = overlay_circles(grey, centres, radii, colors, width=1 if max(grey.shape) < 900 else 2)
+    outline = None
+    if segmentation is not None:
+        first = (b - 1) // 2  # the voxel nearest each binned pixel's centre
+        labels = np.asarray(segmentation[int(round(slab.centre_z)), first::b, first::b])
+        outline = label_outlines(labels[: grey.shape[0], : grey.shape[1]])
+    overlay = overlay_circles(grey, centres, radii, colors, width=1 if max(grey.shape) < 900 else 2,
+                              outline=outline)
     info = {"z0": slab.z0, "z1": slab.z1, "bin": b, "index": index, "centres_yx": centres, "radii": radii}
     return overlay, info
 
@@ -266,10 +276,13 @@ def _tomogram_section(data: ReportInput, options: ReportOptions, names: list[str
         out.append(f"<h3>{_e(r.run or '(unnamed run)')}</h3>"
                    f'<p class="note">{nz}×{ny}×{nx} voxels (z, y, x) at {vs:.4g} Å; {len(r.picks)} picks. Each '
                    f"slab is the mean of {int(round(thickness))} slices ({thickness * vs:.0f} Å, a particle "
-                   "diameter); circles are the picks' spheres where they cut the slab.</p>")
+                   "diameter); circles are the picks' spheres where they cut the slab"
+                   + ("; yellow: the segmentation's outlines in the slab's central slice" if r.segmentation is not None
+                      else "") + ".</p>")
         figures = []
         for centre in slab_centres(nz, options.n_slabs, thickness):
-            overlay, info = slab_overlay(tomo, r.picks, data.particles, centre, thickness, options.max_image_px)
+            overlay, info = slab_overlay(tomo, r.picks, data.particles, centre, thickness, options.max_image_px,
+                                         r.segmentation)
             caption = (f"z {info['z0']}–{info['z1'] - 1}" + (" (central)" if not figures else "")
                        + f"; {len(info['index'])} picks drawn" + (f"; binned {info['bin']}×" if info["bin"] > 1
                                                                    else ""))

@@ -43,6 +43,7 @@ def report(picks: str | os.PathLike[str] | Picks, tomograms: Sequence[str | os.P
            thresholds: dict[str, float] | None = None, threshold_notes: dict[str, str] | None = None,
            score_name: str = "score", options: ReportOptions | None = None, command: str | None = None,
            voxel_size_A: float | None = None, overwrite: bool = False,
+           segmentations: Sequence[str | os.PathLike[str]] = (),
            max_load_bytes: int = MAX_LOAD_BYTES) -> ReportOutcome:
     """Write the HTML picking report.
 
@@ -70,6 +71,9 @@ def report(picks: str | os.PathLike[str] | Picks, tomograms: Sequence[str | os.P
         :class:`~tomopick.viz.report.ReportOptions`.
     command
         The command line to show (default: none).
+    segmentations
+        Label volumes (MRC, OME-Zarr, copick) on the grid of the tomogram of the same run name (file name without
+        extension and a trailing ``_seg``/``-seg``/``_labels``, or the copick run); their outlines are drawn.
     max_load_bytes
         Tomograms up to this size (as float32) are read into memory once; larger ones are read slab by slab.
     """
@@ -86,6 +90,7 @@ def report(picks: str | os.PathLike[str] | Picks, tomograms: Sequence[str | os.P
     if not inputs and not isinstance(picks, Picks):
         inputs = copick_tomogram_uris(picks, [r for r in picked.runs if r])
     opened = open_tomograms(inputs, voxel_size_A=voxel_size_A)
+    segs = {_seg_run(k, opened): v for k, v in open_tomograms(list(segmentations)).items()}
     picked = picks_by_run(picked, list(opened))
     if true is not None:
         true = picks_by_run(true, list(opened))
@@ -120,12 +125,24 @@ def report(picks: str | os.PathLike[str] | Picks, tomograms: Sequence[str | os.P
     data = report_input(picked.select(picked.frame["run"].isin(keep)),
                         None if true is None else true.select(true.frame["run"].isin(keep)), pset,
                         {k: v for k, v in opened.items() if k in keep}, max_load_bytes=max_load_bytes,
+                        segmentations={k: v for k, v in segs.items() if k in keep},
                         thresholds=dict(thresholds or {}), threshold_notes=dict(threshold_notes or {}),
                         score_name=score_name, model_card=card, command=command, sources=sources)
     text = render_report(data, options)
     write_report_html(text, out_path, overwrite=overwrite)
     return ReportOutcome(out_path, out_path.stat().st_size, time.perf_counter() - t0,
                          sum(len(r.picks) for r in data.runs), tuple(r.run for r in data.runs))
+
+
+def _seg_run(name: str, tomograms: dict[str, Any]) -> str:
+    """The run a segmentation belongs to: its own run name, or that name without a ``_seg``-like suffix, or the
+    only tomogram's run."""
+    if name in tomograms:
+        return name
+    for suffix in ("_seg", "-seg", "_segmentation", "_labels", "-labels"):
+        if name.endswith(suffix) and name[: -len(suffix)] in tomograms:
+            return name[: -len(suffix)]
+    return next(iter(tomograms)) if len(tomograms) == 1 else name
 
 
 def report_of_pick(pick_report: Any, inputs: Sequence[str | os.PathLike[str]], model: Any | None, *,

@@ -127,15 +127,27 @@ def write_report_html(text: str, out: str | os.PathLike[str], overwrite: bool = 
 
 
 def report_input(picks: Picks, truth: Picks | None, particles: Any, tomograms: dict[str, Tomogram], *,
-                 max_load_bytes: int = MAX_LOAD_BYTES, **fields: Any):
+                 segmentations: dict[str, Tomogram] | None = None, max_load_bytes: int = MAX_LOAD_BYTES,
+                 **fields: Any):
     """A :class:`~tomopick.viz.report.ReportInput` with one run per run name of the tomograms, picks and truth
-    (tomograms loaded when small); ``fields`` fill the rest (thresholds, evaluation, model_card, command …)."""
+    (tomograms loaded when small; segmentations, by run name, must have their tomogram's shape); ``fields`` fill
+    the rest (thresholds, evaluation, model_card, command …)."""
     from tomopick.viz.report import ReportInput, RunInput
 
     names = list(dict.fromkeys([*tomograms, *picks.runs, *(truth.runs if truth is not None else [])]))
+    segmentations = segmentations or {}
+    for name, seg in segmentations.items():
+        if name not in tomograms:
+            raise TomopickError(f"a segmentation of run {name!r} was given but no tomogram of that run",
+                                seg.source or None)
+        if seg.shape != tomograms[name].shape:
+            raise TomopickError(f"segmentation shape {seg.shape} differs from its tomogram's {tomograms[name].shape}",
+                                seg.source or None)
     runs = []
     for name in names:
         tomo = tomograms.get(name)
+        seg = segmentations.get(name)
         runs.append(RunInput(run=name, tomogram=None if tomo is None else load_if_small(tomo, max_load_bytes),
-                             picks=picks.for_run(name), truth=None if truth is None else truth.for_run(name)))
+                             picks=picks.for_run(name), truth=None if truth is None else truth.for_run(name),
+                             segmentation=None if seg is None else seg.data))
     return ReportInput(runs=runs, particles=particles, **fields)
