@@ -20,6 +20,7 @@ MAIN_OPTION = {
     ("calibrate",): "--truth",
     ("finetune",): "--freeze-encoder",
     ("evaluate",): "--picks",
+    ("report",): "--truth",
     ("demo",): "--n-train",
     ("prompt", "extract"): "--at",
     ("prompt", "train"): "--device",
