@@ -62,6 +62,9 @@ def main() -> None:
     parser.add_argument("--sets", nargs="*", default=None, help="set folders under DATA (default: the bench sets)")
     parser.add_argument("--czii-test", type=Path, default=None, help="in-distribution test project too")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--singles", type=int, nargs="*", default=None,
+                        help="score only these models alone (0-based; default all; their scores are deterministic, "
+                             "e.g. from bench/domain_shift.py)")
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
     spec = EnsembleSpec(args.model, args.model_weights)
@@ -80,7 +83,8 @@ def main() -> None:
     t_all = time.perf_counter()
     for name, root in sets.items():
         by_model = {}
-        for key, loaded in [*singles.items(), ("ensemble", ensemble)]:
+        chosen = [(k, m) for i, (k, m) in enumerate(singles.items()) if args.singles is None or i in args.singles]
+        for key, loaded in [*chosen, ("ensemble", ensemble)]:
             score = str(loaded.config.get("pick", {}).get("score") or "blob")
             res = score_set(root, loaded, score, args.threads)
             by_model[key] = res
