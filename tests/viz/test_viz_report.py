@@ -200,3 +200,17 @@ def test_report_with_a_segmentation(tmp_path):
     with pytest.raises(TomopickError, match="segmentation shape"):
         report(tmp_path / "picks.csv", [tmp_path / "toy.mrc"], out=tmp_path / "r2.html",
                segmentations=[tmp_path / "small_seg.mrc"])
+
+
+def test_tomograms_are_loaded_within_one_memory_budget(tmp_path):
+    from tomopick.io import read_tomogram
+    from tomopick.workflows.reporting import report_input
+
+    vol = _tomogram()
+    for run in ("a", "b", "c"):
+        write_tomogram(Tomogram.from_array(vol, VS), tmp_path / f"{run}.mrc")
+    tomos = {r: read_tomogram(tmp_path / f"{r}.mrc") for r in ("a", "b", "c")}
+    data = report_input(Picks.empty(), None, CZII, tomos, max_load_bytes=2 * vol.nbytes)
+    kinds = [type(r.tomogram.data) for r in data.runs]
+    assert kinds == [np.ndarray, np.ndarray, np.memmap]     # two fit in the budget, the third stays lazy
+    assert np.array_equal(data.runs[2].tomogram.data, vol)

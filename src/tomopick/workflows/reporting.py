@@ -20,8 +20,8 @@ from tomopick.errors import TomopickError
 from tomopick.io import atomic_output, check_output, read_tomogram
 from tomopick.io.inputs import expand_inputs, run_name
 
-#: Tomograms up to this size are read into memory once (fast galleries); larger ones stay lazy (memory-mapped MRC,
-#: chunked zarr) and only the slabs and boxes shown are read.
+#: Tomograms are read into memory once (fast slabs and galleries) while their float32 sizes add up to at most this;
+#: the others stay lazy (memory-mapped MRC, chunked zarr) and only the slabs and boxes shown are read.
 MAX_LOAD_BYTES = 2 << 30
 
 REPORT_SUFFIXES = (".html", ".htm")
@@ -144,10 +144,15 @@ def report_input(picks: Picks, truth: Picks | None, particles: Any, tomograms: d
             raise TomopickError(f"segmentation shape {seg.shape} differs from its tomogram's {tomograms[name].shape}",
                                 seg.source or None)
     runs = []
+    budget = max_load_bytes  # for all tomograms together: a report of 100 runs must not hold 100 in memory
     for name in names:
         tomo = tomograms.get(name)
         seg = segmentations.get(name)
-        runs.append(RunInput(run=name, tomogram=None if tomo is None else load_if_small(tomo, max_load_bytes),
+        if tomo is not None:
+            loaded = load_if_small(tomo, budget)
+            budget -= int(np.prod(tomo.shape)) * 4 if loaded is not tomo else 0
+            tomo = loaded
+        runs.append(RunInput(run=name, tomogram=tomo,
                              picks=picks.for_run(name), truth=None if truth is None else truth.for_run(name),
                              segmentation=None if seg is None else seg.data))
     return ReportInput(runs=runs, particles=particles, **fields)
