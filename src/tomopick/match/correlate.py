@@ -12,8 +12,9 @@ by the missing wedge (fixed in the tomogram frame, :mod:`tomopick.match.wedge`),
 ``1/√P(|k|)`` (``P`` the radially averaged power spectrum of the volume, which also whitens the volume).
 
 The volume is processed in tiles (overlap-save): each tile of FFT shape ``S`` yields ``S − b + 1`` valid centres
-per axis for a template box ``b``; the volume is zero-padded by ``b // 2`` (its mean after normalisation) so edge
-voxels are scored too. Memory is about 40 bytes × ``S`` voxels plus the outputs. The result keeps, per voxel, the
+per axis for a template box ``b``; the volume is zero-padded by ``b // 2`` so edge voxels are scored too (the
+correlation then runs over the part of the mask inside the volume, with the same background variance). Tiles are
+whitened mirrored at the faces, before the padding is zeroed: a step at the faces would ring. Memory is about 40 bytes × ``S`` voxels plus the outputs. The result keeps, per voxel, the
 best score over the rotations and the index of that rotation, and the moments of the ``cc_R`` values over the
 searched voxels (every 8th voxel — every 2nd per axis — and every rotation: the background statistics of
 :mod:`tomopick.match.stats`).
@@ -212,19 +213,16 @@ def match_volume(volume: Any, template: Template, rotations: np.ndarray, templat
     n_trials = 0
     n_sub = 0
     for origin in origins:
-        tile = np.zeros(size, dtype=np.float32)
         lo = [o - half for o in origin]
-        src = tuple(slice(max(0, a), min(n, a + s)) for a, n, s in zip(lo, dims, size))
-        dst = tuple(slice(s.start - a, s.stop - a) for s, a in zip(src, lo))
-        tile[dst] = np.asarray(volume[src], dtype=np.float32)
         inside = np.zeros(size, dtype=np.float32)
-        inside[dst] = 1.0
-        v = torch.from_numpy(tile).to(dev)
+        inside[tuple(slice(max(0, -a), min(s, n - a)) for a, n, s in zip(lo, dims, size))] = 1.0
+        inside_t = torch.from_numpy(inside).to(dev)
+        if white_tile is not None:  # whiten the mirrored tile (no step at the faces to ring), then zero outside
+            v = torch.from_numpy(_read_mirrored(volume, lo, size)).to(dev)
+            v = torch.fft.irfftn(torch.fft.rfftn(v) * white_tile, s=size) * inside_t
+        else:
+            v = torch.from_numpy(_read_mirrored(volume, lo, size)).to(dev) * inside_t
         f_v = torch.fft.rfftn(v)
-        if white_tile is not None:
-            f_v = f_v * white_tile
-            v = torch.fft.irfftn(f_v, s=size) * torch.from_numpy(inside).to(dev)
-            f_v = torch.fft.rfftn(v)
         cz, cy, cx = (min(c, n - o) for c, n, o in zip(core, dims, origin))
         region = (slice(0, cz), slice(0, cy), slice(0, cx))
         conj_m = torch.conj(f_mask)
@@ -263,6 +261,23 @@ def match_volume(volume: Any, template: Template, rotations: np.ndarray, templat
     mean = s1 / max(n_sub, 1)
     std = float(np.sqrt(max(s2 / max(n_sub, 1) - mean * mean, 0.0)))
     return MatchResult(score, best, float(mean), std, int(n_vox), int(len(rotations)), time.perf_counter() - t0)
+
+
+def _read_mirrored(volume: Any, lo: Sequence[int], size: Sequence[int]) -> np.ndarray:
+    """The ``size`` box of ``volume`` starting at ``lo`` (may lie outside), mirrored at the volume's faces (no step
+    at the edges that the whitening would turn into ringing)."""
+    dims = np.shape(volume)
+    idx = []
+    for a, s, n in zip(lo, size, dims):
+        i = np.arange(a, a + s)
+        period = 2 * n
+        i = np.mod(i, period)
+        i = np.where(i >= n, period - 1 - i, i)  # symmetric reflection: ... 1 0 | 0 1 ... n-1 | n-1 n-2 ...
+        idx.append(i)
+    a0 = [int(i.min()) for i in idx]
+    a1 = [int(i.max()) + 1 for i in idx]
+    block = np.asarray(volume[tuple(slice(p, q) for p, q in zip(a0, a1))], dtype=np.float32)
+    return np.ascontiguousarray(block[np.ix_(*(i - p for i, p in zip(idx, a0)))])
 
 
 def _prepare_one(template: Template, rotation: np.ndarray, weight: Any, dev: Any) -> Any:

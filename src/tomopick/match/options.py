@@ -22,6 +22,7 @@ CLI_NAMES: dict[str, str] = {
     "invert": "--invert", "false_alarms": "--false-alarms", "threshold": "--threshold",
     "distance_factor": "--distance", "tile_voxels": "--tile-voxels", "device": "--device",
     "mask_radius_A": "--mask-radius", "lowpass_A": "--lowpass", "threads": "--threads",
+    "outlier_z": "--outlier-z",
 }
 
 
@@ -64,6 +65,10 @@ class MatchOptions(BaseModel):
         ``None``: from the template's extent.
     lowpass_A
         Low-pass the template at this resolution (Å); ``None``: up to Nyquist of the matching grid.
+    outlier_z
+        Gold fiducials and other extreme-contrast blobs (``z`` robust σ on a 2×-binned, smoothed copy,
+        :func:`~tomopick.match.picking.outlier_voxels`) are blanked and kept out of the search, with the template
+        radius around them; ``None``: keep everything.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -88,6 +93,7 @@ class MatchOptions(BaseModel):
     mask_radius_A: Optional[float] = Field(None, gt=0.0)
     lowpass_A: Optional[float] = Field(None, gt=0.0)
     threads: Optional[int] = Field(None, ge=1)
+    outlier_z: Optional[float] = Field(30.0, gt=0.0)
 
     @field_validator("symmetry")
     @classmethod

@@ -1,0 +1,148 @@
+"""One example → every copy without a trained network: template matching with the prompt, then bootstrapping.
+
+Round 0 matches the prompt (a sub-tomogram cut at one particle, or a map) as a template
+(:mod:`tomopick.match`). Each further round aligns and averages the most confident hits — each hit is cut from the
+matching grid at its peak and rotated back into the reference frame by the inverse of its best rotation; the average
+is taken in Fourier space with every hit's missing wedge rotated alongside (``Σ Fᵢ / max(Σ Wᵢ, w_min)``, a
+wedge-aware average) — and re-matches the tomogram with that cleaner average. Picks come from the last round through
+the same score store and peak extraction as ``tomopick pick``.
+
+Pure functions: arrays in, arrays out (the workflow :mod:`tomopick.workflows.prompt` reads prompts and tomograms).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from tomopick.data import Picks
+from tomopick.match.options import MatchOptions
+from tomopick.match.picking import Grid, picks_from_result, search
+from tomopick.match.template import Template, prepare_template, rotate_volume, sphere_mask
+from tomopick.match.wedge import missing_wedge_weight
+
+#: Hits averaged per round at most (the most confident ones above the threshold).
+DEFAULT_TOP = 40
+#: Re-matching rounds after the first match.
+DEFAULT_ROUNDS = 2
+
+
+@dataclass
+class BootstrapResult:
+    """Picks of the last round, the final template ``(b, b, b)`` and one summary per round."""
+
+    picks: Picks
+    template: np.ndarray
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+
+def cut_box(volume: np.ndarray, centre_zyx: np.ndarray, box: int) -> np.ndarray:
+    """The ``(box, box, box)`` cube of ``volume`` centred on the voxel nearest ``centre_zyx`` (zeros outside)."""
+    half = box // 2
+    c = np.rint(np.asarray(centre_zyx, dtype=np.float64)).astype(int)
+    out = np.zeros((box,) * 3, dtype=np.float32)
+    src = tuple(slice(max(0, ci - half), min(n, ci - half + box)) for ci, n in zip(c, volume.shape))
+    dst = tuple(slice(s.start - (ci - half), s.stop - (ci - half)) for s, ci in zip(src, c))
+    out[dst] = volume[src]
+    return out
+
+
+def wedge_average(boxes: list[np.ndarray], rotations: list[np.ndarray],
+                  tilt_range_deg: tuple[float, float] | None, w_min: float = 0.2) -> np.ndarray:
+    """Average of sub-volumes ``(b, b, b)`` after rotating each by the inverse of its rotation (into the reference
+    frame), in Fourier space with each one's missing wedge rotated alongside: ``Σ Fᵢ / max(Σ Wᵢ, w_min · n)``."""
+    if not boxes:
+        raise ValueError("no sub-volumes to average")
+    b = boxes[0].shape[0]
+    if tilt_range_deg is None:
+        wedge = np.ones((b,) * 3, dtype=np.float32)
+    else:
+        wedge = np.fft.fftshift(missing_wedge_weight((b, b, b), tilt_range_deg, rfft=False))
+    num = np.zeros((b, b, b), dtype=np.complex128)
+    den = np.zeros((b, b, b), dtype=np.float64)
+    for box, rot in zip(boxes, rotations):
+        inv = np.asarray(rot, dtype=np.float64).T
+        aligned = rotate_volume(box, inv)
+        w = np.clip(rotate_volume(wedge, inv), 0.0, 1.0)  # centred spectrum rotates like the volume
+        f = np.fft.fftshift(np.fft.fftn(aligned))
+        num += f * w
+        den += w
+    avg = num / np.maximum(den, w_min * len(boxes))
+    return np.real(np.fft.ifftn(np.fft.ifftshift(avg))).astype(np.float32)
+
+
+def bootstrap_picks(grid: Grid, prompt: np.ndarray, prompt_voxel_A: float, particle: str, radius_A: float,
+                    options: MatchOptions, *, invert: bool = False, rounds: int = DEFAULT_ROUNDS,
+                    top: int = DEFAULT_TOP, run: str = "", mask: np.ndarray | None = None,
+                    progress: Callable[[int, int], None] | None = None,
+                    log: Callable[[str], None] | None = None) -> BootstrapResult:
+    """Match ``prompt`` over ``grid``, then ``rounds`` times: average the ``top`` best hits (wedge-aware) and
+    re-match with the average.
+
+    Parameters
+    ----------
+    grid
+        The tomogram on the matching grid (:func:`tomopick.match.picking.matching_grid`).
+    prompt
+        ``(s, s, s)`` sub-tomogram (the tomogram's contrast) or map (``invert=True`` for bright density), centred at
+        its geometric centre, voxel size ``prompt_voxel_A``.
+    radius_A
+        Particle radius: pick spacing, and the mask of the template (1.2 × radius unless ``options.mask_radius_A``).
+    progress
+        ``progress(done, total)`` over rotations × tiles of all rounds (``total`` is per round).
+
+    Returns
+    -------
+    BootstrapResult
+        Picks (``score`` = correlation of the last round, best rotation), the last template, per round the
+        threshold, number of picks and hits averaged, and seconds.
+    """
+    say = log or (lambda _m: None)
+    mask_A = options.mask_radius_A if options.mask_radius_A is not None else 1.2 * float(radius_A)
+    opts = options.model_copy(update={"mask_radius_A": mask_A})
+    template = prepare_template(prompt, prompt_voxel_A, grid.voxel, invert=invert, mask_radius_A=mask_A)
+    history: list[dict[str, Any]] = []
+    picks = Picks.empty()
+    rots = None
+    for r in range(int(rounds) + 1):
+        t0 = time.perf_counter()
+        result, rots = search(grid, template, opts, rotations=rots, search_mask=mask, progress=progress)
+        picks, info = picks_from_result(result, rots, grid, particle, radius_A, opts, run=run, mask=mask)
+        info.update(round=r, seconds=time.perf_counter() - t0,
+                    template="prompt" if r == 0 else f"average of {history[-1]['averaged']} hits")
+        if r == int(rounds) or len(picks) == 0:
+            info["averaged"] = 0
+            history.append(info)
+            say(f"  round {r}: {len(picks)} picks above {info['threshold']:.3g} ({info['template']}) "
+                f"in {info['seconds']:.0f} s")
+            break
+        # the most confident hits: cut, rotate back, wedge-aware average → the next template
+        order = np.argsort(-picks.scores)[:top]
+        zyx = picks.xyz_A[order][:, ::-1] / grid.voxel_A
+        mats = picks.rotation_matrices()[order]
+        boxes = [cut_box(grid.volume, c, template.box) for c in zyx]
+        avg = wedge_average(boxes, list(mats), opts.tilt_range_deg)
+        template = Template(_soft_masked(avg, template.mask_radius_vox), template.mask, template.mask_radius_vox)
+        info["averaged"] = len(boxes)
+        history.append(info)
+        say(f"  round {r}: {len(picks)} picks above {info['threshold']:.3g} ({info['template']}); averaging the "
+            f"best {len(boxes)} in {info['seconds']:.0f} s")
+    return BootstrapResult(picks, template.volume, history)
+
+
+def _soft_masked(volume: np.ndarray, radius_vox: float) -> np.ndarray:
+    """``volume`` with its background level removed and a soft spherical edge (2 voxels) at ``radius_vox``."""
+    b = volume.shape[0]
+    g = np.arange(b) - b // 2
+    r = np.sqrt(g[:, None, None] ** 2 + g[None, :, None] ** 2 + g[None, None, :] ** 2)
+    edge = np.clip((radius_vox + 1.0 - r) / 2.0, 0.0, 1.0)
+    shell = (r > radius_vox) & (r <= radius_vox + 2)
+    level = float(volume[shell].mean()) if shell.any() else 0.0
+    return ((volume - level) * (0.5 - 0.5 * np.cos(np.pi * edge))).astype(np.float32)
+
+
+__all__ = ["BootstrapResult", "DEFAULT_ROUNDS", "DEFAULT_TOP", "bootstrap_picks", "cut_box", "sphere_mask",
+           "wedge_average"]

@@ -1,0 +1,212 @@
+"""``tomopick pick --prompt P TOMO`` without a promptable network: template matching + bootstrapping on a CPU.
+
+A prompt is a prompt file (``.npz`` from ``tomopick prompt extract``: a sub-tomogram in the tomogram's contrast) or
+a map (``.mrc``…: density, protein bright, inverted before matching). Per tomogram and prompt name:
+:func:`tomopick.prompt.bootstrap.bootstrap_picks` matches the prompt, averages the most confident hits
+(wedge-aware) and re-matches with the average for a few rounds. Which method ran and its rounds are printed and
+stored with the picks (extra columns ``method``, ``rounds``). Outputs are routed like ``tomopick pick``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from tomopick.data import Picks
+from tomopick.errors import TomopickError
+from tomopick.io import check_output, get_format, read_tomogram, write_picks
+from tomopick.io.inputs import expand_inputs, run_name
+from tomopick.match.options import MatchOptions
+from tomopick.match.picking import matching_grid
+from tomopick.prompt.bootstrap import DEFAULT_ROUNDS, DEFAULT_TOP, bootstrap_picks
+from tomopick.workflows.pick import _folder_extension, _out_kind
+
+METHOD = "template-matching+bootstrap"
+#: Default angular step of prompt matching (degrees): prompts carry no symmetry, and a coarse step keeps a
+#: CZII-size tomogram within minutes per round on 2 cores; the bootstrap average sharpens what it finds.
+PROMPT_STEP_DEG = 30.0
+#: The matching grid's voxel size is about this fraction of the particle radius (between 2× and 4× the
+#: tomogram's voxel size): 4 voxels per radius are enough to find a particle and keep the search small.
+GRID_PER_RADIUS = 0.25
+#: Default false alarms per tomogram of the threshold of prompt matching (recall weighs more than precision in
+#: the CZII metric, and the conservative trial count keeps the real rate lower).
+PROMPT_FALSE_ALARMS = 5.0
+
+
+@dataclass
+class PromptMatchReport:
+    picks: Picks
+    outputs: list[str] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PromptInput:
+    """A prompt as the bootstrap needs it: volume ``(s, s, s)`` centred at its geometric centre, its voxel size,
+    whether it is a bright map (inverted before matching), its name and radius (Å, ``None`` when unknown)."""
+
+    volume: np.ndarray
+    voxel_A: float
+    invert: bool
+    name: str
+    radius_A: float | None
+    source: str
+
+
+def read_prompt_input(path: str | os.PathLike[str]) -> PromptInput:
+    """A prompt file (``.npz``) or a map (any tomogram format) as a :class:`PromptInput`."""
+    p = Path(path)
+    if p.suffix.lower() == ".npz":
+        from tomopick.prompt.promptfile import read_prompt
+
+        prompt = read_prompt(p)
+        vol = prompt.subtomogram
+        if vol.shape[0] % 2 == 0:  # an even box is centred on voxel n // 2: drop the first plane per axis
+            vol = vol[1:, 1:, 1:]
+        radius = prompt.meta.get("radius_A")
+        return PromptInput(np.asarray(vol, np.float32), float(prompt.voxel_size_A), False,
+                           prompt.particle or p.stem, None if radius is None else float(radius), str(p))
+    from tomopick.workflows.match import read_template
+
+    vol, vs = read_template(p)
+    return PromptInput(vol, vs, True, p.stem.split(".")[0], None, str(p))
+
+
+def default_radius_A(prompt: PromptInput) -> float:
+    """The radius when neither ``--radius`` nor the prompt gives one: the extent of the map's density (maps), else a
+    quarter of the box (prompt files, as the network path)."""
+    if prompt.invert:
+        from tomopick.match.template import extent_radius_vox
+
+        return float(extent_radius_vox(prompt.volume - np.median(prompt.volume), 0.2) * prompt.voxel_A)
+    return 0.25 * prompt.volume.shape[0] * prompt.voxel_A
+
+
+def grid_bin(tomogram_voxel_A: float, radius_A: float) -> int:
+    """Binning of the matching grid: voxel ≈ :data:`GRID_PER_RADIUS` × radius, 2–4× the tomogram's voxel."""
+    want = GRID_PER_RADIUS * float(radius_A) / float(tomogram_voxel_A)
+    return int(min(4, max(2, round(want))))
+
+
+def pick_with_prompt_matching(tomogram_paths: Sequence[str | os.PathLike[str]] | str,
+                              prompt_paths: Sequence[str | os.PathLike[str]] | str, *,
+                              out: str | os.PathLike[str] | None = None, radius_A: float | None = None,
+                              threshold: float | None = None, step_deg: float | None = None,
+                              bin_factor: int | None = None, rounds: int = DEFAULT_ROUNDS, top: int = DEFAULT_TOP,
+                              false_alarms: float = PROMPT_FALSE_ALARMS, tilt_range_deg: Any = (-60.0, 60.0),
+                              distance_factor: float | None = None, voxel_size_A: float | None = None,
+                              device: str = "cpu", threads: int | None = None, picks_format: str | None = None,
+                              overwrite: bool = False, user_id: str = "tomopick", session_id: str = "0",
+                              progress: Callable[[str, int, int], None] | None = None,
+                              log: Callable[[str], None] | None = None) -> PromptMatchReport:
+    """Pick every copy of each prompted particle by template matching + bootstrapping (no network).
+
+    Parameters
+    ----------
+    prompt_paths
+        Prompt files (``.npz``) or maps; the first prompt of each name is the template (more prompts of a name are
+        ignored but for their radius).
+    radius_A
+        Particle radius for every prompt (else the prompt's own, else :func:`default_radius_A`).
+    threshold
+        A fixed correlation threshold instead of the false-alarm rule (``false_alarms`` per tomogram).
+    step_deg, bin_factor
+        Angular step (default :data:`PROMPT_STEP_DEG`) and matching-grid binning (default :func:`grid_bin`).
+    rounds, top
+        Bootstrap rounds after the first match, and hits averaged per round.
+    """
+    say = log or (lambda _m: None)
+    items = expand_inputs([tomogram_paths] if isinstance(tomogram_paths, (str, os.PathLike))
+                          else list(tomogram_paths))
+    prompt_list = [prompt_paths] if isinstance(prompt_paths, (str, os.PathLike)) else list(prompt_paths)
+    if not prompt_list:
+        raise TomopickError("no prompts given (pass --prompt PROMPT.npz or --prompt MAP.mrc)")
+    if rounds < 0 or rounds > 10:
+        raise TomopickError(f"--rounds must be 0-10, got {rounds}")
+    runs = [run_name(i) for i in items]
+    if len(set(runs)) != len(runs):
+        dupes = sorted({r for r in runs if runs.count(r) > 1})
+        raise TomopickError(f"several inputs share the run name {', '.join(dupes)}; rename them")
+    prompts: dict[str, PromptInput] = {}
+    for path in prompt_list:
+        prompt = read_prompt_input(path)
+        prompts.setdefault(prompt.name, prompt)
+    base = MatchOptions.make(step_deg=step_deg if step_deg is not None else PROMPT_STEP_DEG,
+                             tilt_range_deg=tilt_range_deg, false_alarms=false_alarms, threshold=threshold,
+                             distance_factor=distance_factor, device=device, voxel_size_A=voxel_size_A,
+                             threads=threads)
+    base.check_device()
+    out_text = None if out is None else str(out)
+    kind = None if out_text is None else _out_kind(out_text, len(items))
+    if picks_format is not None:
+        get_format(picks_format, "picks")
+    targets: dict[str, Path] = {}
+    if kind == "file":
+        check_output(out_text, overwrite)
+    elif kind == "folder":
+        ext = _folder_extension() if picks_format is None else (get_format(picks_format, "picks").extensions
+                                                                  or ("",))[0]
+        for r in runs:
+            targets[r] = check_output(Path(out_text) / f"{r}{ext}", overwrite)
+    read_options = {"voxel_size_A": voxel_size_A} if voxel_size_A is not None else {}
+    tomograms = [read_tomogram(item, **read_options) for item in items]
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    report = PromptMatchReport(picks=Picks.empty())
+    found = []
+    for item, run, tomo in zip(items, runs, tomograms):
+        run_picks = []
+        tomo_vs = float(np.mean(tomo.voxel_size_A))
+        grids: dict[int, Any] = {}
+        for name, prompt in prompts.items():
+            start = time.perf_counter()
+            radius = float(radius_A if radius_A is not None else (prompt.radius_A or default_radius_A(prompt)))
+            b = bin_factor or grid_bin(tomo_vs, radius)
+            opts = base.model_copy(update={"bin": b})
+            if b not in grids:
+                grids[b] = matching_grid(tomo, opts)
+            say(f"{run} {name}: {METHOD}, {rounds} round{'s' if rounds != 1 else ''} after the first match, "
+                f"radius {radius:.0f} Å, grid {grids[b].voxel:.3g} Å, step {opts.step_deg:g}°")
+            result = bootstrap_picks(grids[b], prompt.volume, prompt.voxel_A, name, radius, opts,
+                                     invert=prompt.invert, rounds=rounds, top=top, run=run,
+                                     progress=None if progress is None else (lambda d, t, r=run: progress(r, d, t)),
+                                     log=say)
+            picks = result.picks
+            picks = picks.select(picks.inside(tomo.shape, tomo.voxel_size_A)) if len(picks) else picks
+            done_rounds = len(result.rounds) - 1
+            picks = picks.with_columns(user=user_id, session=session_id) if len(picks) else picks
+            picks = picks.with_extra(method=METHOD, rounds=done_rounds)
+            seconds = time.perf_counter() - start
+            report.runs.append({"run": run, "input": item, "particle": name, "method": METHOD,
+                                "rounds": result.rounds, "count": len(picks), "seconds": seconds, "radius_A": radius,
+                                "bin": b, "prompt": prompt.source})
+            say(f"{run} {name}: {len(picks)} picks in {seconds:.0f} s")
+            run_picks.append(picks)
+        merged = Picks.concat(run_picks)
+        found.append(merged)
+        writer_options = {"voxel_size_A": tomo_vs, "tomogram_shape_zyx": tomo.shape}
+        if kind == "folder":
+            write_picks(merged, targets[run], overwrite=overwrite, format=picks_format, **writer_options)
+            report.outputs.append(str(targets[run]))
+        elif kind == "copick":
+            write_picks(merged, out_text, overwrite=overwrite, run=run, user_id=user_id, session_id=session_id)
+            report.outputs.append(f"{out_text} (run {run})")
+    report.picks = Picks.concat(found)
+    if kind == "file":
+        shapes = {tuple(t.shape) for t in tomograms}
+        vss = {float(np.mean(t.voxel_size_A)) for t in tomograms}
+        common: dict[str, Any] = {}
+        if len(vss) == 1:
+            common["voxel_size_A"] = vss.pop()
+        if len(shapes) == 1:
+            common["tomogram_shape_zyx"] = shapes.pop()
+        write_picks(report.picks, out_text, overwrite=overwrite, format=picks_format, **common)
+        report.outputs.append(out_text)
+    return report
