@@ -138,8 +138,9 @@ def pick(
                                        help="Allowed region: a mask volume (nonzero), or segmentation class(es) "
                                             "with --context/--segment, e.g. lumen or lumen,membrane."),
     prompt: Optional[List[str]] = typer.Option(
-        None, "--prompt", "-p", help="Prompt file(s) from `tomopick prompt extract`: pick that particle with a "
-                                     "promptable model (repeatable; see docs/prompt.md)."),
+        None, "--prompt", "-p", help="Prompt file(s) from `tomopick prompt extract`, or a map (.mrc): pick every "
+                                     "copy of that particle — by template matching + bootstrap on the CPU, or with "
+                                     "a promptable --model (repeatable; see docs/prompt.md)."),
     stride: Optional[int] = typer.Option(None, "--stride", min=1, help="With --prompt: sliding-window step (voxels)."),
     radius: Optional[float] = typer.Option(None, "--radius", help="With --prompt: particle radius in Å."),
     report_html: Optional[Path] = typer.Option(None, "--report",

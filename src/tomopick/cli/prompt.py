@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -126,7 +126,15 @@ def pick_prompted(inputs: List[str], prompts: List[str], *, out: str, model: Opt
                   allow_nonfinite: bool, save_scores: Optional[Path], picks_format: Optional[str],
                   radius: Optional[float], tta: bool, overwrite: bool, quiet: bool) -> None:
     """``tomopick pick --prompt P …``: the options of ``tomopick pick`` mapped onto
-    :func:`tomopick.workflows.prompt.pick_with_prompts` (called by :mod:`tomopick.cli.pick`)."""
+    :func:`tomopick.workflows.prompt.pick_with_prompts` when a promptable ``--model`` is given, else onto
+    :func:`tomopick.workflows.prompt_match.pick_with_prompt_matching` (template matching + bootstrap, no network;
+    called by :mod:`tomopick.cli.pick`)."""
+    if model is None:
+        _pick_by_matching(inputs, prompts, out=out, threshold=threshold, distance=distance, device=device,
+                          threads=threads, voxel_size=voxel_size, picks_format=picks_format, radius=radius,
+                          overwrite=overwrite, quiet=quiet, tta=tta, peak_method=peak_method, roi=roi, stride=stride,
+                          save_scores=save_scores)
+        return
     from tomopick.workflows.prompt import pick_with_prompts
 
     if tta:
@@ -139,6 +147,31 @@ def pick_prompted(inputs: List[str], prompts: List[str], *, out: str, model: Opt
         overwrite=overwrite, voxel_size_A=voxel_size, maps_out=save_scores, device=device, threads=threads,
         picks_format=picks_format, allow_nonfinite=allow_nonfinite, progress=None if quiet else typer.echo)
     typer.echo(f"{len(picks)} picks written to {out}")
+
+
+def _pick_by_matching(inputs: List[str], prompts: List[str], *, out: str,
+                      threshold: float | dict[str, float] | None, distance: Optional[float], device: str,
+                      threads: Optional[int], voxel_size: Optional[float], picks_format: Optional[str],
+                      radius: Optional[float], overwrite: bool, quiet: bool, tta: bool, peak_method: Optional[str],
+                      roi: Any, stride: Optional[int], save_scores: Optional[Path]) -> None:
+    """``--prompt`` without a promptable ``--model``: template matching with the prompt, then bootstrap rounds."""
+    from tomopick.cli.match import rotation_progress
+    from tomopick.workflows.prompt_match import pick_with_prompt_matching
+
+    unsupported = {"--tta": tta, "--peak-method": peak_method, "--roi": roi, "--stride": stride,
+                   "--save-scores": save_scores}
+    given = [k for k, v in unsupported.items() if v]
+    if given:
+        raise TomopickError(f"{', '.join(given)}: only with a promptable --model (prompt matching uses its own "
+                            "search; see docs/prompt.md)")
+    if isinstance(threshold, dict):
+        raise TomopickError("--threshold: give one correlation value with prompt matching (not CLASS=VALUE)")
+    with rotation_progress(quiet) as progress:
+        report = pick_with_prompt_matching(inputs, prompts, out=out, radius_A=radius, threshold=threshold,
+                                           distance_factor=distance, voxel_size_A=voxel_size, device=device,
+                                           threads=threads, picks_format=picks_format, overwrite=overwrite,
+                                           progress=progress, log=typer.echo)
+    typer.echo(f"{len(report.picks)} picks written to {', '.join(report.outputs)}")
 
 
 def register(app: typer.Typer) -> None:
