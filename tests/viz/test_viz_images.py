@@ -41,6 +41,14 @@ def test_slab_bounds_and_centres():
     assert centres[1:] == sorted(centres[1:]) and len(centres) == 4
     assert min(centres) >= 11 - 1e-9 and max(centres) <= 183 - 11 + 1e-9
     assert slab_centres(10, 1, 3) == [4.5]
+    # with picks: the other slabs go where the picks are, without overlapping each other or the central one
+    z = np.concatenate([np.full(10, 40.0), np.full(6, 140.0), np.full(3, 60.0), [93.0]])
+    centres = slab_centres(184, 4, 20, z)
+    assert centres[0] == pytest.approx(91.5) and len(centres) == 4
+    assert any(abs(c - 40) <= 10 for c in centres[1:]) and any(abs(c - 140) <= 10 for c in centres[1:])
+    assert any(abs(c - 60) <= 10 for c in centres[1:])
+    gaps = np.diff(sorted(centres))
+    assert gaps.min() >= 20                               # no two slabs overlap
 
 
 def test_cut_radius_and_circles_in_slab():

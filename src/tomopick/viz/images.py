@@ -45,19 +45,36 @@ def slab_bounds(n_z: int, centre_z: float, thickness_vox: float) -> tuple[int, i
     return z0, z0 + depth
 
 
-def slab_centres(n_z: int, n: int, thickness_vox: float) -> list[float]:
-    """``n`` slab centres: the central slab first, then others spread evenly over the volume's depth (away from
-    the faces by half a slab), in increasing z."""
+def slab_centres(n_z: int, n: int, thickness_vox: float, z_positions: np.ndarray | None = None) -> list[float]:
+    """``n`` slab centres: the central slab first, then ``n - 1`` others in increasing z.
+
+    With pick positions ``z_positions`` (voxels), the others are where the most picks are: chosen one by one,
+    each the slab position (half a slab from the faces) holding the most pick centres, not overlapping the slabs
+    already chosen. Without picks (or when no position is left), they are spread evenly over the depth."""
     if n < 1:
         return []
     centre = (n_z - 1) / 2.0
     if n == 1:
         return [centre]
     half = min(thickness_vox / 2.0, n_z / 4.0)
-    others = np.linspace(half, n_z - 1 - half, n + 1) if n > 1 else np.array([])
-    # n + 1 evenly spaced positions; drop the one closest to the centre (the centre itself is first)
-    others = np.delete(others, int(np.argmin(np.abs(others - centre))))[: n - 1]
-    return [centre, *sorted(float(v) for v in others)]
+    lo, hi = half, n_z - 1 - half
+    chosen: list[float] = []
+    z = np.asarray(z_positions if z_positions is not None else [], dtype=np.float64).reshape(-1)
+    z = z[np.isfinite(z)]
+    if z.size:
+        candidates = np.arange(np.ceil(lo), np.floor(hi) + 1)
+        counts = np.array([np.count_nonzero(np.abs(z - c) <= thickness_vox / 2.0) for c in candidates])
+        free = np.abs(candidates - centre) >= thickness_vox
+        while len(chosen) < n - 1 and (free & (counts > 0)).any():
+            best = candidates[free][int(np.argmax(np.where(counts[free] > 0, counts[free], -1)))]
+            chosen.append(float(best))
+            free &= np.abs(candidates - best) >= thickness_vox
+    if len(chosen) < n - 1:  # evenly spaced, the one nearest the centre left out
+        even = np.linspace(lo, hi, n + 1)
+        even = np.delete(even, int(np.argmin(np.abs(even - centre))))
+        spare = [float(v) for v in even if all(abs(v - c) >= thickness_vox / 2.0 for c in chosen)]
+        chosen += spare[: n - 1 - len(chosen)]
+    return [centre, *sorted(chosen)]
 
 
 def average_slab(volume: Any, z0: int, z1: int, *, chunk: int = 16) -> np.ndarray:
@@ -78,7 +95,7 @@ def take_slab(volume: Any, centre_z: float, thickness_vox: float) -> Slab:
     return Slab(z0, z1, average_slab(volume, z0, z1))
 
 
-def stretch(image: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.0, levels: int = 256) -> np.ndarray:
+def stretch(image: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5, levels: int = 256) -> np.ndarray:
     """Contrast stretch: the ``low_pct``/``high_pct`` percentiles → 0 / ``levels - 1`` (clipped), as uint8.
 
     Protein is dark in cryo-ET tomograms and stays dark. NaN (outside the volume) shows as the median; a flat

@@ -198,7 +198,7 @@ figcaption{font-size:.78em;color:#555;max-width:720px}
 .tile{display:inline-block;text-align:center;font-size:.7em;color:#555;margin:1px}
 .tile img{width:72px;height:72px;image-rendering:pixelated;display:block;border:1px solid #ccc}
 .gal{margin:.2em 0 .5em}.gal b{display:inline-block;width:8.5em;font-size:.8em;vertical-align:top}
-.ortho img{width:120px;height:120px;image-rendering:pixelated;border:1px solid #ccc}
+.slab img{max-width:46vw;height:auto}.ortho img{width:120px;height:120px;image-rendering:pixelated;border:1px solid #ccc}
 .swatch{display:inline-block;width:.9em;height:.9em;border-radius:50%;border:2px solid;vertical-align:middle;
 margin-right:.3em}.note{color:#666;font-size:.85em}pre{background:#f7f7f7;padding:.6em;overflow:auto;
 font-size:.8em;max-height:28em}code{background:#f3f3f3;padding:0 .2em}.class{border-left:4px solid;padding-left:.8em;
@@ -280,13 +280,14 @@ def _tomogram_section(data: ReportInput, options: ReportOptions, names: list[str
                    + ("; yellow: the segmentation's outlines in the slab's central slice" if r.segmentation is not None
                       else "") + ".</p>")
         figures = []
-        for centre in slab_centres(nz, options.n_slabs, thickness):
+        pick_z = r.picks.voxel_coords(tomo.voxel_size_A)[:, 0] if len(r.picks) else None
+        for centre in slab_centres(nz, options.n_slabs, thickness, pick_z):
             overlay, info = slab_overlay(tomo, r.picks, data.particles, centre, thickness, options.max_image_px,
                                          r.segmentation)
             caption = (f"z {info['z0']}–{info['z1'] - 1}" + (" (central)" if not figures else "")
                        + f"; {len(info['index'])} picks drawn" + (f"; binned {info['bin']}×" if info["bin"] > 1
                                                                    else ""))
-            figures.append(f"<figure>{_img(png_bytes(overlay), f'{r.run} slab {caption}')}"
+            figures.append(f"<figure class=\"slab\">{_img(png_bytes(overlay), f'{r.run} slab {caption}')}"
                            f"<figcaption>{_e(caption)}</figcaption></figure>")
         out.append(f'<div class="row">{"".join(figures)}</div>')
     hidden = len([r for r in data.runs if r.tomogram is not None]) - len(shown)
