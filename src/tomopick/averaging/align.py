@@ -71,13 +71,17 @@ def sample_volumes(volumes: torch.Tensor, matrices: torch.Tensor,
     c = box // 2
     g = torch.arange(box, device=dev, dtype=dt) - c
     z, y, x = torch.meshgrid(g, g, g, indexing="ij")
-    xyz = torch.stack([x, y, z], dim=-1).reshape(-1, 3)
-    src = torch.einsum("mij,nj->mni", matrices.to(dev, dt), xyz)
+    xyz = torch.stack([x, y, z], dim=-1).reshape(1, -1, 3).expand(m, -1, -1)
+    # grid_sample's normalised coordinates (align_corners=True): u = s (index) − 1 with s = 2 / (b − 1)
+    scale = 2.0 / (box - 1)
+    a = matrices.to(dev, dt)
+    trans = torch.full((m, 3), float(c), device=dev, dtype=dt)
     if offsets_xyz is not None:
-        src = src + offsets_xyz.to(dev, dt)[:, None, :]
-    grid = ((src + c) * (2.0 / (box - 1)) - 1.0).reshape(m, box, box, box, 3)
+        trans = trans + offsets_xyz.to(dev, dt)
+    grid = torch.baddbmm((scale * trans - 1.0)[:, None, :], xyz, (scale * a).transpose(1, 2))
     vols = volumes[None].expand(m, -1, -1, -1) if volumes.dim() == 3 else volumes
-    out = F.grid_sample(vols[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    out = F.grid_sample(vols[:, None], grid.reshape(m, box, box, box, 3), mode="bilinear", padding_mode="zeros",
+                        align_corners=True)
     return out[:, 0]
 
 
@@ -98,16 +102,19 @@ def _normalise_spectra(spec: torch.Tensor, box: int) -> torch.Tensor:
 
 
 def _window_index(box: int, max_shift: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat indices into a ``b³`` correlation map of the shifts within ±``max_shift`` per axis (z-major), and the
+    signed shifts per axis."""
     s = int(min(max_shift, (box - 1) // 2))
     signed = torch.arange(-s, s + 1, device=device)
-    return signed % box, signed
+    idx = signed % box
+    flat = (idx[:, None, None] * box * box + idx[None, :, None] * box + idx[None, None, :]).reshape(-1)
+    return flat, signed
 
 
-def _best_in_window(cc: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``cc`` ``(..., b, b, b)`` → max and flat argmax over the shift window ``idx³``."""
-    w = cc.index_select(-3, idx).index_select(-2, idx).index_select(-1, idx)
-    flat = w.reshape(*w.shape[:-3], -1)
-    return flat.max(dim=-1)
+def _best_in_window(cc: torch.Tensor, flat_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cc`` ``(..., b, b, b)`` → max and flat window index of the max over the shift window."""
+    w = cc.reshape(*cc.shape[:-3], -1).index_select(-1, flat_idx)
+    return w.max(dim=-1)
 
 
 def _unravel(flat: torch.Tensor, signed: torch.Tensor) -> np.ndarray:
