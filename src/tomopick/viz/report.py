@@ -356,7 +356,7 @@ def _class_section(data: ReportInput, options: ReportOptions, name: str,
                                                    title=f"{name} ({len(items)} picks)",
                                                    score_name=data.score_name), f"{name} score histogram")
                  + "</figure>")
-    # the class average of the highest-scoring picks, per tomogram voxel size (the first run's)
+    # the class average of the highest-scoring picks: boxes of one size in voxels (set by the first run's voxel size)
     with_tomo = [it for it in items if data.runs[it.run].tomogram is not None]
     if with_tomo:
         order = np.argsort(-np.nan_to_num([it.score for it in with_tomo], nan=-np.inf), kind="stable")
@@ -369,7 +369,7 @@ def _class_section(data: ReportInput, options: ReportOptions, name: str,
             tomo = data.runs[run_index].tomogram
             centres = np.array([it.zyx for it in chosen if it.run == run_index])
             mean, n = average_boxes(tomo.data, centres, half)  # type: ignore[union-attr]
-            total = mean * n if total is None else total + np.nan_to_num(mean) * n
+            total = np.nan_to_num(mean) * n if total is None else total + np.nan_to_num(mean) * n
             count += n
         assert total is not None
         avg = total / max(count, 1)
