@@ -1,0 +1,241 @@
+"""Template matching and prompt picking on simulated CZII-size tomograms (issue #12 must-shows).
+
+Parts (``--parts``, comma-separated):
+
+``tm``      ``tomopick match`` with the true maps (shared templates_10A) on a simulated 184 × 630 × 630 tomogram at
+            10.012 Å, matched at 20 Å (``--bin 2``): CZII F-beta (β = 4) and F1 per class at the automatic
+            (false-alarm) threshold, time, peak RSS, rotations. Each class uses its point group (apo-ferritin O,
+            beta-galactosidase D2, thyroglobulin C2, virus-like particle I, ribosome C1). ``--step`` sets the angular
+            step; the time of a 12° C1 search is extrapolated from the measured time per rotation.
+``pytme``   pyTME (``pip install pytme``, the ``bench`` extra) on the same tomogram, template, grid and rotation set
+            (ribosome): time and agreement of the peak lists (picks within 0.5 × radius of each other).
+``prompt``  One noisy copy cut from the tomogram (``tomopick prompt extract`` at one true particle) → picks of
+            every copy with template matching + bootstrap (``tomopick pick --prompt``): F1 per class (one-to-one
+            within 0.5 × radius) and time per prompt, for ribosome, thyroglobulin, beta-galactosidase and two kinds
+            the bundled model never saw (8vaf, a procedural dumbbell; simulate with ``--preset unseen.yaml``).
+
+Rerun (one command per part; ~20 min each on 2 idle cores)::
+
+    tomopick simulate --out /work/data/match/sim --n 2 --seed 1212 --imaging full --format mrc
+    OMP_NUM_THREADS=2 python bench/bench_match.py --parts tm --sim /work/data/match/sim/sim_000 --step 24
+    OMP_NUM_THREADS=2 python bench/bench_match.py --parts prompt --sim /work/data/match/sim_unseen/sim_000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "shared" / "data" / "templates_10A"
+MAPS = {"apo-ferritin": ("8cpv", "O"), "beta-galactosidase": ("6drv", "D2"), "ribosome": ("6qzp", "C1"),
+        "thyroglobulin": ("7n4y", "C2"), "virus-like-particle": ("6n4v", "I")}
+RADII = {"apo-ferritin": 60.0, "beta-galactosidase": 90.0, "ribosome": 150.0, "thyroglobulin": 130.0,
+         "virus-like-particle": 135.0, "8vaf": 60.0, "dumbbell": 110.0, "beta-amylase": 65.0}
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB → GB (Linux)
+
+
+def truth_of(sim: Path):
+    from tomopick.data import Picks
+
+    table = pd.read_csv(sim.with_suffix(".csv")) if sim.with_suffix(".csv").exists() else pd.read_csv(
+        sim.parent / f"{sim.name}.csv")
+    return Picks.from_arrays(table[["x", "y", "z"]].to_numpy(), list(table["particle_type"]), run="r")
+
+
+def scores(truth, picks, name: str) -> dict[str, float]:
+    from tomopick.data.particles import ParticleSet, ParticleSpec
+    from tomopick.evaluation import evaluate
+
+    pset = ParticleSet(particles=(ParticleSpec(name=name, radius_A=RADII[name], weight=1),))
+    t = truth.for_particle(name)
+    p = picks.for_particle(name).with_columns(run="r") if len(picks) else picks
+    out = {}
+    for metric in ("czii", "f1"):
+        row = evaluate(t, p, pset, metric=metric).table.iloc[0]
+        out[metric] = float(row["fbeta"])
+        out.update(tp=int(row["tp"]), fp=int(row["fp"]), fn=int(row["fn"]))
+    return out
+
+
+def part_tm(args) -> list[dict]:
+    import torch
+
+    from tomopick.data import Picks
+    from tomopick.io import read_tomogram
+    from tomopick.match.options import MatchOptions
+    from tomopick.match.picking import match_tomogram
+    from tomopick.workflows.match import read_template
+
+    torch.set_num_threads(args.threads)
+    sim = Path(args.sim)
+    tomo = read_tomogram(sim.parent / f"{sim.name}.mrc")
+    tomo = tomo.with_data(np.asarray(tomo.data, dtype=np.float32))
+    truth = truth_of(sim)
+    rows, all_picks = [], []
+    for name in args.classes.split(","):
+        key, sym = MAPS[name]
+        tmpl, vs = read_template(TEMPLATES / f"{key}.mrc")
+        opts = MatchOptions(step_deg=args.step, symmetry=sym, bin=2, false_alarms=args.false_alarms,
+                            threads=args.threads)
+        t0 = time.perf_counter()
+        picks, info = match_tomogram(tomo, tmpl, vs, name, RADII[name], opts, run="r")
+        seconds = time.perf_counter() - t0
+        all_picks.append(picks)
+        s = scores(truth, picks, name)
+        per_rot = info["seconds_search"] / info["n_rotations"]
+        from tomopick.match.rotations import uniform_rotations
+
+        n12 = len(uniform_rotations(12.0, "C1"))
+        rows.append(dict(part="tm", particle=name, symmetry=sym, step_deg=args.step, rotations=info["n_rotations"],
+                         threshold=round(info["threshold"], 4), picks=len(picks), truth=len(truth.for_particle(name)),
+                         fbeta_czii=round(s["czii"], 3), f1=round(s["f1"], 3), tp=s["tp"], fp=s["fp"], fn=s["fn"],
+                         seconds=round(seconds, 1), s_per_rotation=round(per_rot, 3),
+                         est_s_12deg_C1=round(per_rot * n12 + info["seconds_prepare"], 0),
+                         peak_rss_gb=round(peak_rss_gb(), 2)))
+        print(json.dumps(rows[-1]), flush=True)
+    if len(all_picks) > 1:
+        from tomopick.data.particles import CZII
+        from tomopick.evaluation import evaluate
+
+        names = args.classes.split(",")
+        picks = Picks.concat(all_picks).with_columns(run="r")
+        t = truth.select(truth.frame["particle"].isin(names))
+        r = evaluate(t, picks, CZII.subset(names), metric="czii")
+        rows.append(dict(part="tm", particle="all (CZII score)", fbeta_czii=round(float(r.score), 3)))
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def part_pytme(args) -> list[dict]:
+    """pyTME on the same 20 Å grid, template and rotation set as tomopick (ribosome)."""
+    import torch
+
+    from tomopick.io import read_tomogram
+    from tomopick.match.options import MatchOptions
+    from tomopick.match.picking import matching_grid, picks_from_result, search, template_for
+    from tomopick.workflows.match import read_template
+
+    torch.set_num_threads(args.threads)
+    name = "ribosome"
+    key, sym = MAPS[name]
+    sim = Path(args.sim)
+    tomo = read_tomogram(sim.parent / f"{sim.name}.mrc")
+    tomo = tomo.with_data(np.asarray(tomo.data, dtype=np.float32))
+    tmpl, vs = read_template(TEMPLATES / f"{key}.mrc")
+    opts = MatchOptions(step_deg=args.step, symmetry=sym, bin=2, tilt_range_deg=None, whiten=False,
+                        threads=args.threads, outlier_z=None)
+    grid = matching_grid(tomo, opts)
+    template = template_for(grid, tmpl, vs, opts, invert=True)
+    t0 = time.perf_counter()
+    result, rots = search(grid, template, opts)
+    ours_s = time.perf_counter() - t0
+    ours, info = picks_from_result(result, rots, grid, name, RADII[name], opts, run="r")
+    from tme.analyzer import MaxScoreOverRotations
+    from tme.matching_data import MatchingData
+    from tme.matching_exhaustive import MATCHING_EXHAUSTIVE_REGISTER, match_exhaustive
+
+    # the same rotations, acting on (z, y, x) array axes as pyTME's do
+    md = MatchingData(grid.volume.copy(), template.volume.copy(), template_mask=template.mask.copy(),
+                      rotations=np.ascontiguousarray(rots[:, ::-1, ::-1]))
+    setup, scoring = MATCHING_EXHAUSTIVE_REGISTER["FLCSphericalMask"]
+    t0 = time.perf_counter()
+    candidates = match_exhaustive(md, matching_score=scoring, matching_setup=setup,
+                                  callback_class=MaxScoreOverRotations, job_schedule=(1, args.threads),
+                                  pad_target_edges=True)
+    pytme_s = time.perf_counter() - t0
+    scores_map = np.asarray(candidates[0], dtype=np.float32)
+    from tomopick.match.correlate import MatchResult
+    from tomopick.match.picking import score_peaks
+
+    theirs = score_peaks(MatchResult(scores_map, np.zeros(scores_map.shape, np.int32), 0, 1, 1, 1, 0),
+                         info["threshold"], RADII[name] / grid.voxel, 1.0)
+    theirs_xyz = theirs.zyx[:, ::-1] * grid.voxel
+    d = np.linalg.norm(ours.xyz_A[:, None] - theirs_xyz[None], axis=2) if len(ours) and len(theirs) else np.zeros((0, 0))
+    agree = int((d.min(axis=1) <= 0.5 * RADII[name]).sum()) if d.size else 0
+    row = dict(part="pytme", particle=name, rotations=len(rots), tomopick_s=round(ours_s, 1), pytme_s=round(pytme_s, 1),
+               ratio=round(pytme_s / ours_s, 2), tomopick_picks=len(ours), pytme_picks=len(theirs), agree=agree,
+               note="same 20 Å grid, template, spherical-mask FLC, rotations; no wedge/whitening (pyTME default)")
+    print(json.dumps(row), flush=True)
+    return [row]
+
+
+def part_prompt(args) -> list[dict]:
+    import torch
+
+    from tomopick.io import read_tomogram
+    from tomopick.workflows.prompt import extract_prompt
+    from tomopick.workflows.prompt_match import pick_with_prompt_matching
+
+    torch.set_num_threads(args.threads)
+    sim = Path(args.sim)
+    mrc = sim.parent / f"{sim.name}.mrc"
+    truth = truth_of(sim)
+    tomo = read_tomogram(mrc)
+    extent = np.array(tomo.shape[::-1]) * np.asarray(tomo.voxel_size_A)[::-1]
+    rng = np.random.default_rng(0)
+    rows = []
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    for name in args.prompt_classes.split(","):
+        t = truth.for_particle(name)
+        if not len(t):
+            print(f"no {name} in {sim}", file=sys.stderr)
+            continue
+        # one true copy away from the faces (a noisy copy cut from the tomogram)
+        xyz = t.xyz_A
+        inner = np.all((xyz > 2 * RADII[name]) & (xyz < extent - 2 * RADII[name]), axis=1)
+        choice = xyz[inner][rng.integers(inner.sum())] if inner.any() else xyz[0]
+        prompt = extract_prompt(mrc, choice, work / f"{name}.npz", particle=name, radius_A=RADII[name],
+                                overwrite=True)
+        t0 = time.perf_counter()
+        report = pick_with_prompt_matching([str(mrc)], [str(prompt)], rounds=args.rounds)
+        seconds = time.perf_counter() - t0
+        s = scores(truth, report.picks, name)
+        rounds = report.runs[0]["rounds"]
+        rows.append(dict(part="prompt", particle=name, truth=len(t), picks=len(report.picks), f1=round(s["f1"], 3),
+                         fbeta_czii=round(s["czii"], 3), tp=s["tp"], fp=s["fp"], fn=s["fn"], seconds=round(seconds, 1),
+                         rounds=len(rounds) - 1, bin=report.runs[0]["bin"],
+                         per_round=[dict(n=r["count"], thr=round(r["threshold"], 3), s=round(r["seconds"], 1))
+                                    for r in rounds], peak_rss_gb=round(peak_rss_gb(), 2)))
+        print(json.dumps(rows[-1]), flush=True)
+    f1s = [r["f1"] for r in rows]
+    if f1s:
+        rows.append(dict(part="prompt", particle="mean", f1=round(float(np.mean(f1s)), 3)))
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parts", default="tm")
+    ap.add_argument("--sim", default="/work/data/match/sim/sim_000", help="simulation: <folder>/<run> (+ .mrc, .csv)")
+    ap.add_argument("--step", type=float, default=12.0)
+    ap.add_argument("--false-alarms", type=float, default=1.0)
+    ap.add_argument("--classes", default="ribosome,apo-ferritin,beta-galactosidase,thyroglobulin,virus-like-particle")
+    ap.add_argument("--prompt-classes", default="ribosome,thyroglobulin,beta-galactosidase,8vaf,dumbbell")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--work", default="/work/data/match/bench")
+    ap.add_argument("--json", default=None, help="append result rows to this JSON-lines file")
+    args = ap.parse_args()
+    rows = []
+    for part in args.parts.split(","):
+        rows += {"tm": part_tm, "pytme": part_pytme, "prompt": part_prompt}[part](args)
+    if args.json:
+        with open(args.json, "a") as fh:
+            for r in rows:
+                fh.write(json.dumps(r) + "\n")
+
+
+if __name__ == "__main__":
+    main()
