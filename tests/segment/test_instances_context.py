@@ -7,7 +7,7 @@ import pytest
 
 from tomopick.data import Picks
 from tomopick.segment import (
-    ContextOptions, WhereError, dice, fill_lumen, instance_table, label_instances, match_instances, parse_where,
+    ContextOptions, WhereError, dice, enclosed_lumen, fill_lumen, instance_table, label_instances, match_instances, parse_where,
     pick_context, where_mask,
 )
 from tomopick.segment.instances import LUMEN, MEMBRANE
@@ -136,3 +136,19 @@ def test_no_membrane_gives_nan_distances():
     picks = Picks.from_arrays(np.array([[30.0, 30.0, 30.0]]), "a")
     out = pick_context(picks, classes, np.zeros_like(classes, dtype=np.int32), VS)
     assert np.isnan(out.frame["distance_to_membrane_A"].iloc[0]) and out.frame["on_membrane"].iloc[0] == 0
+
+
+def test_enclosed_lumen_drops_lumen_beside_an_open_sheet():
+    shape = (6, 40, 60)
+    y, x = np.indices(shape[1:], dtype=np.float64)
+    plane = np.zeros(shape[1:], dtype=np.uint8)
+    d = np.hypot(y - 20, x - 15)
+    plane[d < 9] = LUMEN
+    plane[(d >= 9) & (d < 11)] = MEMBRANE  # a ring: walled lumen
+    plane[:, 40:42] = MEMBRANE  # an open sheet
+    plane[5:35, 42:50] = LUMEN  # what a network calls "lumen" beside it
+    classes = np.repeat(plane[None], shape[0], axis=0)
+    out = enclosed_lumen(classes)
+    np.testing.assert_array_equal(out[:, d < 9], LUMEN)
+    assert not (out[:, :, 42:50] == LUMEN).any()
+    assert np.array_equal(out == MEMBRANE, classes == MEMBRANE)

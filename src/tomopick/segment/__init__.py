@@ -13,12 +13,13 @@ Class ids: :data:`SEGMENT_CLASSES` (0 background, 1 membrane, 2 lumen, 3 gold, 4
 
 from tomopick.segment.context import CONTEXT_COLUMNS, ContextOptions, WhereError, parse_where, pick_context, where_mask
 from tomopick.segment.instances import (
-    CLASS_NAMES, SEGMENT_CLASSES, class_id, dice, fill_lumen, instance_table, label_instances, match_instances,
+    CLASS_NAMES, SEGMENT_CLASSES, class_id, dice, enclosed_lumen, fill_lumen, instance_table, label_instances,
+    match_instances,
 )
 from tomopick.segment.predict import SegmentOptions, Segmentation, is_segmentation_model, segment_tomogram
 
 __all__ = [
     "CLASS_NAMES", "CONTEXT_COLUMNS", "ContextOptions", "SEGMENT_CLASSES", "SegmentOptions", "Segmentation",
-    "WhereError", "class_id", "dice", "fill_lumen", "instance_table", "is_segmentation_model", "label_instances",
-    "match_instances", "parse_where", "pick_context", "segment_tomogram", "where_mask",
+    "WhereError", "class_id", "dice", "enclosed_lumen", "fill_lumen", "instance_table", "is_segmentation_model",
+    "label_instances", "match_instances", "parse_where", "pick_context", "segment_tomogram", "where_mask",
 ]

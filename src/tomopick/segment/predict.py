@@ -20,7 +20,7 @@ from tomopick.errors import TomopickError
 from tomopick.inference.normalize import normalisation_kwargs, robust_stats
 from tomopick.inference.rescale import rescale_factors, rescale_volume
 from tomopick.inference.sliding import InferenceSettings, ReleasingArray, count_windows, predict_to_store
-from tomopick.segment.instances import SEGMENT_CLASSES, fill_lumen, label_instances
+from tomopick.segment.instances import SEGMENT_CLASSES, enclosed_lumen, fill_lumen, label_instances
 
 TASK = "segment"
 
@@ -35,7 +35,9 @@ class SegmentOptions(BaseModel):
     roi_size, overlap, batch_size, device
         Sliding window (crop mode: each window keeps ``overlap · roi / 2`` voxels of context per side).
     fill_lumen
-        Complete lumens slice by slice inside membrane rings (:func:`~tomopick.segment.instances.fill_lumen`).
+        Lumen post-processing: keep only lumen walled by membrane (:func:`~tomopick.segment.instances.
+        enclosed_lumen`), then complete lumens inside membrane rings slice by slice (:func:`~tomopick.segment.
+        instances.fill_lumen`).
     min_lumen_A3
         Smallest lumen that counts as a compartment.
     voxel_size_A
@@ -176,7 +178,7 @@ def segment_tomogram(tomogram: Tomogram, loaded: Any, options: SegmentOptions | 
     classes = _to_grid(classes, tomogram.shape)
     vs = float(np.mean(tomogram.voxel_size_A))
     if options.fill_lumen:
-        classes = fill_lumen(classes)
+        classes = fill_lumen(enclosed_lumen(classes))
     instances = label_instances(classes, vs, min_lumen_A3=options.min_lumen_A3)
     t3 = time.perf_counter()
     counts = np.bincount(classes.ravel(), minlength=len(names))
