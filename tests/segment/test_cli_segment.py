@@ -164,3 +164,21 @@ def test_pick_context_bad_inputs_one_line(data, capsys, args, words):
     assert code == 2
     assert words in one_error(err)
     assert not (root / "never.csv").exists()
+
+
+def test_pick_segment_runs_the_segmentation_first(data, capsys):
+    root, _ = data
+    out = root / "seg_then_pick.csv"
+    code, _, err = run(["pick", root / "tomo.mrc", "--segment", "--segment-model", root / "tiny.pt",
+                        "--threshold", "0.05", "--out", out, "-q"], capsys)
+    assert code == 0, err
+    picks = read_picks(out)
+    # the context columns equal those computed from the segmentation `tomopick segment` writes with that model
+    code, _, err = run(["segment", root / "tomo.mrc", "--model", root / "tiny.pt", "--out", root / "same.mrc", "-q"],
+                       capsys)
+    assert code == 0, err
+    classes = np.asarray(read_tomogram(root / "same.mrc").data)
+    idx = np.clip(picks.voxel_indices(VS), 0, np.asarray(classes.shape) - 1)
+    names = {v: k for k, v in SEGMENT_CLASSES.items()}
+    assert len(picks) > 0
+    assert picks.frame["compartment_class"].tolist() == [names[int(c)] for c in classes[tuple(idx.T)]]

@@ -110,3 +110,26 @@ def test_without_context_no_labels_and_no_context_columns():
     assert cfg.context is None
     scene = build_scene(cfg, PSET, np.random.default_rng(0))
     assert scene.segmentation is None and scene.picks.extra_columns == []
+
+
+def test_simulate_command_writes_the_context_labels(tmp_path):
+    from tomopick.cli.main import main
+    from tomopick.io import read_picks, read_tomogram
+
+    (tmp_path / "ctx.yaml").write_text("particle_source: procedural\nice_slab: false\ncounts: {apo-ferritin: 3}\n"
+                                       "context: {n_vesicles: [1, 1], vesicle_shapes: [sphere], "
+                                       "vesicle_radius_A: [150, 150], n_double: [0, 0], n_tubes: [0, 0], "
+                                       "n_sheets: [0, 0], n_gold: [0, 0], carbon_probability: 0}\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "--n", "1", "--shape", "40", "56", "56", "--config", str(tmp_path / "ctx.yaml"),
+              "--format", "mrc", "--out", str(tmp_path / "sim"), "--no-progress"])
+    assert exc.value.code in (0, None)
+    seg = np.asarray(read_tomogram(tmp_path / "sim" / "sim_000" / "segmentation.mrc").data)
+    inst = np.asarray(read_tomogram(tmp_path / "sim" / "sim_000" / "segmentation_instances.mrc").data)
+    assert set(np.unique(seg)) == {0, 1, 2} and set(np.unique(inst)) == {0, 1}
+    np.testing.assert_array_equal(inst > 0, seg > 0)
+    truth = read_picks(tmp_path / "sim" / "sim_000.csv")
+    assert {"compartment_id", "compartment_class", "membrane_bound"} <= set(truth.extra_columns)
+    idx = truth.voxel_indices(10.012)
+    names = {v: k for k, v in SEGMENT_CLASSES.items()}
+    assert truth.frame["compartment_class"].tolist() == [names[int(c)] for c in seg[tuple(idx.T)]]

@@ -8,7 +8,9 @@ copick layout (``fmt="copick"``)::
     OUT/ExperimentRuns/<run>/Picks/curation_0_<class>.json   ground truth with orientations (user "curation")
     OUT/ExperimentRuns/<run>/Segmentations/…                 "particles" (class labels, multilabel),
                                                              "instances" (instance ids, multilabel),
-                                                             one binary mask per class present
+                                                             one binary mask per class present;
+                                                             with config.context also "context" (multilabel:
+                                                             0 background, 1 membrane, 2 lumen, 3 gold, 4 carbon)
     OUT/simulation/<run>.yaml                                every parameter + seed (+ drawn values)
     OUT/simulation/dataset.yaml                              the call, per-run summaries
     OUT/previews/<run>.png                                   with ``preview=True``
@@ -17,8 +19,9 @@ MRC layout (``fmt="mrc"``; the top level is what ``tomopick train`` reads from a
 
     OUT/<run>.mrc                      the tomogram
     OUT/<run>.csv                      ground truth, Kaggle CZII layout (Å; no orientations)
-    OUT/<run>/class_labels.mrc (uint8), instance_labels.mrc (uint16), picks/<class>.json (copick JSON, with
-              orientations), simulation.yaml, preview.png
+    OUT/<run>/class_labels.mrc (uint8), instance_labels.mrc (uint16), [segmentation.mrc (uint8: 0 background,
+              1 membrane, 2 lumen, 3 gold, 4 carbon), segmentation_instances.mrc (uint16) with config.context],
+              picks/<class>.json (copick JSON, with orientations), simulation.yaml, preview.png
 """
 
 from __future__ import annotations
@@ -113,6 +116,9 @@ def _write_copick(project: Any, result: SimulationResult, run: str, overwrite: b
             project.write_segmentation(run, spec.name, (result.class_labels == spec.label).astype(np.uint8), vs,
                                        is_multilabel=False, user_id=TRUTH_USER, session_id=TRUTH_SESSION,
                                        overwrite=overwrite)
+    if result.segmentation is not None:  # config.context: membrane / lumen / gold / carbon labels (#13)
+        project.write_segmentation(run, "context", result.segmentation, vs, is_multilabel=True, user_id=TRUTH_USER,
+                                   session_id=TRUTH_SESSION, overwrite=overwrite)
 
 
 def _write_mrc(out: Path, run: str, result: SimulationResult, overwrite: bool) -> None:
@@ -129,6 +135,10 @@ def _write_mrc(out: Path, run: str, result: SimulationResult, overwrite: bool) -
     ids = result.instance_labels
     write_tomogram(Tomogram(ids.astype(np.uint16) if ids.max() < 65536 else ids.astype(np.float32), vs),
                    folder / "instance_labels.mrc", overwrite=overwrite)
+    if result.segmentation is not None:  # config.context: membrane / lumen / gold / carbon labels (#13)
+        write_tomogram(Tomogram(result.segmentation, vs), folder / "segmentation.mrc", overwrite=overwrite)
+        write_tomogram(Tomogram(result.segmentation_instances.astype(np.uint16), vs),
+                       folder / "segmentation_instances.mrc", overwrite=overwrite)
     picks: Picks = result.picks
     (folder / "picks").mkdir(exist_ok=True)
     for name in picks.particles:
