@@ -50,7 +50,7 @@ class SegmentOptions(BaseModel):
 
     tta: int = Field(default=1)
     roi_size: tuple[int, int, int] = (96, 256, 256)
-    overlap: float = Field(default=0.25, ge=0, lt=1)
+    overlap: float = Field(default=0.125, ge=0, lt=1)
     batch_size: int = Field(default=1, ge=1)
     device: str = "cpu"
     fill_lumen: bool = True
