@@ -29,14 +29,14 @@ from tomopick.workflows.pick import pick
 
 from _batch_toy import THRESHOLD, make_model, make_tomograms
 
-N_RUNS = 10
+N_RUNS = 8
 OPTIONS = PickOptions.make(threshold=THRESHOLD, threads=1)
 CLI_OPTIONS = ["-t", str(THRESHOLD), "--threads", "1", "-q"]
 
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    """Model, 10 tomograms of 56³ and the plain loop's picks file (the uninterrupted reference)."""
+    """Model, 8 tomograms of 56³ and the plain loop's picks file (the uninterrupted reference)."""
     root = tmp_path_factory.mktemp("batch")
     model = make_model(root / "model.pt")
     inputs = make_tomograms(root / "tomos", N_RUNS, size=56)
