@@ -187,6 +187,9 @@ the W-th finish to the last).
   × {speedup_e2e:.2f} (start-up of the cluster and of each worker's torch/MONAI imports included).
 - Per-run overhead of the batch (1 worker × 1 thread) vs the plain loop: {overhead_steady:+.3f} s/run in steady
   state; end to end {overhead_e2e:+.3f} s/run (cluster start-up spread over {args.n} runs).
+- Targets of #16 (on 2 idle cores): 2 workers ≥ 1.8× the steady throughput of 1 worker — {"met" if speedup >= 1.8
+  else "not met"} here (× {speedup:.2f}); per-run overhead ≤ 2 s vs the plain loop — {"met" if max(overhead_steady,
+  overhead_e2e) <= 2.0 else "not met"} here.
 """
     if args.note:
         text += f"\nNote: {args.note}\n"
