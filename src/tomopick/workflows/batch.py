@@ -49,7 +49,7 @@ from tomopick.data import Picks
 from tomopick.data.picks import COLUMNS
 from tomopick.errors import OutputExistsError, TomopickError
 from tomopick.inference.options import PickOptions
-from tomopick.io import atomic_output, check_output, get_format, read_tomogram, write_picks, write_tomogram
+from tomopick.io import atomic_output, check_output, get_format, read_tomogram, write_picks
 from tomopick.io.inputs import expand_inputs, run_name
 from tomopick.jsonable import to_jsonable
 from tomopick.workflows.pick import _folder_extension, _out_kind
@@ -212,6 +212,8 @@ class BatchReport:
         The Dask dashboard address ("" when no cluster was needed).
     model_loads
         Per worker (``host:pid``), how many times that process loaded the model (1 when cached as intended).
+    options
+        The pick options as used (the checkpoint's defaults filled in; pick batches only).
     """
 
     picks: Picks
