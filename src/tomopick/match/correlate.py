@@ -241,7 +241,7 @@ def match_volume(volume: Any, template: Template, rotations: np.ndarray, templat
         del v, s_v, s_v2, var
         for i in range(len(rotations)):
             t = prepared[i] if prepared is not None else _prepare_one(template, rotations[i], weight, dev)
-            f_t = torch.fft.rfftn(t, s=size)
+            f_t = padded_rfftn(t, size)
             cc = torch.fft.irfftn(f_v * torch.conj(f_t), s=size)[region]
             cc.mul_(inv_sd)
             sub = cc[::2, ::2, ::2]  # background moments from every 8th voxel (neighbours are correlated anyway)
@@ -261,6 +261,16 @@ def match_volume(volume: Any, template: Template, rotations: np.ndarray, templat
     mean = s1 / max(n_sub, 1)
     std = float(np.sqrt(max(s2 / max(n_sub, 1) - mean * mean, 0.0)))
     return MatchResult(score, best, float(mean), std, int(n_vox), int(len(rotations)), time.perf_counter() - t0)
+
+
+def padded_rfftn(t: Any, size: Sequence[int]) -> Any:
+    """``torch.fft.rfftn(t, s=size)`` of a small box zero-padded to ``size``, one axis at a time so that each 1D
+    transform runs only over rows that hold data (about 40 % of the full transform's cost for a small box)."""
+    import torch
+
+    x = torch.fft.rfft(t, n=int(size[2]), dim=2)
+    x = torch.fft.fft(x, n=int(size[1]), dim=1)
+    return torch.fft.fft(x, n=int(size[0]), dim=0)
 
 
 def _read_mirrored(volume: Any, lo: Sequence[int], size: Sequence[int]) -> np.ndarray:

@@ -104,6 +104,7 @@ def bootstrap_picks(grid: Grid, prompt: np.ndarray, prompt_voxel_A: float, parti
     mask_A = options.mask_radius_A if options.mask_radius_A is not None else 1.2 * float(radius_A)
     opts = options.model_copy(update={"mask_radius_A": mask_A})
     template = prepare_template(prompt, prompt_voxel_A, grid.voxel, invert=invert, mask_radius_A=mask_A)
+    first = template
     history: list[dict[str, Any]] = []
     picks = Picks.empty()
     rots = None
@@ -125,12 +126,31 @@ def bootstrap_picks(grid: Grid, prompt: np.ndarray, prompt_voxel_A: float, parti
         mats = picks.rotation_matrices()[order]
         boxes = [cut_box(grid.volume, c, template.box) for c in zyx]
         avg = wedge_average(boxes, list(mats), opts.tilt_range_deg)
+        avg = recentre(avg, first.volume, max_shift=max(1, int(round(template.mask_radius_vox / 3))))
         template = Template(_soft_masked(avg, template.mask_radius_vox), template.mask, template.mask_radius_vox)
         info["averaged"] = len(boxes)
         history.append(info)
         say(f"  round {r}: {len(picks)} picks above {info['threshold']:.3g} ({info['template']}); averaging the "
             f"best {len(boxes)} in {info['seconds']:.0f} s")
     return BootstrapResult(picks, template.volume, history)
+
+
+def recentre(volume: np.ndarray, reference: np.ndarray, max_shift: int = 2) -> np.ndarray:
+    """``volume`` shifted by the whole-voxel translation (at most ``max_shift`` per axis) that best aligns it with
+    ``reference`` (same box): averages of hits found a voxel off would otherwise drift the particle centre from
+    round to round."""
+    f = np.fft.fftn(volume) * np.conj(np.fft.fftn(reference))
+    cc = np.real(np.fft.ifftn(f))
+    b = volume.shape[0]
+    best, shift = -np.inf, (0, 0, 0)
+    rng = range(-max_shift, max_shift + 1)
+    for dz in rng:
+        for dy in rng:
+            for dx in rng:
+                v = cc[dz % b, dy % b, dx % b]
+                if v > best:
+                    best, shift = v, (dz, dy, dx)
+    return np.roll(volume, tuple(-d for d in shift), axis=(0, 1, 2))
 
 
 def _soft_masked(volume: np.ndarray, radius_vox: float) -> np.ndarray:
@@ -144,5 +164,5 @@ def _soft_masked(volume: np.ndarray, radius_vox: float) -> np.ndarray:
     return ((volume - level) * (0.5 - 0.5 * np.cos(np.pi * edge))).astype(np.float32)
 
 
-__all__ = ["BootstrapResult", "DEFAULT_ROUNDS", "DEFAULT_TOP", "bootstrap_picks", "cut_box", "sphere_mask",
-           "wedge_average"]
+__all__ = ["BootstrapResult", "DEFAULT_ROUNDS", "DEFAULT_TOP", "bootstrap_picks", "cut_box", "recentre",
+           "sphere_mask", "wedge_average"]
