@@ -25,7 +25,7 @@ from tomopick.inference.sliding import ScoreStore
 from tomopick.match.correlate import MatchResult, Spectrum, match_volume, radial_spectrum, template_filter
 from tomopick.match.options import MatchOptions
 from tomopick.match.rotations import uniform_rotations
-from tomopick.match.stats import false_alarm_threshold
+from tomopick.match.stats import false_alarm_threshold, peak_tail_threshold
 from tomopick.match.template import Template, prepare_template
 from tomopick.peaks import Peaks, find_peaks_blocks
 
@@ -194,12 +194,19 @@ def picks_from_result(result: MatchResult, rotations: np.ndarray, grid: Grid, pa
                       mask: np.ndarray | None = None) -> tuple[Picks, dict[str, Any]]:
     """Threshold (given or false-alarm), peaks and best rotations of a search, as picks in Å."""
     n_trials = result.n_voxels * result.n_rotations
+    radius_vox = float(radius_A) / grid.voxel
+    noise_threshold = false_alarm_threshold(result.cc_mean, result.cc_std, n_trials, options.false_alarms)
+    tail_threshold = None
     if options.threshold is not None:
         threshold, rule = float(options.threshold), "option"
     else:
-        threshold = false_alarm_threshold(result.cc_mean, result.cc_std, n_trials, options.false_alarms)
-        rule = f"false-alarm {options.false_alarms:g}/tomogram"
-    radius_vox = float(radius_A) / grid.voxel
+        threshold, rule = noise_threshold, f"false-alarm {options.false_alarms:g}/tomogram"
+        # every local maximum above the background mean: the tomogram's own background peaks (their tail)
+        floor = result.cc_mean + 1.0 * result.cc_std
+        candidates = score_peaks(result, floor, radius_vox, options.distance_factor, mask)
+        tail_threshold = peak_tail_threshold(candidates.score, options.false_alarms)
+        if tail_threshold is not None and tail_threshold > threshold:
+            threshold, rule = tail_threshold, f"false-alarm {options.false_alarms:g}/tomogram, peak tail"
     peaks = score_peaks(result, threshold, radius_vox, options.distance_factor, mask)
     idx = np.rint(peaks.zyx).astype(np.int64)
     if len(idx):
@@ -211,5 +218,6 @@ def picks_from_result(result: MatchResult, rotations: np.ndarray, grid: Grid, pa
     info = {"particle": particle, "threshold": threshold, "threshold_rule": rule, "cc_mean": result.cc_mean,
             "cc_std": result.cc_std, "n_trials": int(n_trials), "n_rotations": result.n_rotations,
             "step_deg": options.step_deg, "symmetry": options.symmetry, "voxel_size_A": grid.voxel,
+            "noise_threshold": noise_threshold, "tail_threshold": tail_threshold,
             "count": len(picks)}
     return picks, info
