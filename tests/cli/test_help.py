@@ -22,6 +22,7 @@ MAIN_OPTION = {
     ("evaluate",): "--picks",
     ("report",): "--truth",
     ("demo",): "--n-train",
+    ("average",): "--particle",
     ("prompt", "extract"): "--at",
     ("prompt", "train"): "--device",
 }
