@@ -54,7 +54,8 @@ def test_average_writes_every_output(tiny, tmp_path, capsys):
         assert (out / name).is_file(), name
     s = json.loads((out / "summary.json").read_text())
     assert s["n_particles"] == 10 and s["halves"] == [5, 5]
-    assert len(s["fsc"]["fsc"]) == 13 and s["fsc"]["fsc"][0] == pytest.approx(s["fsc"]["fsc"][0])
+    assert len(s["fsc"]["fsc"]) == len(s["fsc"]["frequency_per_A"]) == 13  # shells 0 … 12 of a 24³ box
+    assert s["fsc"]["frequency_per_A"][1] == pytest.approx(1 / 240.0) and s["nyquist_A"] == pytest.approx(20.0)
     assert s["resolution_A"] is None or s["resolution_A"] >= 20.0
     assert "threshold" in s["cut"] and s["cut"]["rule"] in ("mixture", "mad", "too_few")
     with mrcfile.open(out / "half_map_1.mrc") as m:
