@@ -214,3 +214,15 @@ def test_tomograms_are_loaded_within_one_memory_budget(tmp_path):
     kinds = [type(r.tomogram.data) for r in data.runs]
     assert kinds == [np.ndarray, np.ndarray, np.memmap]     # two fit in the budget, the third stays lazy
     assert np.array_equal(data.runs[2].tomogram.data, vol)
+
+
+def test_truth_of_other_runs_is_not_counted(tmp_path):
+    picks, truth = _picks_and_truth(run="toy")
+    other = Picks.from_arrays([[100.0, 100, 100]] * 3, "ribosome", run="train_1")  # a run never picked
+    write_tomogram(Tomogram.from_array(_tomogram(), VS), tmp_path / "toy.mrc")
+    write_picks(picks, tmp_path / "picks.csv")
+    made = report(tmp_path / "picks.csv", [tmp_path / "toy.mrc"], out=tmp_path / "r.html",
+                  truth=Picks.concat([truth, other]), options=ReportOptions(n_slabs=1, gallery_size=1))
+    assert made.runs == ("toy",)
+    page = (tmp_path / "r.html").read_text()
+    assert f"CZII score (weighted F4): {evaluate(truth, picks, CZII).score:.4g}" in page

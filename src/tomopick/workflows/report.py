@@ -97,8 +97,12 @@ def report(picks: str | os.PathLike[str] | Picks, tomograms: Sequence[str | os.P
     pset.check_names(set(picked.particles), str(picks) if not isinstance(picks, Picks) else None)
     if true is not None:
         pset.check_names(set(true.particles), str(truth) if not isinstance(truth, Picks) else None)
-    names = list(dict.fromkeys([*opened, *picked.runs, *(true.runs if true is not None else [])]))
+    # the runs reported: those with a tomogram given, else those with picks; a truth covering more runs (a copick
+    # project's training runs) is not counted against picks that were never made there (use --runs to widen)
+    names = list(dict.fromkeys([*opened, *picked.runs])) if (opened or len(picked)) else list(
+        true.runs if true is not None else [])
     if runs:
+        names = list(dict.fromkeys([*names, *picked.runs, *(true.runs if true is not None else [])]))
         missing = sorted(set(runs) - set(names))
         if missing:
             raise TomopickError(f"run(s) {', '.join(missing)} not among the picks or tomograms "
