@@ -126,16 +126,17 @@ def radial_frequency(box: int, voxel_size_A: float, rfft: bool = True) -> np.nda
 
 
 def lowpass_filter(box: int, voxel_size_A: float, resolution_A: float | None, width_shells: float = 2.0,
-                   highpass_A: float | None = None, rfft: bool = True) -> np.ndarray:
+                   highpass_A: float | None = None, rfft: bool = True, strict: bool = False) -> np.ndarray:
     """Raised-cosine low-pass (and optional high-pass) weights for a ``b³`` spectrum (layout as
     :func:`radial_frequency`): 1 below ``1/resolution_A``, falling to 0 over ``width_shells`` shells above it
-    (``None``: no low-pass); frequencies below ``1/highpass_A`` are set to 0 (the mean always is)."""
+    (``None``: no low-pass); with ``strict`` the fall ends at ``1/resolution_A`` (nothing finer than
+    ``resolution_A`` passes). Frequencies below ``1/highpass_A`` are set to 0 (the mean always is)."""
     freq = radial_frequency(box, voxel_size_A, rfft)
     shell = 1.0 / (box * voxel_size_A)
     w = np.ones_like(freq)
     if resolution_A is not None:
-        f0 = 1.0 / resolution_A
         width = width_shells * shell
+        f0 = 1.0 / resolution_A - (width if strict else 0.0)
         band = (freq > f0) & (freq < f0 + width)
         w[freq >= f0 + width] = 0.0
         w[band] = 0.5 * (1.0 + np.cos(np.pi * (freq[band] - f0) / width))
@@ -145,11 +146,13 @@ def lowpass_filter(box: int, voxel_size_A: float, resolution_A: float | None, wi
     return w.astype(np.float32)
 
 
-def apply_lowpass(volume: np.ndarray, voxel_size_A: float, resolution_A: float | None) -> np.ndarray:
-    """``volume`` ``(b, b, b)`` low-pass filtered at ``resolution_A`` (raised cosine, mean kept); ``None``: a copy."""
+def apply_lowpass(volume: np.ndarray, voxel_size_A: float, resolution_A: float | None,
+                  strict: bool = False) -> np.ndarray:
+    """``volume`` ``(b, b, b)`` low-pass filtered at ``resolution_A`` (raised cosine, mean kept; ``strict`` as
+    :func:`lowpass_filter`); ``None``: a copy."""
     box = _check_cubic(np.asarray(volume), "volume")
     if resolution_A is None:
         return np.array(volume, dtype=np.float32)
-    w = lowpass_filter(box, voxel_size_A, resolution_A)
+    w = lowpass_filter(box, voxel_size_A, resolution_A, strict=strict)
     w.flat[0] = 1.0  # keep the mean
     return np.fft.irfftn(np.fft.rfftn(volume) * w, s=volume.shape).astype(np.float32)

@@ -4,8 +4,9 @@
 
 1. Split the picks into two half-sets (:func:`split_halves`: a seeded random permutation, alternately assigned).
 2. Round 1: both halves are aligned to the same starting reference — the given map, or the average of all boxes at
-   their stored orientations (identity when they have none) — low-pass filtered at ``initial_lowpass_A`` (detail
-   finer than that is never shared between the halves, so the FSC beyond it stays an honest, independent measure).
+   their stored orientations (identity when they have none) — low-pass filtered at ``initial_lowpass_A`` with the
+   filter's edge inside that limit: detail finer than it is never shared between the halves, so the FSC beyond it
+   stays an honest, independent measure.
 3. Each half is averaged with missing-wedge compensation (:func:`wedge_weighted_average`): every aligned box is
    brought into the reference frame and its Fourier coefficients are divided by how many boxes measured them.
 4. Rounds 2 …: each half is aligned to its **own** previous average, low-pass filtered at the current FSC-0.143
@@ -297,7 +298,9 @@ def average_subtomograms(boxes: np.ndarray, voxel_size_A: float, radius_A: float
         start = (start - start.mean()) / (start.std() or 1.0)
         if not contrast_agrees(norm.mean(dim=0).cpu().numpy(), start):
             start, inverted = -start, True
-    start = apply_lowpass(_symmetrise(start, options.symmetry, dev), geo.voxel_size_A, geo.initial_lowpass_A)
+    # strict: nothing finer than the initial low-pass is shared by the halves (the FSC beyond it stays honest)
+    start = apply_lowpass(_symmetrise(start, options.symmetry, dev), geo.voxel_size_A, geo.initial_lowpass_A,
+                          strict=True)
     refs = [start, start]
     lowpass: float | None = geo.initial_lowpass_A
 
