@@ -23,6 +23,7 @@ MAIN_OPTION = {
     ("report",): "--truth",
     ("demo",): "--n-train",
     ("average",): "--particle",
+    ("match",): "--template",
     ("prompt", "extract"): "--at",
     ("prompt", "train"): "--device",
 }
