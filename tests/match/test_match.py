@@ -169,3 +169,15 @@ def test_peak_tail_threshold_matches_a_gumbel_background_and_ignores_particles()
     with_particles = np.concatenate([background, np.full(100, 0.5)])  # 100 strong particles in the tail
     assert peak_tail_threshold(with_particles, 20.0) == pytest.approx(peak_tail_threshold(background, 20.0), abs=2e-3)
     assert peak_tail_threshold(background[:10], 1.0) is None  # too few peaks to fit
+
+
+def test_gap_threshold_splits_two_clear_groups_only():
+    from tomopick.match.stats import gap_threshold
+
+    rng = np.random.default_rng(10)
+    lookalikes = rng.normal(0.14, 0.01, 150)
+    particles = rng.normal(0.30, 0.02, 60)
+    t = gap_threshold(np.concatenate([lookalikes, particles]))
+    assert t is not None and lookalikes.max() < t < particles.min()
+    assert gap_threshold(rng.normal(0.2, 0.03, 300)) is None  # one group: no gap
+    assert gap_threshold(np.array([0.2, 0.3])) is None  # too few peaks

@@ -77,6 +77,9 @@ def match(
                                                "dark)."),
     false_alarms: float = typer.Option(1.0, "--false-alarms",
                                        help="Expected false picks per tomogram of the automatic threshold."),
+    gap: bool = typer.Option(True, "--gap/--no-gap",
+                             help="Raise the automatic threshold to a clear gap between look-alikes and the "
+                                  "particle among the peaks above it."),
     threshold: Optional[float] = typer.Option(None, "--threshold", "-t",
                                               help="Fixed score threshold (correlation) instead of the automatic."),
     distance: float = typer.Option(1.0, "--distance", help="Minimum pick spacing as a fraction of the radius."),
@@ -117,7 +120,7 @@ def match(
                                 defocus_A=None if defocus is None else defocus * 1e4, voltage_kV=voltage, cs_mm=cs,
                                 amplitude_contrast=amplitude_contrast, ctf_corrected=ctf_corrected, whiten=whiten,
                                 bin=bin_factor, voxel_size_A=voxel_size, invert=invert, false_alarms=false_alarms,
-                                threshold=threshold, distance_factor=distance, tile_voxels=tile_voxels,
+                                threshold=threshold, gap=gap, distance_factor=distance, tile_voxels=tile_voxels,
                                 device=device, mask_radius_A=mask_radius, lowpass_A=lowpass, threads=threads)
     if options.tilt_range_deg is None and tilt_range is not None and tilt_range.strip().lower() not in ("none", "off"):
         raise TomopickError(f"--tilt-range {tilt_range!r}: expected MIN,MAX in degrees")

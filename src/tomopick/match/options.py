@@ -22,7 +22,7 @@ CLI_NAMES: dict[str, str] = {
     "invert": "--invert", "false_alarms": "--false-alarms", "threshold": "--threshold",
     "distance_factor": "--distance", "tile_voxels": "--tile-voxels", "device": "--device",
     "mask_radius_A": "--mask-radius", "lowpass_A": "--lowpass", "threads": "--threads",
-    "outlier_z": "--outlier-z",
+    "outlier_z": "--outlier-z", "gap": "--gap",
 }
 
 
@@ -54,6 +54,9 @@ class MatchOptions(BaseModel):
         templates, keep prompts cut from a tomogram.
     false_alarms
         Expected false picks per tomogram that set the automatic threshold (:mod:`tomopick.match.stats`).
+    gap
+        Raise the automatic threshold to a clear gap between two groups of peak scores above it (look-alikes below,
+        the particle above; :func:`~tomopick.match.stats.gap_threshold`).
     threshold
         A fixed score (correlation coefficient) threshold instead of the automatic one.
     distance_factor
@@ -94,6 +97,7 @@ class MatchOptions(BaseModel):
     lowpass_A: Optional[float] = Field(None, gt=0.0)
     threads: Optional[int] = Field(None, ge=1)
     outlier_z: Optional[float] = Field(30.0, gt=0.0)
+    gap: bool = True
 
     @field_validator("symmetry")
     @classmethod

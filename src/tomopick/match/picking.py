@@ -25,7 +25,7 @@ from tomopick.inference.sliding import ScoreStore
 from tomopick.match.correlate import MatchResult, Spectrum, match_volume, radial_spectrum, template_filter
 from tomopick.match.options import MatchOptions
 from tomopick.match.rotations import uniform_rotations
-from tomopick.match.stats import false_alarm_threshold, peak_tail_threshold
+from tomopick.match.stats import false_alarm_threshold, gap_threshold, peak_tail_threshold
 from tomopick.match.template import Template, prepare_template
 from tomopick.peaks import Peaks, find_peaks_blocks
 
@@ -208,6 +208,12 @@ def picks_from_result(result: MatchResult, rotations: np.ndarray, grid: Grid, pa
         if tail_threshold is not None and tail_threshold > threshold:
             threshold, rule = tail_threshold, f"false-alarm {options.false_alarms:g}/tomogram, peak tail"
     peaks = score_peaks(result, threshold, radius_vox, options.distance_factor, mask)
+    gap = None
+    if options.threshold is None and options.gap:
+        gap = gap_threshold(peaks.score)
+        if gap is not None and gap > threshold:
+            threshold, rule = gap, rule + " raised to the gap above look-alikes"
+            peaks = peaks.select(peaks.score >= threshold)
     idx = np.rint(peaks.zyx).astype(np.int64)
     if len(idx):
         idx = np.minimum(np.maximum(idx, 0), np.array(result.score.shape) - 1)
@@ -218,6 +224,6 @@ def picks_from_result(result: MatchResult, rotations: np.ndarray, grid: Grid, pa
     info = {"particle": particle, "threshold": threshold, "threshold_rule": rule, "cc_mean": result.cc_mean,
             "cc_std": result.cc_std, "n_trials": int(n_trials), "n_rotations": result.n_rotations,
             "step_deg": options.step_deg, "symmetry": options.symmetry, "voxel_size_A": grid.voxel,
-            "noise_threshold": noise_threshold, "tail_threshold": tail_threshold,
+            "noise_threshold": noise_threshold, "tail_threshold": tail_threshold, "gap_threshold": gap,
             "count": len(picks)}
     return picks, info

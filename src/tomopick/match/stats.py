@@ -10,7 +10,9 @@ Searching ``N = voxels × rotations`` trials, the score that pure noise exceeds 
 Treating the trials as independent over-counts them (neighbouring voxels and rotations are correlated), so the
 threshold is conservative against noise: fewer than ``FA`` false peaks are expected. Structured background (other
 particles, membranes) is not noise: :func:`peak_tail_threshold` fits the tail of the tomogram's own peak scores,
-and :func:`tomopick.match.picking.picks_from_result` uses the higher of the two.
+and :func:`tomopick.match.picking.picks_from_result` uses the higher of the two. Above that, the peaks of a
+crowded tomogram often form two groups — look-alikes (other particles) and the particle itself, the latter
+scoring far higher; :func:`gap_threshold` finds the split when the groups are clearly apart.
 """
 
 from __future__ import annotations
@@ -60,3 +62,31 @@ def peak_tail_threshold(peak_scores: np.ndarray, false_alarms: float = 1.0) -> f
     mu = q50 - 0.3665 * beta
     p = min(0.5, float(false_alarms) / n)
     return float(mu - beta * np.log(-np.log1p(-p)))
+
+
+#: Separation (difference of means over the pooled standard deviation) two groups of peak scores need for
+#: :func:`gap_threshold` to split them.
+MIN_SEPARATION = 4.0
+
+
+def gap_threshold(peak_scores: np.ndarray, min_separation: float = MIN_SEPARATION) -> float | None:
+    """The split between two well-separated groups of peak scores (particles above, look-alikes below), or ``None``.
+
+    Otsu's threshold of the scores (``skimage.filters.threshold_otsu``) is returned when the groups it makes are
+    ``min_separation`` pooled standard deviations apart and the upper one holds at least 3 peaks; scores that form
+    one group (no clear particle population) give ``None``.
+    """
+    from skimage.filters import threshold_otsu
+
+    x = np.asarray(peak_scores, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if len(x) < 6 or float(x.max() - x.min()) <= 0:
+        return None
+    t = float(threshold_otsu(x))
+    lo, hi = x[x < t], x[x >= t]
+    if len(hi) < 3 or len(lo) < 3:
+        return None
+    pooled = np.sqrt((lo.var() * len(lo) + hi.var() * len(hi)) / len(x))
+    if not pooled > 0 or (hi.mean() - lo.mean()) / pooled < min_separation:
+        return None
+    return t
