@@ -72,9 +72,10 @@ MIN_SEPARATION = 4.0
 def gap_threshold(peak_scores: np.ndarray, min_separation: float = MIN_SEPARATION) -> float | None:
     """The split between two well-separated groups of peak scores (particles above, look-alikes below), or ``None``.
 
-    Otsu's threshold of the scores (``skimage.filters.threshold_otsu``) is returned when the groups it makes are
-    ``min_separation`` pooled standard deviations apart and the upper one holds at least 3 peaks; scores that form
-    one group (no clear particle population) give ``None``.
+    Otsu's threshold of the scores (``skimage.filters.threshold_otsu``) decides whether there are two groups: they
+    must be ``min_separation`` pooled standard deviations apart, each with at least 3 peaks; the cut is then the middle
+    of the widest empty interval between the two group means. Scores that form one group (no clear particle
+    population) give ``None``.
     """
     from skimage.filters import threshold_otsu
 
@@ -89,4 +90,9 @@ def gap_threshold(peak_scores: np.ndarray, min_separation: float = MIN_SEPARATIO
     pooled = np.sqrt((lo.var() * len(lo) + hi.var() * len(hi)) / len(x))
     if not pooled > 0 or (hi.mean() - lo.mean()) / pooled < min_separation:
         return None
+    # Otsu leans into the larger group: cut in the middle of the widest empty interval between the group means
+    between = np.sort(x[(x >= lo.mean()) & (x <= hi.mean())])
+    if len(between) >= 2:
+        widest = int(np.argmax(np.diff(between)))
+        t = float(0.5 * (between[widest] + between[widest + 1]))
     return t
