@@ -91,13 +91,17 @@ def part_tm(args) -> list[dict]:
         picks, info = match_tomogram(tomo, tmpl, vs, name, RADII[name], opts, run="r")
         seconds = time.perf_counter() - t0
         all_picks.append(picks)
+        Path(args.work).mkdir(parents=True, exist_ok=True)
+        picks.frame.to_csv(Path(args.work) / f"tm_{name}_{args.step:g}.csv", index=False)
         s = scores(truth, picks, name)
         per_rot = info["seconds_search"] / info["n_rotations"]
         from tomopick.match.rotations import uniform_rotations
 
         n12 = len(uniform_rotations(12.0, "C1"))
         rows.append(dict(part="tm", particle=name, symmetry=sym, step_deg=args.step, rotations=info["n_rotations"],
-                         threshold=round(info["threshold"], 4), picks=len(picks), truth=len(truth.for_particle(name)),
+                         threshold=round(info["threshold"], 4), rule=info["threshold_rule"],
+                         noise_threshold=round(info["noise_threshold"], 4), picks=len(picks),
+                         truth=len(truth.for_particle(name)),
                          fbeta_czii=round(s["czii"], 3), f1=round(s["f1"], 3), tp=s["tp"], fp=s["fp"], fn=s["fn"],
                          seconds=round(seconds, 1), s_per_rotation=round(per_rot, 3),
                          est_s_12deg_C1=round(per_rot * n12 + info["seconds_prepare"], 0),
@@ -200,6 +204,7 @@ def part_prompt(args) -> list[dict]:
         t0 = time.perf_counter()
         report = pick_with_prompt_matching([str(mrc)], [str(prompt)], rounds=args.rounds)
         seconds = time.perf_counter() - t0
+        report.picks.frame.to_csv(work / f"prompt_{name}.csv", index=False)
         s = scores(truth, report.picks, name)
         rounds = report.runs[0]["rounds"]
         rows.append(dict(part="prompt", particle=name, truth=len(t), picks=len(report.picks), f1=round(s["f1"], 3),
