@@ -54,14 +54,15 @@ def valley_picks(candidates: Picks) -> Picks:
     return candidates.select(keep)
 
 
-def score_set(root: Path, loaded, score: str, threads: int | None, peak_method: str | None = None) -> dict:
+def score_set(root: Path, loaded, score: str, threads: int | None, peak_method: str | None = None,
+              **extra) -> dict:
     """Defaults, oracle and per-class AP of one copick project (every run)."""
     project = CopickProject.open(root)
     particles = foreground_particles(loaded.config)
     truth = Picks.concat([project.read_picks(run=r, user_id="curation").with_columns(run=r)
                           for r in project.runs()])
     t0 = time.perf_counter()
-    options = PickOptions(threshold=MIN_SCORE, score=score, threads=threads, peak_method=peak_method)
+    options = PickOptions(threshold=MIN_SCORE, score=score, threads=threads, peak_method=peak_method, **extra)
     report = pick(f"copick://{root}", loaded, options=options)
     seconds = time.perf_counter() - t0
     candidates = report.picks
@@ -119,6 +120,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--peak-method", default=None, help="peak method (default: the model's)")
     parser.add_argument("--label", default=None, help="model name in the tables")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"], help="CPU arithmetic")
+    parser.add_argument("--skip-vacuum", action="store_true", help="skip windows outside the specimen slab")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
     loaded = resolve_model(args.model)
@@ -134,7 +137,8 @@ def main() -> None:
     for score in args.scores:
         results["scores"][score] = {}
         for name, root in sets.items():
-            res = score_set(root, loaded, score, args.threads, args.peak_method)
+            res = score_set(root, loaded, score, args.threads, args.peak_method, precision=args.precision,
+                            skip_vacuum=args.skip_vacuum)
             results["scores"][score][name] = res
             aps = " ".join(f"{k[:5]} {v['ap']:.2f}" for k, v in res["classes"].items())
             valley = "" if res.get("valley") is None else f" valley {res['valley']:.3f}"

@@ -115,6 +115,12 @@ def pick(
     device: str = typer.Option("cpu", "--device", help="cpu | cuda (mixed precision on GPU)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1,
                                           help="CPU threads (default: one per physical core)."),
+    precision: str = typer.Option("fp32", "--precision",
+                                  help="CPU arithmetic of the network: fp32 | bf16 (bfloat16 autocast, ~3.5x faster "
+                                       "on CPUs with AVX-512 BF16/AMX) | auto (bf16 where native)."),
+    skip_vacuum: bool = typer.Option(False, "--skip-vacuum",
+                                     help="Do not run the network on z-slices of vacuum above/below the specimen "
+                                          "slab (found from per-slice statistics, conservatively)."),
     voxel_size: Optional[float] = typer.Option(None, "--voxel-size", help="Override the inputs' voxel size (Å)."),
     allow_nonfinite: bool = typer.Option(False, "--allow-nonfinite", help="Treat NaN/Inf voxels as background."),
     save_scores: Optional[Path] = typer.Option(None, "--save-scores",
@@ -197,7 +203,7 @@ def pick(
                                peak_method=peak_method, distance_factor=distance, tta=4 if tta else 1,
                                overlap=overlap, batch_size=batch_size, device=device, mode=mode,
                                roi_size=parse_roi(roi), voxel_size_A=voxel_size, allow_nonfinite=allow_nonfinite,
-                               threads=threads)
+                               threads=threads, precision=precision, skip_vacuum=skip_vacuum)
     if batched:
         from tomopick.cli.batch import pick_batch
 

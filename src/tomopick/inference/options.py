@@ -21,6 +21,7 @@ CLI_NAMES: dict[str, str] = {
     "peak_method": "--peak-method", "distance_factor": "--distance", "tta": "--tta", "overlap": "--overlap",
     "batch_size": "--batch-size", "device": "--device", "mode": "--mode", "roi_size": "--roi",
     "voxel_size_A": "--voxel-size", "allow_nonfinite": "--allow-nonfinite", "threads": "--threads",
+    "precision": "--precision", "skip_vacuum": "--skip-vacuum",
 }
 
 
@@ -55,6 +56,13 @@ class PickOptions(BaseModel):
         Treat NaN/Inf voxels as the median instead of refusing the tomogram.
     threads
         torch CPU threads (process-wide); ``None``: torch's default.
+    precision
+        CPU arithmetic of the network: ``fp32``, ``bf16`` (bfloat16 autocast) or ``auto`` (bf16 where the CPU
+        computes bfloat16 natively, :func:`tomopick.inference.sliding.cpu_has_bf16`). GPUs always use mixed
+        precision.
+    skip_vacuum
+        Do not run the network on windows entirely outside the specimen slab (vacuum above/below the ice,
+        :mod:`tomopick.inference.slab`); their scores are 0.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -73,6 +81,8 @@ class PickOptions(BaseModel):
     voxel_size_A: float | None = Field(default=None, gt=0)
     allow_nonfinite: bool = False
     threads: int | None = Field(default=None, ge=1)
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
+    skip_vacuum: bool = False
 
     @field_validator("threshold")
     @classmethod

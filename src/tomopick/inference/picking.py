@@ -170,7 +170,9 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, options: PickOptions | None =
     picks = picks.select(picks.inside(tomogram.shape, tomogram.voxel_size_A)) if len(picks) else picks
     summary.update(counts={n: int((picks.frame["particle"] == n).sum()) for n in names},
                    thresholds={n: {"value": c.value, "rule": c.rule} for n, c in zip(names, choices)},
-                   windows=total, seconds_network=t2 - t1, seconds_peaks=t3 - t2,
+                   windows=total, windows_skipped=int(getattr(store, "windows_skipped", 0)),
+                   z_range_run=list(getattr(store, "z_range", (0, store.shape[1]))),
+                   seconds_network=t2 - t1, seconds_peaks=t3 - t2,
                    seconds=time.perf_counter() - t0, store_on_disk=bool(getattr(store, "on_disk", False)))
     return picks, summary
 
@@ -307,6 +309,7 @@ def inference_settings(loaded: Any, options: PickOptions | None = None, *,
             mode=options.mode, roi_size=roi,  # type: ignore[arg-type]
             overlap=float(overlap), tta=int(options.tta),
             batch_size=int(options.batch_size or (4 if on_gpu else 1)), device=str(options.device),
-            divisor=_divisor(config), fixed_roi=fixed, store_directory=store_directory)
+            divisor=_divisor(config), fixed_roi=fixed, store_directory=store_directory,
+            precision=str(options.precision), skip_vacuum=bool(options.skip_vacuum))
     except ValueError as exc:
         raise TomopickError(str(exc)) from None
