@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 SHAPE = (160, 256, 256)
 VOXEL_SIZE_A = 10.012

@@ -7,8 +7,8 @@ import pytest
 
 from tomopick.data import Picks
 from tomopick.segment import (
-    ContextOptions, WhereError, dice, enclosed_lumen, fill_lumen, instance_table, label_instances, match_instances, parse_where,
-    pick_context, where_mask,
+    ContextOptions, WhereError, dice, enclosed_lumen, fill_lumen, instance_table, label_instances, match_instances,
+    parse_where, pick_context, where_mask,
 )
 from tomopick.segment.instances import LUMEN, MEMBRANE
 

@@ -30,7 +30,8 @@ def segment(
     sam2_checkpoint: Optional[str] = typer.Option(None, "--sam2-checkpoint",
                                                   help="With --sam2-config: the local SAM2 weights file."),
 ) -> None:
-    """Segment membranes (lipid bilayers), lumens, gold and carbon; number each vesicle / organelle (docs/segment.md)."""
+    """Segment membranes (lipid bilayers), lumens, gold and carbon; number each vesicle / organelle
+    (docs/segment.md)."""
     from pydantic import ValidationError
 
     from tomopick.cli.pick import window_progress

@@ -14,8 +14,9 @@ column                     dtype    meaning
 ``on_membrane``            int64    1 when ``membrane_gap_A ≤ on_membrane_gap_A`` (membrane-bound), else 0
 =========================  =======  =====================================================================
 
-For on-membrane picks beside (not inside) a membrane and without an orientation, the rotation is set so that the particle's z axis is the membrane
-normal pointing from the membrane to the pick (spin about it unknown: 0), :mod:`tomopick.data.rotations`.
+For on-membrane picks beside (not inside) a membrane and without an orientation, the rotation is set so that the
+particle's z axis is the membrane normal pointing from the membrane to the pick (spin about it unknown: 0;
+convention: :mod:`tomopick.data.rotations`).
 """
 
 from __future__ import annotations
@@ -157,7 +158,8 @@ def parse_where(text: str) -> ast.Expression:
             raise WhereError(f"{text!r}: {type(node).__name__} is not allowed (use columns, numbers, 'text', "
                              "comparisons, and/or/not, abs())")
         if isinstance(node, ast.Call):
-            if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCS or len(node.args) != 1 or node.keywords:
+            func = node.func
+            if not isinstance(func, ast.Name) or func.id not in _FUNCS or len(node.args) != 1 or node.keywords:
                 raise WhereError(f"{text!r}: only abs(x) may be called")
         if isinstance(node, ast.Constant) and not isinstance(node.value, (int, float, str)):
             raise WhereError(f"{text!r}: constant {node.value!r} is not a number or text")

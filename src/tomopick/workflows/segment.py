@@ -84,7 +84,8 @@ def _label_attrs(only: int | None) -> dict[str, Any]:
     colours = [{"label-value": v, "rgba": LABEL_COLOURS[only if (only is not None and v == 1) else v]}
                for v in values]
     return {"image-label": {"version": "0.4", "colors": colours, "properties": props,
-                            "source": {"image": "the segmented tomogram"}}, "tomopick": {"segment_classes": SEGMENT_CLASSES}}
+                            "source": {"image": "the segmented tomogram"}},
+            "tomopick": {"segment_classes": SEGMENT_CLASSES}}
 
 
 def write_segmentation(seg: Segmentation, out: str, *, only: str | None = None, overwrite: bool = False,
