@@ -66,3 +66,18 @@ def test_video_predictor_propagates_a_mask_through_z(tmp_path):  # pragma: no co
     out = backend.propagate(predictor, str(tmp_path), 16, (96, 96), prompts, 8)
     truth = np.hypot(y - 48, x - 48) < 20
     assert 2 * np.sum((out == 1) & truth) / (np.sum(out == 1) + np.sum(truth)) > 0.8
+
+
+@pytest.mark.skipif(HAVE_SAM2, reason="sam2 is installed")
+def test_cli_sam2_backend_without_sam2_is_one_line(tmp_path, capsys):
+    from tomopick.cli.main import main
+    from tomopick.data import Tomogram
+    from tomopick.io import write_tomogram
+
+    write_tomogram(Tomogram(np.zeros((8, 16, 16), np.float32), (10.0, 10.0, 10.0)), tmp_path / "t.mrc")
+    with pytest.raises(SystemExit) as exc:
+        main(["segment", str(tmp_path / "t.mrc"), "--out", str(tmp_path / "s.zarr"), "--sam2-config", "c.yaml",
+              "--sam2-checkpoint", str(tmp_path / "w.pt")])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert exc.value.code == 2 and len(err) == 1 and "tomopick[sam2]" in err[0]
+    assert not (tmp_path / "s.zarr").exists()
