@@ -107,7 +107,7 @@ def run_average(boxes: np.ndarray, vs: float, radius: float, options: AverageOpt
 
 def part_classes(sims, args) -> list[dict]:
     pset = get_particle_set("czii")
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(1 + 1000 * args.seed)
     rows = []
     for name in args.classes:
         radius = float(next(p.radius_A for p in pset.particles if p.name == name))
@@ -148,7 +148,7 @@ def part_classes(sims, args) -> list[dict]:
 
 def part_cut(sims, args) -> list[dict]:
     pset = get_particle_set("czii")
-    rng = np.random.default_rng(2)
+    rng = np.random.default_rng(2 + 1000 * args.seed)
     rows = []
     for name in args.classes:
         radius = float(next(p.radius_A for p in pset.particles if p.name == name))
@@ -180,6 +180,9 @@ def part_cut(sims, args) -> list[dict]:
                "mean_score_junk": float(res.alignment.scores[~is_true].mean())}
         geo = res.geometry
         _, _, row["resolution_kept_A"] = half_map_fsc(boxes, res.alignment, res.halves, keep, geo, opts)
+        if args.scores:
+            row["scores_true"] = [round(float(v), 4) for v in res.alignment.scores[is_true]]
+            row["scores_junk"] = [round(float(v), 4) for v in res.alignment.scores[~is_true]]
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -225,6 +228,8 @@ def main() -> None:
     ap.add_argument("--angular-step", type=float, default=15.0)
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("/work/data/average/bench"))
+    ap.add_argument("--scores", action="store_true", help="cut: keep every pick's score in the JSON")
+    ap.add_argument("--seed", type=int, default=0, help="offset of the subsampling/junk seeds (a second draw)")
     args = ap.parse_args()
     import torch
 
