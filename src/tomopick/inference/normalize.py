@@ -70,10 +70,35 @@ def _sample(array: Any, max_samples: int) -> np.ndarray:
     per_slice = max(1, max_samples // len(z_index))
     stride = max(1, int(np.ceil(np.sqrt(ny * nx / per_slice))))
     parts = []
+    depth = _chunk_depth(array)
+    if depth > 1:
+        # chunked (zarr): read each z-chunk once, strided, instead of decompressing it again for every slice
+        # (CZII OME-Zarr has 184-slice-deep chunks: 64 single-slice reads cost ~27 s of system time)
+        for c0 in range(0, nz, depth):
+            inside = z_index[(z_index >= c0) & (z_index < c0 + depth)]
+            if inside.size:
+                block = np.asarray(array[int(inside[0]) : int(inside[-1]) + 1, ::stride, ::stride])
+                parts.extend(np.asarray(block[int(z) - int(inside[0])], dtype=np.float64).ravel() for z in inside)
+        return np.concatenate(parts)
     for z in z_index:
         plane = np.asarray(array[int(z)])  # one slice in memory (a lazy array reads only this)
         parts.append(np.asarray(plane[::stride, ::stride], dtype=np.float64).ravel())
     return np.concatenate(parts)
+
+
+def _chunk_depth(array: Any) -> int:
+    """z-depth of the storage chunks of a chunked array-like (zarr, dask; also through a wrapper with ``.array``),
+    else 1."""
+    for candidate in (array, getattr(array, "array", None)):
+        chunks = getattr(candidate, "chunks", None)
+        if chunks:
+            first = chunks[0]
+            first = first[0] if isinstance(first, tuple) else first  # dask: per-axis tuples
+            try:
+                return max(1, int(first))
+            except (TypeError, ValueError):
+                return 1
+    return 1
 
 
 def robust_stats(array: Any, *, max_samples: int = DEFAULT_MAX_SAMPLES) -> RobustStats:

@@ -47,11 +47,16 @@ def slice_structure(source: Any, stats: RobustStats, *, bin_xy: int = 4, clip: f
     out = np.zeros(nz, dtype=np.float64)
     if by == 0 or bx == 0:
         return out
-    for z in range(nz):
-        s = (np.asarray(source[z, :by, :bx], dtype=np.float32) - stats.center) / stats.scale
-        s = np.clip(np.nan_to_num(s, nan=0.0, posinf=clip, neginf=-clip), -clip, clip)
-        binned = s.reshape(by // bin_xy, bin_xy, bx // bin_xy, bin_xy).mean(axis=(1, 3))
-        out[z] = float(binned.std())
+    from tomopick.inference.normalize import _chunk_depth
+
+    depth = _chunk_depth(source)  # whole storage chunks at a time (zarr: decompressed once), else 8-slice blocks
+    depth = max(1, min(depth if depth > 1 else 8, (512 << 20) // (4 * by * bx)))
+    for z0 in range(0, nz, depth):
+        block = np.asarray(source[z0 : z0 + depth, :by, :bx], dtype=np.float32)
+        for i, plane in enumerate(block):
+            s = np.clip(np.nan_to_num((plane - stats.center) / stats.scale, nan=0.0, posinf=clip, neginf=-clip),
+                        -clip, clip)
+            out[z0 + i] = float(s.reshape(by // bin_xy, bin_xy, bx // bin_xy, bin_xy).mean(axis=(1, 3)).std())
     return out
 
 
