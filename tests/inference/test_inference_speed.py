@@ -115,3 +115,28 @@ def test_options_validated_with_one_line_errors():
     assert PickOptions.make(precision="bf16", skip_vacuum=True).precision == "bf16"
     assert resolve_precision("bf16", "cuda") == "fp32"  # GPUs use their own mixed precision (amp)
     assert resolve_precision("auto", "cpu") in ("fp32", "bf16")
+
+
+def test_reused_memory_gives_the_same_scores():
+    rng = np.random.default_rng(3)
+    vol = rng.standard_normal((40, 48, 48)).astype(np.float32)
+    kw = dict(output="softmax", channels=[1], stats=robust_stats(vol))
+    out = []
+    for reuse in (False, True):
+        settings = InferenceSettings(roi_size=(24, 32, 32), overlap=0.25, divisor=8, reuse_memory=reuse)
+        with predict_to_store(vol, blob_detector(), settings=settings, **kw) as store:
+            out.append(store.array.copy())
+    np.testing.assert_array_equal(out[0], out[1])
+
+
+def test_chunked_sample_reads_each_chunk_once_and_matches():
+    import zarr
+
+    from tomopick.inference.normalize import _chunk_depth, _sample
+
+    rng = np.random.default_rng(4)
+    vol = rng.standard_normal((70, 90, 90)).astype(np.float32)
+    z = zarr.array(vol, chunks=(32, 45, 45))
+    assert _chunk_depth(z) == 32 and _chunk_depth(vol) == 1
+    np.testing.assert_array_equal(_sample(z, 20_000), _sample(vol, 20_000))
+    assert robust_stats(z, max_samples=20_000) == robust_stats(vol, max_samples=20_000)
