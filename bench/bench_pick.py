@@ -339,7 +339,8 @@ def main() -> None:
     if runs:  # a fresh interleaved run: show only its own cases
         rows = {k: v for k, v in rows.items() if k in runs}
     big_rows = cached.get("big", [])
-    shown = [k for k in ("tomopick", "monai", "margin") if k in cached] + (["big"] if big_rows else [])
+    shown = ([k for k in ("tomopick", "monai", "margin") if k in cached or (k == "tomopick" and any(
+        r.startswith("tomopick") for r in rows))] + (["big"] if big_rows else []))
     lines = [
         "## pick",
         "",

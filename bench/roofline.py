@@ -100,7 +100,9 @@ def monai_plan_voxels(shape, roi=(48, 48, 48), overlap: float = 0.25) -> tuple[i
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    ap.add_argument("--measured", nargs="*", default=[], help="NAME=WALL_SECONDS of end-to-end runs")
+    ap.add_argument("--measured", nargs="*", default=[],
+                    help="NAME=SECONDS of end-to-end runs on all --threads cores (wall on free cores; on shared "
+                         "cores give CPU seconds / threads)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
