@@ -140,3 +140,16 @@ def test_chunked_sample_reads_each_chunk_once_and_matches():
     assert _chunk_depth(z) == 32 and _chunk_depth(vol) == 1
     np.testing.assert_array_equal(_sample(z, 20_000), _sample(vol, 20_000))
     assert robust_stats(z, max_samples=20_000) == robust_stats(vol, max_samples=20_000)
+
+
+def test_cli_rejects_bad_precision_in_one_line(tmp_path, capsys):
+    from tomopick.cli.main import main
+
+    tomo = tmp_path / "t.mrc"
+    tomo.write_bytes(b"")  # never read: options are checked first
+    with pytest.raises(SystemExit) as exc:
+        main(["pick", str(tomo), "--out", str(tmp_path / "p.star"), "--precision", "fp16"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2
+    assert len(err) == 1 and "--precision 'fp16'" in err[0] and "Traceback" not in err[0]
+    assert not (tmp_path / "p.star").exists()
