@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import sys
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import List, Optional
 
 import typer
 
@@ -26,29 +24,11 @@ def parse_range(text: str | None, option: str) -> tuple[float, float] | None:
     return values[0], values[1]
 
 
-@contextlib.contextmanager
-def rotation_progress(quiet: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    """A ``progress(run, done, total)`` callback drawing one tqdm bar over rotations × tiles per run (stderr)."""
-    if quiet:
-        yield None
-        return
-    bar = None
+def rotation_progress(quiet: bool):
+    """One bar over rotations × tiles per run (see :func:`tomopick.cli.pick.run_progress`)."""
+    from tomopick.cli.pick import run_progress
 
-    def progress(run: str, done: int, total: int) -> None:
-        nonlocal bar
-        from tqdm import tqdm
-
-        if bar is None or bar.desc != run:
-            if bar is not None:
-                bar.close()
-            bar = tqdm(total=total, desc=run, unit="rotation×tile", file=sys.stderr, leave=False)
-        bar.update(done - bar.n)
-
-    try:
-        yield progress
-    finally:
-        if bar is not None:
-            bar.close()
+    return run_progress(quiet, "rotation×tile")
 
 
 def match(

@@ -34,8 +34,8 @@ def parse_thresholds(values: list[str] | None) -> float | dict[str, float] | Non
 
 
 @contextlib.contextmanager
-def window_progress(quiet: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    """A ``progress(run, done, total)`` callback drawing one tqdm bar of windows per run on stderr (``None`` when
+def run_progress(quiet: bool, unit: str = "window") -> Iterator[Callable[[str, int, int], None] | None]:
+    """A ``progress(run, done, total)`` callback drawing one tqdm bar of ``unit`` per run on stderr (``None`` when
     quiet); the last bar is closed on exit."""
     if quiet:
         yield None
@@ -49,7 +49,7 @@ def window_progress(quiet: bool) -> Iterator[Callable[[str, int, int], None] | N
         if bar is None or bar.desc != run:
             if bar is not None:
                 bar.close()
-            bar = tqdm(total=total, desc=run, unit="window", file=sys.stderr, leave=False)
+            bar = tqdm(total=total, desc=run, unit=unit, file=sys.stderr, leave=False)
         bar.update(done - bar.n)
 
     try:
@@ -57,6 +57,11 @@ def window_progress(quiet: bool) -> Iterator[Callable[[str, int, int], None] | N
     finally:
         if bar is not None:
             bar.close()
+
+
+def window_progress(quiet: bool):
+    """One bar of sliding windows per run (see :func:`run_progress`)."""
+    return run_progress(quiet, "window")
 
 
 def parse_roi(text: str | None) -> tuple[int, int, int] | None:

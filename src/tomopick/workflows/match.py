@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -19,11 +18,11 @@ import numpy as np
 from tomopick.data import Picks
 from tomopick.data.particles import CZII
 from tomopick.errors import TomopickError
-from tomopick.io import check_output, get_format, read_tomogram, write_picks
+from tomopick.io import read_tomogram
 from tomopick.io.inputs import expand_inputs, run_name
 from tomopick.match.options import MatchOptions
 from tomopick.match.picking import match_tomogram
-from tomopick.workflows.pick import _folder_extension, _out_kind
+from tomopick.workflows.pick import plan_outputs, write_merged_picks, write_run_picks
 
 
 @dataclass
@@ -102,18 +101,7 @@ def match(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], tem
     if mask is not None and len(items) != 1:
         raise TomopickError("--mask can only be given for a single input tomogram")
     radius = particle_radius_A(particle, radius_A)
-    out_text = None if out is None else str(out)
-    kind = None if out_text is None else _out_kind(out_text, len(items))
-    if picks_format is not None:
-        get_format(picks_format, "picks")
-    targets: dict[str, Path] = {}
-    if kind == "file":
-        check_output(out_text, overwrite)
-    elif kind == "folder":
-        ext = _folder_extension() if picks_format is None else (get_format(picks_format, "picks").extensions
-                                                                  or ("",))[0]
-        for r in runs:
-            targets[r] = check_output(Path(out_text) / f"{r}{ext}", overwrite)
+    out_text, kind, targets = plan_outputs(out, len(items), runs, picks_format, overwrite)
     tmpl, tmpl_vs = read_template(template, template_voxel_size_A)
     read_options = {"voxel_size_A": options.voxel_size_A} if options.voxel_size_A is not None else {}
     tomograms = [read_tomogram(item, **read_options) for item in items]
@@ -140,20 +128,17 @@ def match(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], tem
         vs = float(np.mean(tomogram.voxel_size_A))
         writer_options = {"voxel_size_A": vs, "tomogram_shape_zyx": tomogram.shape}
         summary["writer_options"] = writer_options
-        if kind == "folder":
-            write_picks(picks, targets[run], overwrite=overwrite, format=picks_format, **writer_options)
-            report.outputs.append(str(targets[run]))
-        elif kind == "copick":
-            write_picks(picks, out_text, overwrite=overwrite, run=run, user_id=user_id, session_id=session_id)
-            report.outputs.append(f"{out_text} (run {run})")
+        written = write_run_picks(picks, run, writer_options, kind=kind, targets=targets, out_text=out_text,
+                                  overwrite=overwrite, picks_format=picks_format, user_id=user_id,
+                                  session_id=session_id)
+        if written is not None:
+            report.outputs.append(written)
         report.runs.append(summary)
         all_picks.append(picks)
     report.picks = Picks.concat(all_picks)
     if kind == "file":
-        writer_options = [r["writer_options"] for r in report.runs]
-        common = {k: v for k, v in writer_options[0].items() if all(o[k] == v for o in writer_options)}
-        write_picks(report.picks, out_text, overwrite=overwrite, format=picks_format, **common)
-        report.outputs.append(out_text)
+        report.outputs.append(write_merged_picks(report.picks, [r["writer_options"] for r in report.runs],
+                                                 out_text=out_text, overwrite=overwrite, picks_format=picks_format))
     return report
 
 

@@ -93,6 +93,49 @@ def _folder_extension() -> str:
 
 
 # -- the verb -----------------------------------------------------------------------------------------------
+def plan_outputs(out: Any, n_inputs: int, runs: Sequence[str], picks_format: str | None,
+                 overwrite: bool) -> tuple[str | None, str | None, dict[str, Path]]:
+    """Where picks go, checked before any work: ``(out_text, kind, targets)`` with kind ``file``, ``folder`` (one
+    file per run: ``targets``), ``copick`` or ``None`` (no output). Shared by pick, match and prompt matching."""
+    out_text = None if out is None else str(out)
+    kind = None if out_text is None else _out_kind(out_text, n_inputs)
+    if picks_format is not None:
+        get_format(picks_format, "picks")  # unknown names fail here, before any work
+    targets: dict[str, Path] = {}
+    if kind == "file":
+        check_output(out_text, overwrite)
+    elif kind == "folder":
+        ext = _folder_extension() if picks_format is None else (get_format(picks_format, "picks").extensions
+                                                                  or ("",))[0]
+        for r in runs:
+            targets[r] = check_output(Path(out_text) / f"{r}{ext}", overwrite)
+    return out_text, kind, targets
+
+
+def write_run_picks(picks: Picks, run: str, writer_options: dict[str, Any], *, kind: str | None,
+                    targets: dict[str, Path], out_text: str | None, overwrite: bool, picks_format: str | None,
+                    user_id: str, session_id: str) -> str | None:
+    """Write one run's picks where ``plan_outputs`` said (folder or copick; a single file is written once at the
+    end by :func:`write_merged_picks`); returns what was written, for the report."""
+    if kind == "folder":
+        write_picks(picks, targets[run], overwrite=overwrite, format=picks_format, **writer_options)
+        return str(targets[run])
+    if kind == "copick":
+        write_picks(picks, out_text, overwrite=overwrite, run=run, user_id=user_id, session_id=session_id)
+        return f"{out_text} (run {run})"
+    return None
+
+
+def write_merged_picks(picks: Picks, writer_options: list[dict[str, Any]], *, out_text: str, overwrite: bool,
+                       picks_format: str | None) -> str:
+    """Write all runs' picks to one file; pixel-based formats need a pixel size (and RELION 5 the tomogram size):
+    passed on when all runs agree."""
+    common = {k: v for k, v in writer_options[0].items() if all(o.get(k) == v for o in writer_options)} \
+        if writer_options else {}
+    write_picks(picks, out_text, overwrite=overwrite, format=picks_format, **common)
+    return out_text
+
+
 def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], model: Any | None = None, *,
          options: PickOptions | None = None, out: str | os.PathLike[str] | None = None,
          save_scores: str | os.PathLike[str] | None = None, mask: np.ndarray | None = None,
@@ -148,18 +191,7 @@ def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], mode
     if len(set(runs)) != len(runs):
         dupes = sorted({r for r in runs if runs.count(r) > 1})
         raise TomopickError(f"several inputs share the run name {', '.join(dupes)}; rename them")
-    out_text = None if out is None else str(out)
-    kind = None if out_text is None else _out_kind(out_text, len(items))
-    if picks_format is not None:
-        get_format(picks_format, "picks")  # unknown names fail here, before any work
-    targets: dict[str, Path] = {}
-    if kind == "file":
-        check_output(out_text, overwrite)
-    elif kind == "folder":
-        ext = _folder_extension() if picks_format is None else (get_format(picks_format, "picks").extensions
-                                                                  or ("",))[0]
-        for r in runs:
-            targets[r] = check_output(Path(out_text) / f"{r}{ext}", overwrite)
+    out_text, kind, targets = plan_outputs(out, len(items), runs, picks_format, overwrite)
     # open every input first (lazy: headers only): a bad second input must not cost the first one's work
     read_options = {"voxel_size_A": options.voxel_size_A} if options.voxel_size_A is not None else {}
     tomograms = [read_tomogram(item, **read_options) for item in items]
@@ -196,22 +228,17 @@ def pick(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], mode
                 log(line)
         vs = float(np.mean(tomogram.voxel_size_A))
         summary["writer_options"] = {"voxel_size_A": vs, "tomogram_shape_zyx": tomogram.shape}
-        if kind == "folder":
-            write_picks(picks, targets[run], overwrite=overwrite, format=picks_format,
-                        **summary["writer_options"])
-            report.outputs.append(str(targets[run]))
-        elif kind == "copick":
-            write_picks(picks, out_text, overwrite=overwrite, run=run, user_id=user_id, session_id=session_id)
-            report.outputs.append(f"{out_text} (run {run})")
+        written = write_run_picks(picks, run, summary["writer_options"], kind=kind, targets=targets,
+                                  out_text=out_text, overwrite=overwrite, picks_format=picks_format,
+                                  user_id=user_id, session_id=session_id)
+        if written is not None:
+            report.outputs.append(written)
         report.runs.append(summary)
         all_picks.append(picks)
     report.picks = Picks.concat(all_picks)
     if kind == "file":
-        # pixel-based formats need a pixel size (and RELION 5 the tomogram size): given when all inputs agree
-        writer_options = [r["writer_options"] for r in report.runs]
-        common = {k: v for k, v in writer_options[0].items() if all(o[k] == v for o in writer_options)}
-        write_picks(report.picks, out_text, overwrite=overwrite, format=picks_format, **common)
-        report.outputs.append(out_text)
+        report.outputs.append(write_merged_picks(report.picks, [r["writer_options"] for r in report.runs],
+                                                 out_text=out_text, overwrite=overwrite, picks_format=picks_format))
     return report
 
 

@@ -19,12 +19,12 @@ import numpy as np
 
 from tomopick.data import Picks
 from tomopick.errors import TomopickError
-from tomopick.io import check_output, get_format, read_tomogram, write_picks
+from tomopick.io import read_tomogram
 from tomopick.io.inputs import expand_inputs, run_name
 from tomopick.match.options import MatchOptions
 from tomopick.match.picking import matching_grid
 from tomopick.prompt.bootstrap import DEFAULT_ROUNDS, DEFAULT_TOP, bootstrap_picks
-from tomopick.workflows.pick import _folder_extension, _out_kind
+from tomopick.workflows.pick import plan_outputs, write_merged_picks, write_run_picks
 
 METHOD = "template-matching+bootstrap"
 #: Default angular step of prompt matching (degrees): prompts carry no symmetry, and a coarse step keeps a
@@ -142,18 +142,7 @@ def pick_with_prompt_matching(tomogram_paths: Sequence[str | os.PathLike[str]] |
                              distance_factor=distance_factor, device=device, voxel_size_A=voxel_size_A,
                              threads=threads)
     base.check_device()
-    out_text = None if out is None else str(out)
-    kind = None if out_text is None else _out_kind(out_text, len(items))
-    if picks_format is not None:
-        get_format(picks_format, "picks")
-    targets: dict[str, Path] = {}
-    if kind == "file":
-        check_output(out_text, overwrite)
-    elif kind == "folder":
-        ext = _folder_extension() if picks_format is None else (get_format(picks_format, "picks").extensions
-                                                                  or ("",))[0]
-        for r in runs:
-            targets[r] = check_output(Path(out_text) / f"{r}{ext}", overwrite)
+    out_text, kind, targets = plan_outputs(out, len(items), runs, picks_format, overwrite)
     read_options = {"voxel_size_A": voxel_size_A} if voxel_size_A is not None else {}
     tomograms = [read_tomogram(item, **read_options) for item in items]
     if threads is not None:
@@ -162,6 +151,7 @@ def pick_with_prompt_matching(tomogram_paths: Sequence[str | os.PathLike[str]] |
         torch.set_num_threads(int(threads))
     report = PromptMatchReport(picks=Picks.empty())
     found = []
+    all_options: list[dict[str, Any]] = []
     for item, run, tomo in zip(items, runs, tomograms):
         run_picks = []
         tomo_vs = float(np.mean(tomo.voxel_size_A))
@@ -192,22 +182,15 @@ def pick_with_prompt_matching(tomogram_paths: Sequence[str | os.PathLike[str]] |
             run_picks.append(picks)
         merged = Picks.concat(run_picks)
         found.append(merged)
-        writer_options = {"voxel_size_A": tomo_vs, "tomogram_shape_zyx": tomo.shape}
-        if kind == "folder":
-            write_picks(merged, targets[run], overwrite=overwrite, format=picks_format, **writer_options)
-            report.outputs.append(str(targets[run]))
-        elif kind == "copick":
-            write_picks(merged, out_text, overwrite=overwrite, run=run, user_id=user_id, session_id=session_id)
-            report.outputs.append(f"{out_text} (run {run})")
+        writer_options = {"voxel_size_A": tomo_vs, "tomogram_shape_zyx": tuple(tomo.shape)}
+        all_options.append(writer_options)
+        written = write_run_picks(merged, run, writer_options, kind=kind, targets=targets, out_text=out_text,
+                                  overwrite=overwrite, picks_format=picks_format, user_id=user_id,
+                                  session_id=session_id)
+        if written is not None:
+            report.outputs.append(written)
     report.picks = Picks.concat(found)
     if kind == "file":
-        shapes = {tuple(t.shape) for t in tomograms}
-        vss = {float(np.mean(t.voxel_size_A)) for t in tomograms}
-        common: dict[str, Any] = {}
-        if len(vss) == 1:
-            common["voxel_size_A"] = vss.pop()
-        if len(shapes) == 1:
-            common["tomogram_shape_zyx"] = shapes.pop()
-        write_picks(report.picks, out_text, overwrite=overwrite, format=picks_format, **common)
-        report.outputs.append(out_text)
+        report.outputs.append(write_merged_picks(report.picks, all_options, out_text=out_text, overwrite=overwrite,
+                                                 picks_format=picks_format))
     return report
