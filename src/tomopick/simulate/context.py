@@ -42,6 +42,21 @@ CARBON_DENSITY = 1.1
 VESICLE_SHAPES = ("sphere", "ellipsoid", "deformed")
 
 
+def clip_box(center: np.ndarray, halves: tuple[int, int, int], shape: tuple[int, ...]
+             ) -> tuple[tuple[slice, ...], tuple[slice, ...]] | None:
+    """Volume slices and the matching slices of a box of half-sizes ``halves`` (voxels, z/y/x) at integer
+    ``center``, clipped to a volume of ``shape``; ``None`` when the box lies wholly outside."""
+    vol, box = [], []
+    for c, h, n in zip(center, halves, shape):
+        lo, hi = int(c) - h, int(c) + h + 1
+        a, b = max(lo, 0), min(hi, n)
+        if a >= b:
+            return None
+        vol.append(slice(a, b))
+        box.append(slice(a - lo, b - lo))
+    return tuple(vol), tuple(box)
+
+
 class ContextConfig(BaseModel):
     """How much context a simulated tomogram holds (ranges ``(low, high)`` are drawn per tomogram, counts
     inclusive; all lengths in Å).
@@ -375,15 +390,7 @@ class ContextPainter:
         return None
 
     def _window(self, center: np.ndarray, halves: tuple[int, int, int]):
-        vol, box = [], []
-        for c, h, n in zip(center, halves, self.shape):
-            lo, hi = int(c) - h, int(c) + h + 1
-            a, b = max(lo, 0), min(hi, n)
-            if a >= b:
-                return None
-            vol.append(slice(a, b))
-            box.append(slice(a - lo, b - lo))
-        return tuple(vol), tuple(box)
+        return clip_box(center, halves, self.shape)
 
     # -- sheets, carbon, gold ---------------------------------------------------------------------------------
     def _chunks(self, depth: int = 16) -> Iterator[tuple[slice, list[np.ndarray]]]:

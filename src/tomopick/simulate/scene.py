@@ -18,6 +18,7 @@ from tomopick.data.coords import voxel_to_angstrom
 from tomopick.data.rotations import random_rotations
 from tomopick.simulate.config import CZII_COUNTS, CZII_PROCEDURAL, CZII_REFERENCE_VOLUME_A3, CZII_TEMPLATES
 from tomopick.simulate.config import SimulationConfig
+from tomopick.simulate.context import clip_box
 from tomopick.simulate.templates_io import Template, render_rotated, resolve_template, shape_template
 from tomopick.errors import TomopickError
 
@@ -136,15 +137,7 @@ class _Builder:
     # -- placement helpers -----------------------------------------------------------------------------------
     def _window(self, center: np.ndarray, half: int) -> tuple[tuple[slice, ...], tuple[slice, ...]] | None:
         """Volume slices and matching box slices for a box of half-size ``half`` at integer ``center``."""
-        vol, box = [], []
-        for c, n in zip(center, self.shape):
-            lo, hi = int(c) - half, int(c) + half + 1
-            a, b = max(lo, 0), min(hi, n)
-            if a >= b:
-                return None
-            vol.append(slice(a, b))
-            box.append(slice(a - lo, b - lo))
-        return tuple(vol), tuple(box)
+        return clip_box(center, (half, half, half), self.shape)
 
     def _inside_ice(self, vol: tuple[slice, ...], mask: np.ndarray) -> bool:
         if self.slab_bounds is None:
