@@ -6,7 +6,8 @@ Parts (``--parts``, comma-separated):
             10.012 Å, matched at 20 Å (``--bin 2``): CZII F-beta (β = 4) and F1 per class at the automatic
             (false-alarm) threshold, time, peak RSS, rotations. Each class uses its point group (apo-ferritin O,
             beta-galactosidase D2, thyroglobulin C2, virus-like particle I, ribosome C1). ``--step`` sets the angular
-            step; the time of a 12° C1 search is extrapolated from the measured time per rotation.
+            step, ``--search`` the search (default ``auto``: coarse-to-fine from 30° when the step is finer); for an
+            exhaustive search the time of a 12° C1 search is extrapolated from the measured time per rotation.
 ``pytme``   pyTME (``pip install pytme``, the ``bench`` extra) on the same tomogram, template, grid and rotation set
             (ribosome): time and agreement of the peak lists (picks within 0.5 × radius of each other).
 ``prompt``  One noisy copy cut from the tomogram (``tomopick prompt extract`` at one true particle) → picks of
@@ -16,9 +17,16 @@ Parts (``--parts``, comma-separated):
 
 Rerun (one command per part; ~20 min each on 2 idle cores)::
 
-    tomopick simulate --out /work/data/match/sim --n 2 --seed 1212 --imaging full --format mrc
-    OMP_NUM_THREADS=2 python bench/bench_match.py --parts tm --sim /work/data/match/sim/sim_000 --step 24
+    tomopick simulate --out /work/data/match/sim --n 1 --seed 1212 --imaging full --format mrc
+    OMP_NUM_THREADS=2 python bench/bench_match.py --parts tm --sim /work/data/match/sim/sim_000 --step 12
     OMP_NUM_THREADS=2 python bench/bench_match.py --parts prompt --sim /work/data/match/sim_unseen/sim_000
+
+The unseen kinds' simulation (a CZII set plus ``8vaf`` and a procedural ``dumbbell``) is made from two small YAML
+files written by ``--write-unseen-yaml DIR``::
+
+    python bench/bench_match.py --write-unseen-yaml /work/data/match
+    tomopick simulate --out /work/data/match/sim_unseen --n 1 --seed 4242 --imaging full --format mrc \
+        --preset /work/data/match/unseen.yaml --config /work/data/match/unseen_cfg.yaml
 """
 
 from __future__ import annotations
@@ -86,7 +94,7 @@ def part_tm(args) -> list[dict]:
         key, sym = MAPS[name]
         tmpl, vs = read_template(TEMPLATES / f"{key}.mrc")
         opts = MatchOptions(step_deg=args.step, symmetry=sym, bin=2, false_alarms=args.false_alarms,
-                            threads=args.threads)
+                            threads=args.threads, search=args.search)
         t0 = time.perf_counter()
         picks, info = match_tomogram(tomo, tmpl, vs, name, RADII[name], opts, run="r")
         seconds = time.perf_counter() - t0
@@ -94,17 +102,24 @@ def part_tm(args) -> list[dict]:
         Path(args.work).mkdir(parents=True, exist_ok=True)
         picks.frame.to_csv(Path(args.work) / f"tm_{name}_{args.step:g}.csv", index=False)
         s = scores(truth, picks, name)
-        per_rot = info["seconds_search"] / info["n_rotations"]
         from tomopick.match.rotations import uniform_rotations
 
         n12 = len(uniform_rotations(12.0, "C1"))
-        rows.append(dict(part="tm", particle=name, symmetry=sym, step_deg=args.step, rotations=info["n_rotations"],
+        searched = info.get("n_coarse_rotations", info["n_rotations"])
+        per_rot = info.get("seconds_coarse", info["seconds_search"]) / searched
+        extra = {}
+        if info["search"] == "coarse-to-fine":
+            extra = dict(coarse_rotations=searched, candidates=info["n_candidates"], refined=info["n_refined"],
+                         s_coarse=round(info["seconds_coarse"], 1), s_refine=round(info["seconds_refine"], 1),
+                         sample_max_gain=round(info["sample_max_gain"], 4))
+        rows.append(dict(part="tm", particle=name, symmetry=sym, step_deg=args.step, search=info["search"],
+                         rotations=info["n_rotations"], **extra,
                          threshold=round(info["threshold"], 4), rule=info["threshold_rule"],
                          noise_threshold=round(info["noise_threshold"], 4), picks=len(picks),
                          truth=len(truth.for_particle(name)),
                          fbeta_czii=round(s["czii"], 3), f1=round(s["f1"], 3), tp=s["tp"], fp=s["fp"], fn=s["fn"],
-                         seconds=round(seconds, 1), s_per_rotation=round(per_rot, 3),
-                         est_s_12deg_C1=round(per_rot * n12 + info["seconds_prepare"], 0),
+                         seconds=round(seconds, 1), s_per_fft_rotation=round(per_rot, 3),
+                         est_s_12deg_C1_exhaustive=round(per_rot * n12 + info["seconds_prepare"], 0),
                          peak_rss_gb=round(peak_rss_gb(), 2)))
         print(json.dumps(rows[-1]), flush=True)
     if len(all_picks) > 1:
@@ -121,12 +136,17 @@ def part_tm(args) -> list[dict]:
 
 
 def part_pytme(args) -> list[dict]:
-    """pyTME on the same 20 Å grid, template and rotation set as tomopick (ribosome)."""
+    """pyTME on the same 20 Å grid, template and rotations as tomopick (ribosome, C1).
+
+    With ``--pytme-rotations N`` both exhaustive searches run over every k-th rotation of the ``--step`` set (N of
+    them) and pyTME's time for the whole set is extrapolated per rotation; tomopick's coarse-to-fine search of the
+    whole job (same grid, template and options) is timed for the ratio."""
     import torch
 
     from tomopick.io import read_tomogram
     from tomopick.match.options import MatchOptions
-    from tomopick.match.picking import matching_grid, picks_from_result, search, template_for
+    from tomopick.match.picking import matching_grid, picks_from_result, search, search_and_pick, template_for
+    from tomopick.match.rotations import uniform_rotations
     from tomopick.workflows.match import read_template
 
     torch.set_num_threads(args.threads)
@@ -137,11 +157,14 @@ def part_pytme(args) -> list[dict]:
     tomo = tomo.with_data(np.asarray(tomo.data, dtype=np.float32))
     tmpl, vs = read_template(TEMPLATES / f"{key}.mrc")
     opts = MatchOptions(step_deg=args.step, symmetry=sym, bin=2, tilt_range_deg=None, whiten=False,
-                        threads=args.threads, outlier_z=None)
+                        threads=args.threads, outlier_z=None, search="exhaustive")
     grid = matching_grid(tomo, opts)
     template = template_for(grid, tmpl, vs, opts, invert=True)
+    full = uniform_rotations(args.step, sym)
+    every = max(1, len(full) // args.pytme_rotations) if args.pytme_rotations else 1
+    rots = full[::every]
     t0 = time.perf_counter()
-    result, rots = search(grid, template, opts)
+    result, rots = search(grid, template, opts, rotations=rots)
     ours_s = time.perf_counter() - t0
     ours, info = picks_from_result(result, rots, grid, name, RADII[name], opts, run="r")
     from tme.analyzer import MaxScoreOverRotations
@@ -169,6 +192,15 @@ def part_pytme(args) -> list[dict]:
     row = dict(part="pytme", particle=name, rotations=len(rots), tomopick_s=round(ours_s, 1), pytme_s=round(pytme_s, 1),
                ratio=round(pytme_s / ours_s, 2), tomopick_picks=len(ours), pytme_picks=len(theirs), agree=agree,
                note="same 20 Å grid, template, spherical-mask FLC, rotations; no wedge/whitening (pyTME default)")
+    if every > 1:
+        c2f = opts.model_copy(update={"search": "coarse-to-fine"})
+        t0 = time.perf_counter()
+        c2f_picks, c2f_info = search_and_pick(grid, template, c2f, name, RADII[name], run="r")
+        c2f_s = time.perf_counter() - t0
+        pytme_full = pytme_s / len(rots) * len(full)
+        row.update(full_rotations=len(full), pytme_full_s_extrapolated=round(pytme_full, 0),
+                   tomopick_c2f_s=round(c2f_s, 1), tomopick_c2f_picks=len(c2f_picks),
+                   ratio_full_job=round(pytme_full / c2f_s, 1))
     print(json.dumps(row), flush=True)
     return [row]
 
@@ -208,6 +240,7 @@ def part_prompt(args) -> list[dict]:
         s = scores(truth, report.picks, name)
         rounds = report.runs[0]["rounds"]
         rows.append(dict(part="prompt", particle=name, truth=len(t), picks=len(report.picks), f1=round(s["f1"], 3),
+                         search=rounds[0].get("search"),
                          fbeta_czii=round(s["czii"], 3), tp=s["tp"], fp=s["fp"], fn=s["fn"], seconds=round(seconds, 1),
                          rounds=len(rounds) - 1, bin=report.runs[0]["bin"],
                          per_round=[dict(n=r["count"], thr=round(r["threshold"], 3), s=round(r["seconds"], 1))
@@ -220,19 +253,52 @@ def part_prompt(args) -> list[dict]:
     return rows
 
 
+UNSEEN_SET = """name: czii-unseen
+particles:
+  - {name: apo-ferritin, radius_A: 60, weight: 1}
+  - {name: beta-amylase, radius_A: 65, weight: 0}
+  - {name: beta-galactosidase, radius_A: 90, weight: 2}
+  - {name: ribosome, radius_A: 150, weight: 1}
+  - {name: thyroglobulin, radius_A: 130, weight: 2}
+  - {name: virus-like-particle, radius_A: 135, weight: 1}
+  - {name: 8vaf, radius_A: 60, weight: 1}
+  - {name: dumbbell, radius_A: 110, weight: 1}
+"""
+UNSEEN_CONFIG = """templates: {8vaf: 8vaf, dumbbell: "dumbbell:110"}
+counts: {apo-ferritin: 40, beta-amylase: 15, beta-galactosidase: 25, ribosome: 40, thyroglobulin: 35,
+         virus-like-particle: 20, 8vaf: 25, dumbbell: 25}
+"""
+
+
+def write_unseen_yaml(folder: Path) -> None:
+    """The particle set and simulation config of the unseen-kinds simulation (8vaf and a procedural dumbbell)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "unseen.yaml").write_text(UNSEEN_SET)
+    (folder / "unseen_cfg.yaml").write_text(UNSEEN_CONFIG)
+    print(f"wrote {folder / 'unseen.yaml'} and {folder / 'unseen_cfg.yaml'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parts", default="tm")
     ap.add_argument("--sim", default="/work/data/match/sim/sim_000", help="simulation: <folder>/<run> (+ .mrc, .csv)")
     ap.add_argument("--step", type=float, default=12.0)
+    ap.add_argument("--search", default="auto", choices=["auto", "exhaustive", "coarse-to-fine"])
+    ap.add_argument("--write-unseen-yaml", default=None, metavar="DIR",
+                    help="write unseen.yaml (particle set) and unseen_cfg.yaml (simulation config) into DIR and exit")
     ap.add_argument("--false-alarms", type=float, default=1.0)
     ap.add_argument("--classes", default="ribosome,apo-ferritin,beta-galactosidase,thyroglobulin,virus-like-particle")
     ap.add_argument("--prompt-classes", default="ribosome,thyroglobulin,beta-galactosidase,8vaf,dumbbell")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--pytme-rotations", type=int, default=0,
+                    help="pytme part: search every k-th rotation (about this many) and extrapolate pyTME's time")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default="/work/data/match/bench")
     ap.add_argument("--json", default=None, help="append result rows to this JSON-lines file")
     args = ap.parse_args()
+    if args.write_unseen_yaml:
+        write_unseen_yaml(Path(args.write_unseen_yaml))
+        return
     rows = []
     for part in args.parts.split(","):
         rows += {"tm": part_tm, "pytme": part_pytme, "prompt": part_prompt}[part](args)

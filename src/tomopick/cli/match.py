@@ -40,6 +40,11 @@ def match(
     radius: Optional[float] = typer.Option(None, "--radius", help="Particle radius in Å (default: the CZII "
                                                                   "class's)."),
     step: float = typer.Option(12.0, "--step", help="Angular step in degrees (covering radius of the rotation set)."),
+    search: str = typer.Option("auto", "--search",
+                               help="auto | exhaustive | coarse-to-fine: an FFT search at --coarse-step, then the "
+                                    "fine rotations and ±2 voxels at the candidates (auto: coarse-to-fine when "
+                                    "--step is finer than --coarse-step)."),
+    coarse_step: float = typer.Option(30.0, "--coarse-step", help="Angular step of the coarse FFT search (degrees)."),
     symmetry: str = typer.Option("C1", "--symmetry", help="Template point group: C1, Cn, Dn, T, O or I."),
     tilt_range: Optional[str] = typer.Option("-60,60", "--tilt-range",
                                              help="Tilt range MIN,MAX in degrees about y (missing wedge), or none."),
@@ -95,7 +100,7 @@ def match(
     whitening; picks above a false-alarm threshold with their best orientation."""
     from tomopick.match.options import MatchOptions
 
-    options = MatchOptions.make(step_deg=step, symmetry=symmetry, tilt_range_deg=parse_range(tilt_range,
+    options = MatchOptions.make(step_deg=step, search=search, coarse_step_deg=coarse_step, symmetry=symmetry, tilt_range_deg=parse_range(tilt_range,
                                                                                              "--tilt-range"),
                                 defocus_A=None if defocus is None else defocus * 1e4, voltage_kV=voltage, cs_mm=cs,
                                 amplitude_contrast=amplitude_contrast, ctf_corrected=ctf_corrected, whiten=whiten,

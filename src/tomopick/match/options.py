@@ -8,7 +8,7 @@ any file is read, and its errors name the CLI option.
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -22,7 +22,7 @@ CLI_NAMES: dict[str, str] = {
     "invert": "--invert", "false_alarms": "--false-alarms", "threshold": "--threshold",
     "distance_factor": "--distance", "tile_voxels": "--tile-voxels", "device": "--device",
     "mask_radius_A": "--mask-radius", "lowpass_A": "--lowpass", "threads": "--threads",
-    "outlier_z": "--outlier-z", "gap": "--gap",
+    "outlier_z": "--outlier-z", "gap": "--gap", "search": "--search", "coarse_step_deg": "--coarse-step",
 }
 
 
@@ -72,6 +72,12 @@ class MatchOptions(BaseModel):
         Gold fiducials and other extreme-contrast blobs (``z`` robust σ on a 2×-binned, smoothed copy,
         :func:`~tomopick.match.picking.outlier_voxels`) are blanked and kept out of the search, with the template
         radius around them; ``None``: keep everything.
+    search
+        ``exhaustive``: one FFT correlation per rotation of the ``step_deg`` set; ``coarse-to-fine``: the FFT search
+        at ``coarse_step_deg``, then a local search over the fine rotations and ±2 voxels at the candidate peaks
+        (:mod:`tomopick.match.refine`); ``auto``: coarse-to-fine when ``step_deg`` is finer than ``coarse_step_deg``.
+    coarse_step_deg
+        Angular step of the FFT search of coarse-to-fine.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -98,6 +104,20 @@ class MatchOptions(BaseModel):
     threads: Optional[int] = Field(None, ge=1)
     outlier_z: Optional[float] = Field(30.0, gt=0.0)
     gap: bool = True
+    search: Literal["auto", "exhaustive", "coarse-to-fine"] = "auto"
+    coarse_step_deg: float = Field(30.0, gt=0.0, le=180.0)
+
+    def search_mode(self) -> str:
+        """The search that runs: ``exhaustive`` or ``coarse-to-fine`` (``auto`` resolved)."""
+        if self.search == "auto":
+            return "coarse-to-fine" if self.step_deg < self.coarse_step_deg - 1e-9 else "exhaustive"
+        return self.search
+
+    def search_text(self) -> str:
+        """What runs, in words: ``12° coarse-to-fine from 30°`` or ``30° exhaustive``."""
+        if self.search_mode() == "coarse-to-fine":
+            return f"{self.step_deg:g}° coarse-to-fine from {self.coarse_step_deg:g}°"
+        return f"{self.step_deg:g}° exhaustive"
 
     @field_validator("symmetry")
     @classmethod
@@ -126,6 +146,8 @@ class MatchOptions(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "MatchOptions":
+        if self.search == "coarse-to-fine" and self.coarse_step_deg < self.step_deg:
+            raise ValueError(f"--coarse-step {self.coarse_step_deg:g} is finer than --step {self.step_deg:g}")
         return self
 
     @classmethod
@@ -140,7 +162,7 @@ class MatchOptions(BaseModel):
             field = str(err["loc"][0]) if err.get("loc") else ""
             name = CLI_NAMES.get(field, field)
             msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-            raise TomopickError(f"{name}: {msg}") from None
+            raise TomopickError(f"{name}: {msg}" if name else msg) from None
 
     def check_device(self) -> None:
         """Refuse a CUDA device on a machine without one (one line)."""

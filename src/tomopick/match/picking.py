@@ -24,6 +24,7 @@ from tomopick.inference.rescale import rescale_volume, rescaled_shape
 from tomopick.inference.sliding import ScoreStore
 from tomopick.match.correlate import MatchResult, Spectrum, match_volume, radial_spectrum, template_filter
 from tomopick.match.options import MatchOptions
+from tomopick.match.refine import NEIGHBOUR_FACTOR, LocalScorer, neighbour_table, suppress
 from tomopick.match.rotations import uniform_rotations
 from tomopick.match.stats import false_alarm_threshold, gap_threshold, peak_tail_threshold
 from tomopick.match.template import Template, prepare_template
@@ -97,25 +98,152 @@ def template_for(grid: Grid, volume: np.ndarray, voxel_A: float, options: MatchO
     return prepare_template(volume, voxel_A, grid.voxel, invert=bool(inv), mask_radius_A=options.mask_radius_A)
 
 
+def search_mask_for(grid: Grid, template: Template, search_mask: np.ndarray | None) -> np.ndarray | None:
+    """The voxels to search: ``search_mask`` (or all) without the outliers and the template radius around them."""
+    if grid.outliers is None:
+        return search_mask
+    r = int(np.ceil(template.mask_radius_vox))
+    g = np.arange(-r, r + 1)
+    ball = (g[:, None, None] ** 2 + g[None, :, None] ** 2 + g[None, None, :] ** 2) <= r * r
+    near = ndimage.binary_dilation(grid.outliers, structure=ball)
+    return ~near if search_mask is None else (search_mask & ~near)
+
+
+def template_weight(grid: Grid, template: Template, options: MatchOptions) -> np.ndarray:
+    """The Fourier weight of the rotated template on ``grid`` (wedge, CTF, whitening, low-pass)."""
+    return template_filter(template.box, grid.voxel, tilt_range_deg=options.tilt_range_deg,
+                           spectrum=grid.spectrum, defocus_A=options.defocus_A, voltage_kV=options.voltage_kV,
+                           cs_mm=options.cs_mm, amplitude_contrast=options.amplitude_contrast,
+                           ctf_corrected=options.ctf_corrected, lowpass_A=options.lowpass_A)
+
+
 def search(grid: Grid, template: Template, options: MatchOptions, *, rotations: np.ndarray | None = None,
            search_mask: np.ndarray | None = None,
            progress: Callable[[int, int], None] | None = None) -> tuple[MatchResult, np.ndarray]:
-    """Match ``template`` over ``grid`` at the rotations of ``options`` (or the given set); returns the result and
-    the rotation set ``(n, 3, 3)``."""
+    """Exhaustive search: match ``template`` over ``grid`` at the rotations of ``options`` (or the given set);
+    returns the result and the rotation set ``(n, 3, 3)``."""
     rots = uniform_rotations(options.step_deg, options.symmetry) if rotations is None else rotations
-    if grid.outliers is not None:
-        r = int(np.ceil(template.mask_radius_vox))
-        g = np.arange(-r, r + 1)
-        ball = (g[:, None, None] ** 2 + g[None, :, None] ** 2 + g[None, None, :] ** 2) <= r * r
-        near = ndimage.binary_dilation(grid.outliers, structure=ball)
-        search_mask = ~near if search_mask is None else (search_mask & ~near)
-    weight = template_filter(template.box, grid.voxel, tilt_range_deg=options.tilt_range_deg,
-                             spectrum=grid.spectrum, defocus_A=options.defocus_A, voltage_kV=options.voltage_kV,
-                             cs_mm=options.cs_mm, amplitude_contrast=options.amplitude_contrast,
-                             ctf_corrected=options.ctf_corrected, lowpass_A=options.lowpass_A)
-    result = match_volume(grid.volume, template, rots, weight, spectrum=grid.spectrum, search_mask=search_mask,
+    weight = template_weight(grid, template, options)
+    result = match_volume(grid.volume, template, rots, weight, spectrum=grid.spectrum,
+                          search_mask=search_mask_for(grid, template, search_mask),
                           tile_voxels=options.tile_voxels, device=options.device, progress=progress)
     return result, rots
+
+
+def search_and_pick(grid: Grid, template: Template, options: MatchOptions, particle: str, radius_A: float, *,
+                    run: str = "", mask: np.ndarray | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> tuple[Picks, dict[str, Any]]:
+    """Search (exhaustive or coarse-to-fine, :meth:`MatchOptions.search_mode`), threshold and pick; ``mask`` (on
+    the grid) restricts search and picks. The summary has ``search``, ``seconds_search`` and ``n_voxels``."""
+    if options.search_mode() == "coarse-to-fine":
+        return coarse_to_fine_picks(grid, template, options, particle, radius_A, run=run, mask=mask,
+                                    progress=progress)
+    result, rots = search(grid, template, options, search_mask=mask, progress=progress)
+    picks, info = picks_from_result(result, rots, grid, particle, radius_A, options, run=run, mask=mask)
+    info.update(search="exhaustive", seconds_search=result.seconds, n_voxels=result.n_voxels)
+    return picks, info
+
+
+#: Candidate peaks refined at random to measure the refined background (the tail fit and the refinement bar).
+REFINE_SAMPLE = 256
+#: Candidates refined at most (highest coarse scores first).
+MAX_REFINED = 20000
+#: The refinement bar lies this many times the largest score gain of the random sample below the threshold.
+BOOST_MARGIN = 1.5
+
+
+def coarse_to_fine_picks(grid: Grid, template: Template, options: MatchOptions, particle: str, radius_A: float, *,
+                         run: str = "", mask: np.ndarray | None = None,
+                         progress: Callable[[int, int], None] | None = None,
+                         seed: int = 0) -> tuple[Picks, dict[str, Any]]:
+    """Coarse-to-fine search (:mod:`tomopick.match.refine`), thresholded on the refined scores.
+
+    1. The FFT search over the ``coarse_step_deg`` set gives a best-score map; its local maxima above the
+       background mean + 1 σ are the candidates.
+    2. A uniform random sample of :data:`REFINE_SAMPLE` candidates is refined (fine rotations near the best coarse
+       rotation, ±2 voxels): the refined background. The automatic threshold is the higher of the noise rule —
+       Rickgauer's, with every voxel × (fine + coarse rotations) as trials: a refined peak's score is one of those
+       trials, so the bound is the exhaustive search's — and the Gumbel tail fitted to the *refined* sample (scaled
+       to all candidates).
+    3. Every candidate whose coarse score lies within :data:`BOOST_MARGIN` × the sample's largest gain of that
+       threshold is refined; refined peaks closer than the pick distance are merged (best kept); the threshold and
+       then the gap rule apply to the refined scores.
+    """
+    t0 = time.perf_counter()
+    fine = uniform_rotations(options.step_deg, options.symmetry)
+    coarse = uniform_rotations(options.coarse_step_deg, options.symmetry)
+    weight = template_weight(grid, template, options)
+    searched = search_mask_for(grid, template, mask)
+    result = match_volume(grid.volume, template, coarse, weight, spectrum=grid.spectrum, search_mask=searched,
+                          tile_voxels=options.tile_voxels, device=options.device, progress=progress)
+    t1 = time.perf_counter()
+    rots = np.concatenate([fine, coarse])  # coarse rotation j is rots[len(fine) + j]
+    table = neighbour_table(coarse, fine, NEIGHBOUR_FACTOR * options.coarse_step_deg, options.symmetry)
+    radius_vox = float(radius_A) / grid.voxel
+    n_trials = result.n_voxels * len(rots)
+    noise_threshold = false_alarm_threshold(result.cc_mean, result.cc_std, n_trials, options.false_alarms)
+    cands = score_peaks(result, result.cc_mean + result.cc_std, radius_vox, options.distance_factor, mask)
+    n = len(cands)
+    centres = np.rint(cands.zyx).astype(np.int64).reshape(-1, 3)
+    if n:
+        centres = np.minimum(np.maximum(centres, 0), np.array(result.score.shape) - 1)
+    coarse_idx = result.rotation_index[tuple(centres.T)] if n else np.zeros(0, np.int64)
+    scorer = LocalScorer(grid.volume, template, weight, rots, spectrum=grid.spectrum, valid=searched,
+                         device=options.device)
+    ref_score = np.full(n, np.nan)
+    ref_rot = np.zeros(n, dtype=np.int64)
+    ref_zyx = centres.astype(np.float64).copy()
+
+    def refine(i: int) -> None:
+        j = int(max(coarse_idx[i], 0))
+        score, k, zyx = scorer.best(centres[i], [len(fine) + j, *table[j]])
+        ref_score[i], ref_rot[i], ref_zyx[i] = score, k, zyx
+
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(n, size=min(n, REFINE_SAMPLE), replace=False) if n else np.zeros(0, np.int64)
+    for i in sample:
+        refine(int(i))
+    gain = ref_score[sample] - cands.score[sample]
+    gain = gain[np.isfinite(gain)]
+    max_gain = float(gain.max()) if len(gain) else 0.0
+    tail_threshold = None
+    if options.threshold is not None:
+        threshold, rule = float(options.threshold), "option"
+    else:
+        threshold, rule = noise_threshold, f"false-alarm {options.false_alarms:g}/tomogram"
+        finite = ref_score[sample][np.isfinite(ref_score[sample])]
+        tail_threshold = peak_tail_threshold(finite, options.false_alarms, n_peaks=n)
+        if tail_threshold is not None and tail_threshold > threshold:
+            threshold, rule = tail_threshold, f"false-alarm {options.false_alarms:g}/tomogram, refined peak tail"
+    bar = threshold - BOOST_MARGIN * max(max_gain, 0.0)
+    todo = [i for i in np.argsort(-cands.score, kind="stable") if cands.score[i] >= bar and np.isnan(ref_score[i])]
+    capped = len(todo) > MAX_REFINED
+    for i in todo[:MAX_REFINED]:
+        refine(int(i))
+    done = np.flatnonzero(np.isfinite(ref_score))
+    keep = done[suppress(ref_zyx[done], ref_score[done], options.distance_factor * radius_vox)]
+    keep = keep[ref_score[keep] >= threshold]
+    gap = None
+    if options.threshold is None and options.gap:
+        gap = gap_threshold(ref_score[keep])
+        if gap is not None and gap > threshold:
+            threshold, rule = gap, rule + " raised to the gap above look-alikes"
+            keep = keep[ref_score[keep] >= threshold]
+    keep = keep[np.argsort(-ref_score[keep], kind="stable")]
+    xyz = voxel_to_angstrom(ref_zyx[keep], grid.voxel_A)
+    picks = Picks.from_arrays(xyz, particle, score=ref_score[keep], rotations=rots[ref_rot[keep]], run=run)
+    t2 = time.perf_counter()
+    info = {"particle": particle, "threshold": threshold, "threshold_rule": rule, "cc_mean": result.cc_mean,
+            "cc_std": result.cc_std, "n_trials": int(n_trials), "n_rotations": len(fine),
+            "n_coarse_rotations": len(coarse), "coarse_step_deg": options.coarse_step_deg,
+            "step_deg": options.step_deg, "symmetry": options.symmetry, "voxel_size_A": grid.voxel,
+            "noise_threshold": noise_threshold, "tail_threshold": tail_threshold, "gap_threshold": gap,
+            "count": len(picks), "search": "coarse-to-fine", "n_candidates": int(n), "n_refined": int(len(done)),
+            "refine_capped": bool(capped), "refine_bar": float(bar), "sample_max_gain": max_gain,
+            "neighbours_mean": float(np.mean([len(t) for t in table])) if table else 0.0,
+            "seconds_coarse": t1 - t0, "seconds_refine": t2 - t1, "seconds_search": t2 - t0,
+            "n_voxels": result.n_voxels}
+    return picks, info
 
 
 def score_peaks(result: MatchResult, threshold: float, radius_vox: float, distance_factor: float,
@@ -180,11 +308,11 @@ def match_tomogram(tomogram: Tomogram, template_volume: np.ndarray, template_vox
                             f"{grid.volume.shape}", tomogram.source or None)
     grid_mask = None if mask is None else mask_on_grid(mask, grid.volume.shape)
     t1 = time.perf_counter()
-    result, rots = search(grid, template, options, search_mask=grid_mask, progress=progress)
-    picks, info = picks_from_result(result, rots, grid, particle, radius_A, options, run=run, mask=grid_mask)
-    info.update(seconds_prepare=t1 - t0, seconds_search=result.seconds, seconds=time.perf_counter() - t0,
+    picks, info = search_and_pick(grid, template, options, particle, radius_A, run=run, mask=grid_mask,
+                                  progress=progress)
+    info.update(seconds_prepare=t1 - t0, seconds=time.perf_counter() - t0,
                 template_box=template.box, mask_radius_vox=template.mask_radius_vox,
-                searched_fraction=result.n_voxels / float(np.prod(grid.volume.shape)),
+                searched_fraction=info["n_voxels"] / float(np.prod(grid.volume.shape)),
                 shape_zyx=list(tomogram.shape), grid_shape_zyx=list(grid.volume.shape))
     return picks, info
 

@@ -40,7 +40,8 @@ def expected_exceedances(threshold: float, cc_mean: float, cc_std: float, n_tria
     return float(n_trials * norm.sf((threshold - cc_mean) / cc_std))
 
 
-def peak_tail_threshold(peak_scores: np.ndarray, false_alarms: float = 1.0) -> float | None:
+def peak_tail_threshold(peak_scores: np.ndarray, false_alarms: float = 1.0,
+                        n_peaks: int | None = None) -> float | None:
     """Score that ``false_alarms`` background peaks exceed in expectation, from the tomogram's own local maxima.
 
     The local maxima of a best-over-rotations score map are, but for the few particles, background maxima whose
@@ -49,6 +50,9 @@ def peak_tail_threshold(peak_scores: np.ndarray, false_alarms: float = 1.0) -> f
     ``IQR = 1.5725 β``, ``median = μ + 0.3665 β``); the threshold is ``μ − β ln(−ln(1 − FA/n))`` for ``n`` peaks.
     Unlike :func:`false_alarm_threshold` it sees structured background (other particles, membranes, ice) that
     pure-noise statistics miss. ``None`` with fewer than :data:`MIN_PEAKS_FOR_FIT` peaks.
+
+    ``peak_scores`` may be a uniform random sample of the peaks: ``n_peaks`` is then the number of all peaks (the
+    quantiles come from the sample, the false-alarm level from ``n_peaks``).
     """
     x = np.asarray(peak_scores, dtype=np.float64)
     x = x[np.isfinite(x)]
@@ -60,7 +64,7 @@ def peak_tail_threshold(peak_scores: np.ndarray, false_alarms: float = 1.0) -> f
     if not beta > 0:
         return None
     mu = q50 - 0.3665 * beta
-    p = min(0.5, float(false_alarms) / n)
+    p = min(0.5, float(false_alarms) / (n if n_peaks is None else max(int(n_peaks), n)))
     return float(mu - beta * np.log(-np.log1p(-p)))
 
 

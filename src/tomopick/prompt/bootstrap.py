@@ -20,7 +20,7 @@ import numpy as np
 
 from tomopick.data import Picks
 from tomopick.match.options import MatchOptions
-from tomopick.match.picking import Grid, picks_from_result, search
+from tomopick.match.picking import Grid, search_and_pick
 from tomopick.match.template import Template, prepare_template, rotate_volume, sphere_mask
 from tomopick.match.wedge import missing_wedge_weight
 
@@ -107,11 +107,9 @@ def bootstrap_picks(grid: Grid, prompt: np.ndarray, prompt_voxel_A: float, parti
     first = template
     history: list[dict[str, Any]] = []
     picks = Picks.empty()
-    rots = None
     for r in range(int(rounds) + 1):
         t0 = time.perf_counter()
-        result, rots = search(grid, template, opts, rotations=rots, search_mask=mask, progress=progress)
-        picks, info = picks_from_result(result, rots, grid, particle, radius_A, opts, run=run, mask=mask)
+        picks, info = search_and_pick(grid, template, opts, particle, radius_A, run=run, mask=mask, progress=progress)
         info.update(round=r, seconds=time.perf_counter() - t0,
                     template="prompt" if r == 0 else f"average of {history[-1]['averaged']} hits")
         if r == int(rounds) or len(picks) == 0:

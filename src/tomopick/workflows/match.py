@@ -148,10 +148,15 @@ def describe(summary: dict[str, Any]) -> str:
     n = summary.get("count", 0)
     searched = summary.get("searched_fraction", 1.0)
     extra = "" if searched >= 0.999 else f", searched {100 * searched:.0f}% of the voxels"
+    if summary.get("search") == "coarse-to-fine":
+        how = (f"{summary['n_rotations']} rotations at {summary['step_deg']:g}° {summary['symmetry']} coarse-to-fine: "
+               f"FFT search over {summary['n_coarse_rotations']} at {summary['coarse_step_deg']:g}°, "
+               f"{summary['n_refined']} of {summary['n_candidates']} candidates refined")
+    else:
+        how = f"{summary['n_rotations']} rotations at {summary['step_deg']:g}° {summary['symmetry']} exhaustive"
     return (f"  {run} {summary.get('particle')}: {n} pick{'' if n == 1 else 's'} with score >= "
             f"{summary['threshold']:.3g} ({summary['threshold_rule']}; background σ {summary['cc_std']:.3g}, "
-            f"{summary['n_rotations']} rotations at {summary['step_deg']:g}° {summary['symmetry']}, "
-            f"{summary['voxel_size_A']:.4g} Å{extra}) in {summary['seconds']:.0f} s")
+            f"{how}, {summary['voxel_size_A']:.4g} Å{extra}) in {summary['seconds']:.0f} s")
 
 
 def _read_mask(mask: Any, shape: tuple[int, ...]) -> np.ndarray:

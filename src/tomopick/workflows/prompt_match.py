@@ -27,9 +27,10 @@ from tomopick.prompt.bootstrap import DEFAULT_ROUNDS, DEFAULT_TOP, bootstrap_pic
 from tomopick.workflows.pick import plan_outputs, write_merged_picks, write_run_picks
 
 METHOD = "template-matching+bootstrap"
-#: Default angular step of prompt matching (degrees): prompts carry no symmetry, and a coarse step keeps a
-#: CZII-size tomogram within minutes per round on 2 cores; the bootstrap average sharpens what it finds.
-PROMPT_STEP_DEG = 30.0
+#: Default angular step of prompt matching (degrees): prompts carry no symmetry; the search is coarse-to-fine
+#: (an FFT search every :data:`~tomopick.match.refine.COARSE_STEP_DEG`, refined to this step at the candidates), which
+#: keeps a CZII-size tomogram within minutes per round on 2 cores.
+PROMPT_STEP_DEG = 15.0
 #: The matching grid's voxel size is about this fraction of the particle radius (between 1× and 4× the
 #: tomogram's voxel size): 4 voxels per radius are enough to find a particle and keep the search small.
 GRID_PER_RADIUS = 0.25
@@ -164,7 +165,7 @@ def pick_with_prompt_matching(tomogram_paths: Sequence[str | os.PathLike[str]] |
             if b not in grids:
                 grids[b] = matching_grid(tomo, opts)
             say(f"{run} {name}: {METHOD}, {rounds} round{'s' if rounds != 1 else ''} after the first match, "
-                f"radius {radius:.0f} Å, grid {grids[b].voxel:.3g} Å, step {opts.step_deg:g}°")
+                f"radius {radius:.0f} Å, grid {grids[b].voxel:.3g} Å, {opts.search_text()} search")
             result = bootstrap_picks(grids[b], prompt.volume, prompt.voxel_A, name, radius, opts,
                                      invert=prompt.invert, rounds=rounds, top=top, run=run,
                                      progress=None if progress is None else (lambda d, t, r=run: progress(r, d, t)),
