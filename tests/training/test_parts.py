@@ -128,3 +128,13 @@ def test_huber_laplacian():
     perfect = torch.logit(target)
     assert float(huber_laplacian_loss(perfect, target)) < 1e-5
     assert float(huber_laplacian_loss(torch.zeros_like(target), target)) > 0.01
+
+
+def test_huber_term_has_slope_one_beyond_delta():
+    # prediction 0.5 everywhere, target 0: the Huber term divided by delta is |e| - delta/2 (smooth L1), so the
+    # Laplacian weight is relative to an L1-sized term whatever delta is
+    logits = torch.zeros(1, 1, 4, 4, 4)
+    target = torch.zeros(1, 1, 4, 4, 4)
+    for delta, expected in ((0.1, 0.45), (0.2, 0.40), (1.0, 0.125 / 1.0)):
+        got = float(huber_laplacian_loss(logits, target, delta=delta, laplacian_weight=0.0))
+        assert got == pytest.approx(expected, rel=1e-5)

@@ -150,6 +150,9 @@ class TrainConfig(_Strict):
     schedule: Literal["cosine", "constant"] = "cosine"
     warmup_steps: int = Field(default=50, ge=0)
     ema_decay: float | None = Field(default=0.99, ge=0, lt=1)
+    #: Gaussian (sigmoid) targets trained from scratch: every output starts at this probability (the output
+    #: convolution's bias is set to logit(prior)) instead of 0.5; None keeps the network's own initialisation.
+    output_prior: float | None = Field(default=0.01, gt=0, lt=1)
     amp: bool = True                              # autocast, only ever on CUDA
     device: str = "auto"
     num_threads: int | None = None

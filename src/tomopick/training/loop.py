@@ -76,6 +76,33 @@ def training_classes(particles: ParticleSet) -> ParticleSet:
                        particles=tuple(p.model_copy(update={"label": i + 1}) for i, p in enumerate(particles)))
 
 
+def output_layer(model: torch.nn.Module, n_out: int) -> torch.nn.Module | None:
+    """The network's output convolution: the last convolution (in module order) with ``n_out`` output channels
+    and a bias (None when there is none). Holds for every registered network (UNet/resunet, coordresunet,
+    slice-unet, SwinUNETR), where that convolution's output is the logits, at most plus a residual."""
+    convs = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)
+    last = None
+    for module in model.modules():
+        if isinstance(module, convs) and module.out_channels == n_out and module.bias is not None:
+            last = module
+    return last
+
+
+def init_output_prior(model: torch.nn.Module, n_out: int, prior: float) -> bool:
+    """Start a sigmoid network near ``prior`` everywhere: its output convolution's bias = ``logit(prior)``.
+
+    A heatmap target is ~0 almost everywhere; from the default initialisation (logits ~0, outputs ~0.5) an Adam
+    step moves each weight by about the learning rate, so the background needs thousands of steps to fall from 0.5
+    to ~0 — longer than a CPU budget allows (the prior-probability initialisation of RetinaNet / CenterNet).
+    Returns whether an output layer was found."""
+    layer = output_layer(model, n_out)
+    if layer is None:
+        return False
+    with torch.no_grad():
+        layer.bias.fill_(math.log(prior / (1.0 - prior)))
+    return True
+
+
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -137,6 +164,8 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.model = build_model(config.network.name, 1, self.n_out, **config.network.hparams)
+        if self.heatmap and init_state is None and config.output_prior is not None:
+            init_output_prior(self.model, self.n_out, config.output_prior)
         if init_state is not None:
             self.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init_state.items()})
         self.frozen_params = set_encoder_trainable(self.model, False) if config.freeze_encoder else 0
