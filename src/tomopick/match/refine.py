@@ -7,7 +7,7 @@ set (:data:`COARSE_STEP_DEG`) already finds where the candidates are. At each ca
 scores exactly the exhaustive search's ``cc_R(x)`` (:mod:`tomopick.match.correlate`: the same whitened volume, the
 same rotated, filtered and normalised template, the same masked local normalisation) for every fine rotation within
 :data:`NEIGHBOUR_FACTOR` × the coarse step of its best coarse rotation (modulo the symmetry) and every position
-within :data:`SHIFT_VOX` voxels, with small FFTs of a box of ``b + 2·shift`` voxels; the refined peak takes the best
+within :data:`SHIFT_VOX` voxels, in real space (one matrix product per candidate); the refined peak takes the best
 of them. The refined score at a peak is therefore the exhaustive score at that peak, unless the best fine rotation
 lies outside the neighbourhood (then it is lower).
 
@@ -101,9 +101,8 @@ class LocalScorer:
         self.padded = (v * inside).contiguous()
         self.valid = None if valid is None else np.asarray(valid, dtype=bool)
         self.length = b + 2 * self.shift
-        ln = (self.length,) * 3
-        self.f_mask = torch.fft.rfftn(torch.from_numpy(template.mask).to(self.dev), s=ln)
         self.n_mask = float(template.mask.sum())
+        self.mask_vec = torch.from_numpy(template.mask.reshape(-1) / self.n_mask).to(self.dev, torch.float32)
         self._cache: dict[int, Any] = {}
         self._cache_limit = max(1, CACHE_BYTES // (4 * b ** 3))
 
@@ -118,41 +117,42 @@ class LocalScorer:
 
     def best(self, centre_zyx: Sequence[int], indices: Sequence[int]) -> tuple[float, int, np.ndarray]:
         """Best ``cc_R(x)`` over the rotations ``indices`` and the voxels ``x`` within ``shift`` of ``centre_zyx``:
-        ``(score, rotation index, voxel zyx)``; score ``-inf`` when no voxel there may be scored."""
+        ``(score, rotation index, voxel zyx)``; score ``-inf`` when no voxel there may be scored.
+
+        Real space, as one matrix product: the ``(2·shift + 1)³`` windows of ``b³`` voxels around the peak times the
+        ``K`` prepared templates (``(2s+1)³ × b³ × K`` multiply-adds; faster than FFTs of the box on a CPU)."""
         import torch
 
-        s, ln = self.shift, self.length
-        c = np.asarray(centre_zyx, dtype=np.int64)
-        # padded-volume index of the box whose voxel 0 is the template's voxel 0 at centre c − shift
-        start = c - s - self.template.box // 2 + self.pad
-        patch = self.padded[tuple(slice(int(a), int(a) + ln) for a in start)]
-        f_p = torch.fft.rfftn(patch)
+        s, b = self.shift, self.template.box
         width = 2 * s + 1
-        keep = (slice(0, width),) * 3
-        conj_m = torch.conj(self.f_mask)
-        mean = torch.fft.irfftn(f_p * conj_m, s=(ln,) * 3)[keep] / self.n_mask
-        mean2 = torch.fft.irfftn(torch.fft.rfftn(patch * patch) * conj_m, s=(ln,) * 3)[keep] / self.n_mask
-        var = mean2 - mean * mean
-        good = var > 1e-4
+        c = np.asarray(centre_zyx, dtype=np.int64)
         pos = c[:, None] - s + np.arange(width)[None, :]  # (3, width) voxel coordinates per axis
         inside = [(p >= 0) & (p < n) for p, n in zip(pos, self.dims)]
         ok = inside[0][:, None, None] & inside[1][None, :, None] & inside[2][None, None, :]
         if self.valid is not None:
             clipped = [np.clip(p, 0, n - 1) for p, n in zip(pos, self.dims)]
             ok &= self.valid[np.ix_(*clipped)]
-        good &= torch.from_numpy(ok).to(self.dev)
+        if not ok.any():
+            return float("-inf"), int(indices[0]), c
+        # padded-volume index of the box whose voxel 0 is the template's voxel 0 at centre c − shift
+        start = c - s - b // 2 + self.pad
+        patch = self.padded[tuple(slice(int(a), int(a) + self.length) for a in start)]
+        windows = patch.unfold(0, b, 1).unfold(1, b, 1).unfold(2, b, 1).reshape(width ** 3, b ** 3)
+        mean = windows @ self.mask_vec
+        mean2 = (windows * windows) @ self.mask_vec
+        var = mean2 - mean * mean
+        good = (var > 1e-4) & torch.from_numpy(ok.reshape(-1)).to(self.dev)
         if not bool(good.any()):
             return float("-inf"), int(indices[0]), c
         inv_sd = torch.where(good, torch.rsqrt(torch.clamp(var, min=1e-4)) / float(np.sqrt(self.n_mask)),
                              torch.zeros_like(var))
         idx = [int(i) for i in indices]
-        stack = torch.stack([self.prepared(i) for i in idx])
-        f_t = torch.fft.rfftn(stack, s=(ln,) * 3, dim=(1, 2, 3))
-        cc = torch.fft.irfftn(f_p[None] * torch.conj(f_t), s=(ln,) * 3, dim=(1, 2, 3))[(slice(None),) + keep]
-        cc = torch.where(good[None], cc * inv_sd[None], torch.full_like(cc, float("-inf")))
+        stack = torch.stack([self.prepared(i) for i in idx]).reshape(len(idx), b ** 3)
+        cc = (windows @ stack.T) * inv_sd[:, None]  # (positions, rotations)
+        cc = torch.where(good[:, None], cc, torch.full_like(cc, float("-inf")))
         flat = int(torch.argmax(cc))
-        k, rest = divmod(flat, width ** 3)
-        d = np.array(np.unravel_index(rest, (width,) * 3))
+        p, k = divmod(flat, len(idx))
+        d = np.array(np.unravel_index(p, (width,) * 3))
         return float(cc.reshape(-1)[flat]), idx[k], c - s + d
 
 
