@@ -120,9 +120,10 @@ def pick(
     device: str = typer.Option("cpu", "--device", help="cpu | cuda (mixed precision on GPU)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1,
                                           help="CPU threads (default: one per physical core)."),
-    precision: str = typer.Option("fp32", "--precision",
-                                  help="CPU arithmetic of the network: fp32 | bf16 (bfloat16 autocast, ~3.5x faster "
-                                       "on CPUs with AVX-512 BF16/AMX) | auto (bf16 where native)."),
+    precision: Optional[str] = typer.Option(None, "--precision",
+                                            help="CPU arithmetic of the network: fp32 | bf16 (bfloat16 autocast, "
+                                                 "~3.5x faster on CPUs with AVX-512 BF16/AMX) | auto (bf16 where "
+                                                 "native); the one used is printed after picking."),
     skip_vacuum: bool = typer.Option(False, "--skip-vacuum",
                                      help="Do not run the network on z-slices of vacuum above/below the specimen "
                                           "slab (found from per-slice statistics, conservatively)."),
@@ -208,7 +209,8 @@ def pick(
                                peak_method=peak_method, distance_factor=distance, tta=4 if tta else 1,
                                overlap=overlap, batch_size=batch_size, device=device, mode=mode,
                                roi_size=parse_roi(roi), voxel_size_A=voxel_size, allow_nonfinite=allow_nonfinite,
-                               threads=threads, precision=precision, skip_vacuum=skip_vacuum)
+                               threads=threads, skip_vacuum=skip_vacuum,
+                               **({} if precision is None else {"precision": precision}))
     if batched:
         from tomopick.cli.batch import pick_batch
 
@@ -234,6 +236,10 @@ def pick(
                                                                                     model_arg.weights)))
     for line in lines:
         typer.echo(line)
+    if report.runs:
+        from tomopick.inference.sliding import describe_precision
+
+        typer.echo(f"network arithmetic: {describe_precision(options.precision, options.device)}")
     for summary in report.runs:
         counts = ", ".join(f"{k} {v}" for k, v in summary.get("counts", {}).items()) or "no classes"
         note = f" ({summary['note']})" if summary.get("note") else ""

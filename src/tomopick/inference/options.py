@@ -81,7 +81,7 @@ class PickOptions(BaseModel):
     voxel_size_A: float | None = Field(default=None, gt=0)
     allow_nonfinite: bool = False
     threads: int | None = Field(default=None, ge=1)
-    precision: Literal["fp32", "bf16", "auto"] = "fp32"
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"  # the default of `tomopick pick --precision`
     skip_vacuum: bool = False
 
     @field_validator("threshold")

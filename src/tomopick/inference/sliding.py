@@ -80,7 +80,20 @@ class ScoreStore:
     def write(self, core: tuple[slice, slice, slice], values: Any) -> None:
         """Store ``values`` ``(C, z, y, x)`` (numpy or torch) at the ``(z, y, x)`` slices ``core``: scores below
         :data:`ZERO_BELOW` become 0, the rest float16."""
-        self.array[(slice(None), *core)] = to_float16(values)
+        if self.on_disk:
+            self.array[(slice(None), *core)] = to_float16(values)
+            return
+        import torch
+
+        # in memory: one multithreaded pass converts to float16 and reorders (e.g. from channels-last) in place
+        t = values if isinstance(values, torch.Tensor) else torch.from_numpy(np.asarray(values))
+        dst = torch.from_numpy(self.array)[(slice(None), *core)]
+        if t.device.type != "cpu":  # masked and halved on the device: half the bytes cross the bus
+            dst.copy_(torch.from_numpy(to_float16(t)))
+            return
+        small = t < ZERO_BELOW
+        dst.copy_(t)
+        dst.masked_fill_(small, 0.0)
 
     def read(self, channel: int, region: slice | tuple[slice, ...] = slice(None)) -> np.ndarray:
         """Scores of one channel over a z-range or a ``(z, y, x)`` box, as float32."""
@@ -108,8 +121,8 @@ def to_float16(values: Any) -> np.ndarray:
     import torch
 
     t = values if isinstance(values, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(values))
-    t = t.float()
-    return t.masked_fill(t < ZERO_BELOW, 0.0).half().cpu().numpy()
+    half = t.half() if t.dtype != torch.float16 else t.clone()
+    return half.masked_fill_(t < ZERO_BELOW, 0.0).cpu().numpy()
 
 
 # -- window planning --------------------------------------------------------------------------------------------
@@ -184,6 +197,11 @@ class InferenceSettings:
         CPU: keep freed activation memory for the next window instead of returning it to the kernel
         (:func:`reuse_freed_memory`; less system time, a higher resident set while the network runs); default on
         unless the environment sets ``TOMOPICK_REUSE_MEMORY=0`` (for A/B measurements).
+    amp_dtype
+        GPU mixed precision: ``"bf16"`` or ``"fp16"``; ``None`` = bf16 where the GPU supports it, else fp16.
+    prefetch
+        Crop mode: read and normalise the next batch of windows (into pinned memory on a GPU) in a thread while
+        the network runs on the current one; ``None`` = on for GPUs, off on CPU (the cores are busy there).
     """
 
     mode: str = "crop"
@@ -201,6 +219,8 @@ class InferenceSettings:
     precision: str = "fp32"
     skip_vacuum: bool = False
     reuse_memory: bool = field(default_factory=lambda: os.environ.get("TOMOPICK_REUSE_MEMORY", "1") != "0")
+    amp_dtype: str | None = None
+    prefetch: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -212,6 +232,8 @@ class InferenceSettings:
             raise ValueError("overlap must be in [0, 1)")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if self.amp_dtype not in (None, "bf16", "fp16"):
+            raise ValueError(f"unknown amp_dtype {self.amp_dtype!r}; use bf16 or fp16")
         if self.precision not in ("fp32", "bf16", "auto"):
             raise ValueError(f"unknown precision {self.precision!r}; use fp32, bf16 or auto")
 
@@ -248,6 +270,18 @@ def resolve_precision(precision: str, device: str = "cpu") -> str:
     return precision
 
 
+def describe_precision(precision: str, device: str = "cpu") -> str:
+    """One line for the pick summary: the arithmetic the network runs in and why (``"bf16 (auto: this CPU has
+    native bfloat16)"``, ``"fp32"``, ``"mixed precision (cuda)"``)."""
+    if not str(device).startswith("cpu"):
+        return f"mixed precision ({device})"
+    used = resolve_precision(precision, device)
+    if precision != "auto":
+        return used
+    why = "this CPU has native bfloat16" if used == "bf16" else "no native bfloat16 on this CPU"
+    return f"{used} (auto: {why})"
+
+
 def flip_sets(tta: int) -> list[tuple[int, ...]]:
     """Spatial dims (of an ``(n, c, z, y, x)`` tensor) flipped by each test-time augmentation."""
     if tta == 1:
@@ -257,18 +291,54 @@ def flip_sets(tta: int) -> list[tuple[int, ...]]:
     return [(), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4)]
 
 
+def fold_batchnorm(model: Any) -> Any:
+    """A copy of ``model`` with every eval-mode batch norm that directly follows a convolution folded into that
+    convolution's weights and bias (MONAI ``Convolution`` blocks: ``conv`` then ``adn`` whose first layer is the
+    norm), so inference skips one full read and write of each activation; ``model`` itself if there is none.
+    Same function up to float rounding (bench/RESULTS.md, "speed levers (#17)")."""
+    import torch
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    convs = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+    transposed = (torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)
+    norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
+
+    def foldable(m: Any) -> bool:
+        adn = getattr(m, "adn", None)
+        first = next(iter(adn._modules.values()), None) if isinstance(adn, torch.nn.Module) else None
+        return (isinstance(getattr(m, "conv", None), convs + transposed) and isinstance(first, norms)
+                and not first.training and first.running_mean is not None and not m.conv.training)
+
+    if model.training or not any(foldable(m) for m in model.modules()):
+        return model
+    import copy
+
+    model = copy.deepcopy(model)
+    for m in model.modules():
+        if foldable(m):
+            name = next(iter(m.adn._modules))
+            m.conv = fuse_conv_bn_eval(m.conv, m.adn._modules[name], transpose=isinstance(m.conv, transposed))
+            m.adn._modules[name] = torch.nn.Identity()
+    return model
+
+
 def make_predictor(model: Any, *, output: str, channels: Sequence[int], tta: int = 1, device: str = "cpu",
-                   amp: bool | None = None, channels_last: bool = True,
-                   precision: str = "fp32") -> Callable[[Any], Any]:
+                   amp: bool | None = None, channels_last: bool = True, precision: str = "fp32",
+                   amp_dtype: str | None = None, fold_norm: bool = True) -> Callable[[Any], Any]:
     """``f(x)`` mapping a normalised batch ``(n, 1, z, y, x)`` to foreground probabilities ``(n, C, z, y, x)``
     float32: flips for TTA, softmax/sigmoid, channel selection, probabilities averaged over flips.
 
     ``channels_last`` runs the network in the ``channels_last_3d`` memory format (same numbers; measured 1.5×
     faster for the bundled residual UNet on CPU). ``precision="bf16"`` runs it under CPU bfloat16 autocast
-    (convolutions in bf16, probabilities computed from float32 logits)."""
+    (convolutions in bf16, probabilities computed from float32 logits). GPUs: ``amp`` (default on) with
+    ``amp_dtype`` ``"bf16"`` or ``"fp16"`` (default: bf16 where supported). ``fold_norm`` folds eval-mode batch
+    norms into the convolutions before them (:func:`fold_batchnorm`). The probabilities are computed in place in
+    the network's output (no extra full-size copies) and may be a non-contiguous view."""
     import torch
 
     dev = torch.device(device)
+    if fold_norm:
+        model = fold_batchnorm(model)
     memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
     if channels_last:
         try:
@@ -276,29 +346,49 @@ def make_predictor(model: Any, *, output: str, channels: Sequence[int], tta: int
         except RuntimeError:  # 2D layers inside (the 2.5D slice network): run it as it is
             channels_last, memory_format = False, torch.contiguous_format
     use_amp = (dev.type == "cuda") if amp is None else (bool(amp) and dev.type == "cuda")
-    amp_dtype = torch.bfloat16 if (use_amp and torch.cuda.is_bf16_supported()) else torch.float16
+    if amp_dtype not in (None, "bf16", "fp16"):
+        raise ValueError(f"unknown amp_dtype {amp_dtype!r}; use bf16 or fp16")
+    if amp_dtype is None:
+        amp_dtype = "bf16" if (use_amp and torch.cuda.is_bf16_supported()) else "fp16"
+    dtype = torch.bfloat16 if amp_dtype == "bf16" else torch.float16
     if dev.type == "cpu" and resolve_precision(precision, "cpu") == "bf16":
-        use_amp, amp_dtype = True, torch.bfloat16
-    idx = torch.as_tensor(list(channels), dtype=torch.long, device=dev)
+        use_amp, dtype = True, torch.bfloat16
+    if dev.type == "cuda":  # one window shape per tomogram: cuDNN's fastest kernels are found once, then reused
+        torch.backends.cudnn.benchmark = True
+    chans = [int(c) for c in channels]
+    contiguous_range = bool(chans) and chans == list(range(chans[0], chans[0] + len(chans)))
+    idx = torch.as_tensor(chans, dtype=torch.long, device=dev)
     flips = flip_sets(tta)
 
-    def predict(x: Any) -> Any:
+    def probabilities(logits: Any) -> Any:
+        # a float32 tensor we own: the network's output (or a view of it), or its float32 copy (mixed precision)
+        x = logits.float()
+        if output == "softmax":  # in place: one full-size tensor instead of three
+            x.sub_(x.amax(dim=1, keepdim=True)).exp_()
+            x.div_(x.sum(dim=1, keepdim=True))
+        elif output != "probability":  # probability: fused ensembles
+            x.sigmoid_()
+        return x.narrow(1, chans[0], len(chans)) if contiguous_range else x.index_select(1, idx)
+
+    def predict(x: Any, crop: tuple[slice, ...] | None = None) -> Any:
+        """Probabilities of the batch ``x``, only inside the ``(z, y, x)`` slices ``crop`` if given (the window
+        cores: the margins' probabilities are never computed)."""
         x = x.to(dev, non_blocking=True)
         if channels_last and x.ndim == 5:
             x = x.contiguous(memory_format=memory_format)
         total = None
         for dims in flips:
             xi = torch.flip(x, dims) if dims else x
-            with torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=use_amp):
+            with torch.autocast(device_type=dev.type, dtype=dtype, enabled=use_amp):
                 logits = model(xi)
-            logits = logits.float()
-            prob = (torch.softmax(logits, dim=1) if output == "softmax" else
-                    logits if output == "probability" else torch.sigmoid(logits))  # probability: fused ensembles
-            prob = prob.index_select(1, idx)
-            if dims:
-                prob = torch.flip(prob, dims)
-            total = prob if total is None else total + prob
-        return (total / len(flips)).contiguous()
+            if dims:  # back to the input's orientation before cropping
+                logits = torch.flip(logits, dims)
+            if crop is not None:
+                logits = logits[(slice(None), slice(None), *crop)]
+            prob = probabilities(logits)
+            del logits
+            total = prob if total is None else total.add_(prob)
+        return total if len(flips) == 1 else total.div_(len(flips))
 
     return predict
 
@@ -449,7 +539,7 @@ def predict_to_store(source: Any, model: Any, *, output: str, channels: Sequence
     norm_kwargs = dict(norm_kwargs or {})
     shape = tuple(int(s) for s in source.shape)
     predictor = make_predictor(model, output=output, channels=channels, tta=settings.tta, device=settings.device,
-                               amp=settings.amp, precision=settings.precision)
+                               amp=settings.amp, precision=settings.precision, amp_dtype=settings.amp_dtype)
     z_range = (0, shape[0])
     if settings.mode == "crop":
         if settings.skip_vacuum:
@@ -486,45 +576,52 @@ def _run_crop(source, predictor, store, plans, stats, norm_kwargs, settings, pro
     roi = (pz.roi, py.roi, px.roi)
     shape = store.shape[1:]
     z_offset, z_end = z_range or (0, shape[0])  # planned over [z_offset, z_end): the slab (skip_vacuum)
+    pin = settings.device != "cpu" and torch.cuda.is_available()
 
-    def windows() -> Iterator[tuple[int, int, int]]:
+    def batches() -> Iterator[list[tuple[int, int, int]]]:
+        """Windows in groups of ``batch_size`` that never span two z-rows."""
         for z in (z_offset + s for s in pz.starts):
-            for y in py.starts:
-                for x in px.starts:
-                    yield z, y, x
+            row = [(z, y, x) for y in py.starts for x in px.starts]
+            for i in range(0, len(row), settings.batch_size):
+                yield row[i : i + settings.batch_size]
 
-    batch: list[tuple[int, int, int]] = []
-    current_z = None
-
-    def flush() -> None:
-        if not batch:
-            return
+    def load(batch: list[tuple[int, int, int]]) -> Any:
         arrays = [read_normalised(source, (z - pz.margin, y - py.margin, x - px.margin), roi, stats, norm_kwargs)
                   for z, y, x in batch]
-        x_in = torch.from_numpy(np.stack(arrays)[:, None])
-        probs = predictor(x_in)
-        for (z, y, x), p in zip(batch, probs):
-            ends = (z_end, shape[1], shape[2])
-            core = tuple(slice(s, min(s + c, n)) for s, c, n in zip((z, y, x), (pz.core, py.core, px.core), ends))
-            local = tuple(slice(m, m + (sl.stop - sl.start)) for m, sl in zip((pz.margin, py.margin, px.margin),
-                                                                               core))
-            store.write(core, p[(slice(None), *local)])
         # drop the input pages of this batch from the resident set (a 2000 × 2000 z-row of windows would
         # otherwise keep ~3 GB of the memory-mapped file resident); neighbours re-read them from the page cache
         release_pages(source)
+        x_in = torch.from_numpy(np.stack(arrays)[:, None])
+        return x_in.pin_memory() if pin else x_in  # pinned: the copy to the GPU runs asynchronously
+
+    # probabilities are computed over the window cores only (relative to the cropped output from here on)
+    crop = tuple(slice(p.margin, p.margin + p.core) for p in plans)
+
+    def write(batch: list[tuple[int, int, int]], probs: Any) -> None:
+        ends = (z_end, shape[1], shape[2])
+        for (z, y, x), p in zip(batch, probs):
+            core = tuple(slice(s, min(s + c, n)) for s, c, n in zip((z, y, x), (pz.core, py.core, px.core), ends))
+            store.write(core, p[(slice(None), *(slice(0, sl.stop - sl.start) for sl in core))])
         if progress is not None:
             progress(len(batch))
-        batch.clear()
 
-    for z, y, x in windows():
-        if current_z is not None and z != current_z:
-            flush()
-        current_z = z
-        batch.append((z, y, x))
-        if len(batch) >= settings.batch_size:
-            flush()
-    flush()
-    release_pages(source)
+    prefetch = settings.prefetch if settings.prefetch is not None else settings.device != "cpu"
+    if not prefetch:
+        for batch in batches():
+            write(batch, predictor(load(batch), crop))
+        return
+    # the next batch is read and normalised (and pinned) in a thread while the network runs on this one
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tomopick-prefetch") as pool:
+        pending = None
+        for batch in batches():
+            future = pool.submit(load, batch)
+            if pending is not None:
+                write(pending[0], predictor(pending[1].result(), crop))
+            pending = (batch, future)
+        if pending is not None:
+            write(pending[0], predictor(pending[1].result(), crop))
 
 
 def _run_gaussian(source, predictor, store, stats, norm_kwargs, settings, n_channels, progress) -> None:
