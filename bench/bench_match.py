@@ -243,7 +243,8 @@ def part_prompt(args) -> list[dict]:
                          search=rounds[0].get("search"),
                          fbeta_czii=round(s["czii"], 3), tp=s["tp"], fp=s["fp"], fn=s["fn"], seconds=round(seconds, 1),
                          rounds=len(rounds) - 1, bin=report.runs[0]["bin"],
-                         per_round=[dict(n=r["count"], thr=round(r["threshold"], 3), s=round(r["seconds"], 1))
+                         per_round=[dict(n=r["count"], thr=round(r["threshold"], 3), dropped=r.get("rejected", 0),
+                                         s=round(r["seconds"], 1))
                                     for r in rounds], peak_rss_gb=round(peak_rss_gb(), 2)))
         print(json.dumps(rows[-1]), flush=True)
     f1s = [r["f1"] for r in rows]

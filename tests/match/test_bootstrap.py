@@ -4,6 +4,7 @@ to the reference with the wedge filled; re-centring removes a shifted average's 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tomopick.data.rotations import random_rotations
 from tomopick.match.template import rotate_volume
@@ -42,3 +43,26 @@ def test_recentre_undoes_a_shift_and_cut_box_pads_with_zeros():
     box = cut_box(vol, np.array([0.2, 3.0, 6.4]), 3)
     assert box.shape == (3, 3, 3)
     assert np.all(box[0] == 0) and box[1, 1, 1] == vol[0, 3, 6] and np.all(box[:, :, 2] == 0)
+
+
+def test_contrast_filter_drops_denser_blobs_and_keeps_copies_of_the_prompt():
+    from tomopick.prompt.bootstrap import contrast_filter, local_sd
+
+    rng = np.random.default_rng(0)
+    vol = rng.normal(size=(40, 60, 60)).astype(np.float32)
+    g = np.arange(-4, 5)
+    ball = ((g[:, None, None] ** 2 + g[None, :, None] ** 2 + g[None, None, :] ** 2) <= 9).astype(np.float32)
+    copies = [(10, 10, 10), (10, 30, 30), (30, 45, 20)]
+    for c in copies:  # the particle: contrast 1
+        vol[c[0] - 4:c[0] + 5, c[1] - 4:c[1] + 5, c[2] - 4:c[2] + 5] -= 1.0 * ball
+    dense = [(30, 15, 45), (20, 50, 50)]
+    for c in dense:  # a denser look-alike: contrast 3
+        vol[c[0] - 4:c[0] + 5, c[1] - 4:c[1] + 5, c[2] - 4:c[2] + 5] -= 3.0 * ball
+    sd = local_sd(vol, np.array(copies + dense), 4.5)
+    assert sd[:3].max() < sd[3:].min()
+    accept, info = contrast_filter(vol, np.array(copies[0]), 4.5)
+    assert info["background_sd"] == pytest.approx(1.0, abs=0.05)
+    assert list(accept(np.array(copies + dense))) == [True, True, True, False, False]
+    # a prompt cut where nothing stands out switches the filter off
+    none, _ = contrast_filter(rng.normal(size=(30, 30, 30)).astype(np.float32), np.array([15, 15, 15]), 4.5)
+    assert none is None

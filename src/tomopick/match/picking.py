@@ -130,16 +130,22 @@ def search(grid: Grid, template: Template, options: MatchOptions, *, rotations: 
     return result, rots
 
 
+#: ``accept(zyx) -> bool array``: which peaks (matching-grid voxels ``(n, 3)``) may become picks.
+Accept = Callable[[np.ndarray], np.ndarray]
+
+
 def search_and_pick(grid: Grid, template: Template, options: MatchOptions, particle: str, radius_A: float, *,
-                    run: str = "", mask: np.ndarray | None = None,
+                    run: str = "", mask: np.ndarray | None = None, accept: Accept | None = None,
                     progress: Callable[[int, int], None] | None = None) -> tuple[Picks, dict[str, Any]]:
     """Search (exhaustive or coarse-to-fine, :meth:`MatchOptions.search_mode`), threshold and pick; ``mask`` (on
-    the grid) restricts search and picks. The summary has ``search``, ``seconds_search`` and ``n_voxels``."""
+    the grid) restricts search and picks; ``accept`` drops peaks before the threshold rules that look at peak
+    scores (gap). The summary has ``search``, ``seconds_search`` and ``n_voxels``."""
     if options.search_mode() == "coarse-to-fine":
         return coarse_to_fine_picks(grid, template, options, particle, radius_A, run=run, mask=mask,
-                                    progress=progress)
+                                    accept=accept, progress=progress)
     result, rots = search(grid, template, options, search_mask=mask, progress=progress)
-    picks, info = picks_from_result(result, rots, grid, particle, radius_A, options, run=run, mask=mask)
+    picks, info = picks_from_result(result, rots, grid, particle, radius_A, options, run=run, mask=mask,
+                                    accept=accept)
     info.update(search="exhaustive", seconds_search=result.seconds, n_voxels=result.n_voxels)
     return picks, info
 
@@ -153,7 +159,7 @@ BOOST_MARGIN = 1.5
 
 
 def coarse_to_fine_picks(grid: Grid, template: Template, options: MatchOptions, particle: str, radius_A: float, *,
-                         run: str = "", mask: np.ndarray | None = None,
+                         run: str = "", mask: np.ndarray | None = None, accept: Accept | None = None,
                          progress: Callable[[int, int], None] | None = None,
                          seed: int = 0) -> tuple[Picks, dict[str, Any]]:
     """Coarse-to-fine search (:mod:`tomopick.match.refine`), thresholded on the refined scores.
@@ -223,6 +229,11 @@ def coarse_to_fine_picks(grid: Grid, template: Template, options: MatchOptions, 
     done = np.flatnonzero(np.isfinite(ref_score))
     keep = done[suppress(ref_zyx[done], ref_score[done], options.distance_factor * radius_vox)]
     keep = keep[ref_score[keep] >= threshold]
+    n_rejected = 0
+    if accept is not None and len(keep):
+        ok = np.asarray(accept(ref_zyx[keep]), dtype=bool)
+        n_rejected = int((~ok).sum())
+        keep = keep[ok]
     gap = None
     if options.threshold is None and options.gap:
         gap = gap_threshold(ref_score[keep])
@@ -238,7 +249,8 @@ def coarse_to_fine_picks(grid: Grid, template: Template, options: MatchOptions, 
             "n_coarse_rotations": len(coarse), "coarse_step_deg": options.coarse_step_deg,
             "step_deg": options.step_deg, "symmetry": options.symmetry, "voxel_size_A": grid.voxel,
             "noise_threshold": noise_threshold, "tail_threshold": tail_threshold, "gap_threshold": gap,
-            "count": len(picks), "search": "coarse-to-fine", "n_candidates": int(n), "n_refined": int(len(done)),
+            "count": len(picks), "rejected": n_rejected, "search": "coarse-to-fine", "n_candidates": int(n),
+            "n_refined": int(len(done)),
             "refine_capped": bool(capped), "refine_bar": float(bar), "sample_max_gain": max_gain,
             "neighbours_mean": float(np.mean([len(t) for t in table])) if table else 0.0,
             "seconds_coarse": t1 - t0, "seconds_refine": t2 - t1, "seconds_search": t2 - t0,
@@ -318,8 +330,8 @@ def match_tomogram(tomogram: Tomogram, template_volume: np.ndarray, template_vox
 
 
 def picks_from_result(result: MatchResult, rotations: np.ndarray, grid: Grid, particle: str, radius_A: float,
-                      options: MatchOptions, *, run: str = "",
-                      mask: np.ndarray | None = None) -> tuple[Picks, dict[str, Any]]:
+                      options: MatchOptions, *, run: str = "", mask: np.ndarray | None = None,
+                      accept: Accept | None = None) -> tuple[Picks, dict[str, Any]]:
     """Threshold (given or false-alarm), peaks and best rotations of a search, as picks in Å."""
     n_trials = result.n_voxels * result.n_rotations
     radius_vox = float(radius_A) / grid.voxel
@@ -336,6 +348,11 @@ def picks_from_result(result: MatchResult, rotations: np.ndarray, grid: Grid, pa
         if tail_threshold is not None and tail_threshold > threshold:
             threshold, rule = tail_threshold, f"false-alarm {options.false_alarms:g}/tomogram, peak tail"
     peaks = score_peaks(result, threshold, radius_vox, options.distance_factor, mask)
+    n_rejected = 0
+    if accept is not None and len(peaks):
+        ok = np.asarray(accept(peaks.zyx), dtype=bool)
+        n_rejected = int((~ok).sum())
+        peaks = peaks.select(ok)
     gap = None
     if options.threshold is None and options.gap:
         gap = gap_threshold(peaks.score)
@@ -353,5 +370,5 @@ def picks_from_result(result: MatchResult, rotations: np.ndarray, grid: Grid, pa
             "cc_std": result.cc_std, "n_trials": int(n_trials), "n_rotations": result.n_rotations,
             "step_deg": options.step_deg, "symmetry": options.symmetry, "voxel_size_A": grid.voxel,
             "noise_threshold": noise_threshold, "tail_threshold": tail_threshold, "gap_threshold": gap,
-            "count": len(picks)}
+            "count": len(picks), "rejected": n_rejected}
     return picks, info

@@ -34,6 +34,9 @@ PROMPT_STEP_DEG = 15.0
 #: The matching grid's voxel size is about this fraction of the particle radius (between 1× and 4× the
 #: tomogram's voxel size): 4 voxels per radius are enough to find a particle and keep the search small.
 GRID_PER_RADIUS = 0.25
+#: The matching grid of a prompt is at least this coarse (Å): each halving of the voxel size costs 8× the time, and
+#: 20 Å resolves particles of 60 Å radius (3 voxels).
+MIN_GRID_A = 20.0
 #: Default false alarms per tomogram of the threshold of prompt matching (recall weighs more than precision in
 #: the CZII metric, and the conservative trial count keeps the real rate lower).
 PROMPT_FALSE_ALARMS = 5.0
@@ -57,6 +60,7 @@ class PromptInput:
     name: str
     radius_A: float | None
     source: str
+    xyz_A: np.ndarray | None = None
 
 
 def read_prompt_input(path: str | os.PathLike[str]) -> PromptInput:
@@ -71,7 +75,8 @@ def read_prompt_input(path: str | os.PathLike[str]) -> PromptInput:
             vol = vol[1:, 1:, 1:]
         radius = prompt.meta.get("radius_A")
         return PromptInput(np.asarray(vol, np.float32), float(prompt.voxel_size_A), False,
-                           prompt.particle or p.stem, None if radius is None else float(radius), str(p))
+                           prompt.particle or p.stem, None if radius is None else float(radius), str(p),
+                           np.asarray(prompt.xyz_A, dtype=np.float64))
     from tomopick.workflows.match import read_template
 
     vol, vs = read_template(p)
@@ -88,10 +93,38 @@ def default_radius_A(prompt: PromptInput) -> float:
     return 0.25 * prompt.volume.shape[0] * prompt.voxel_A
 
 
+def prompt_location(prompt: PromptInput, tomogram: Any, min_corr: float = 0.8) -> np.ndarray | None:
+    """Where ``prompt`` was cut in ``tomogram`` (``(z, y, x)`` voxels of the tomogram), or ``None`` when it was not cut
+    from it: a map, a position outside, or a box there that does not correlate (Pearson ≥ ``min_corr``) with the
+    prompt's sub-tomogram."""
+    if prompt.xyz_A is None:
+        return None
+    vs_zyx = np.asarray(tomogram.voxel_size_A, dtype=np.float64)
+    if abs(float(np.mean(vs_zyx)) - prompt.voxel_A) > 0.01 * prompt.voxel_A:
+        return None
+    zyx = np.asarray(prompt.xyz_A, dtype=np.float64)[::-1] / vs_zyx
+    if np.any(zyx < 0) or np.any(zyx > np.array(tomogram.shape) - 1):
+        return None
+    box = prompt.volume.shape[0]
+    if box % 2 == 0:
+        return None
+    c = np.rint(zyx).astype(int)
+    lo = np.maximum(c - box // 2, 0)
+    hi = np.minimum(c - box // 2 + box, np.array(tomogram.shape))
+    here = np.asarray(tomogram.data[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], dtype=np.float64).ravel()
+    start = lo - (c - box // 2)
+    theirs = prompt.volume[tuple(slice(int(a), int(a) + int(n)) for a, n in zip(start, hi - lo))].ravel()
+    if len(here) < 27 or float(here.std()) == 0 or float(theirs.std()) == 0:
+        return None
+    corr = float(np.corrcoef(here, theirs)[0, 1])
+    return zyx if corr >= min_corr else None
+
+
 def grid_bin(tomogram_voxel_A: float, radius_A: float) -> int:
-    """Binning of the matching grid: voxel ≈ :data:`GRID_PER_RADIUS` × radius, 1–4× the tomogram's voxel (at 10 Å:
-    bin 2 for 60–100 Å particles, 3 for thyroglobulin, 4 for ribosomes)."""
-    want = GRID_PER_RADIUS * float(radius_A) / float(tomogram_voxel_A)
+    """Binning of the matching grid: voxel ≈ :data:`GRID_PER_RADIUS` × radius, at least :data:`MIN_GRID_A`, 1–4×
+    the tomogram's voxel (at 10 Å: bin 2 for particles up to 100 Å radius, 3 for thyroglobulin, 4 for
+    ribosomes)."""
+    want = max(GRID_PER_RADIUS * float(radius_A), MIN_GRID_A) / float(tomogram_voxel_A)
     return int(min(4, max(1, round(want))))
 
 
@@ -166,8 +199,10 @@ def pick_with_prompt_matching(tomogram_paths: Sequence[str | os.PathLike[str]] |
                 grids[b] = matching_grid(tomo, opts)
             say(f"{run} {name}: {METHOD}, {rounds} round{'s' if rounds != 1 else ''} after the first match, "
                 f"radius {radius:.0f} Å, grid {grids[b].voxel:.3g} Å, {opts.search_text()} search")
+            where = prompt_location(prompt, tomo)
+            reference = None if where is None else where * np.asarray(tomo.voxel_size_A) / grids[b].voxel_A
             result = bootstrap_picks(grids[b], prompt.volume, prompt.voxel_A, name, radius, opts,
-                                     invert=prompt.invert, rounds=rounds, top=top, run=run,
+                                     invert=prompt.invert, rounds=rounds, top=top, run=run, reference_zyx=reference,
                                      progress=None if progress is None else (lambda d, t, r=run: progress(r, d, t)),
                                      log=say)
             picks = result.picks
