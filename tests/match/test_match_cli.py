@@ -164,3 +164,25 @@ def test_mask_restricts_the_search(files, tmp_path, capsys):
     assert len(picks) >= 1 and np.all(picks.xyz_A[:, 0] < 24 * VOXEL)
     for c in CENTRES[CENTRES[:, 2] < 24]:
         assert np.linalg.norm(picks.xyz_A - c[::-1] * VOXEL, axis=1).min() <= 1.5 * VOXEL
+
+
+def test_match_cli_runs_coarse_to_fine_for_a_fine_step_and_says_so(files, capsys):
+    from tomopick.io import read_picks
+
+    out = files["dir"] / "c2f.star"
+    code = run_cli(["match", files["tomo"], "--template", files["template"], "--particle", "blob", "--radius", "50",
+                    "--step", "20", "--coarse-step", "40", "--tilt-range", "none", "--out", out, "-q"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "rotations at 20° C1 coarse-to-fine: FFT search over" in text and "at 40°" in text
+    picks = read_picks(out)
+    assert len(picks) == len(CENTRES)
+    for r, c in zip(files["rots"], CENTRES):
+        d = np.linalg.norm(picks.xyz_A - c[::-1] * VOXEL, axis=1)
+        j = int(np.argmin(d))
+        assert d[j] <= 1.5 * VOXEL  # as the exhaustive search above (noise at amplitude 3)
+        assert rotation_angle_deg(picks.rotation_matrices()[j], r)[0] <= 25.0  # the exhaustive 20° search: 23.4
+    code = run_cli(["match", files["tomo"], "--template", files["template"], "--particle", "blob", "--radius", "50",
+                    "--search", "quick", "--out", files["dir"] / "bad.csv", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--search" in err and "Traceback" not in err

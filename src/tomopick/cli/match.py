@@ -100,15 +100,16 @@ def match(
     whitening; picks above a false-alarm threshold with their best orientation."""
     from tomopick.match.options import MatchOptions
 
-    options = MatchOptions.make(step_deg=step, search=search, coarse_step_deg=coarse_step, symmetry=symmetry, tilt_range_deg=parse_range(tilt_range,
-                                                                                             "--tilt-range"),
+    tilt = parse_range(tilt_range, "--tilt-range")
+    options = MatchOptions.make(step_deg=step, search=search, coarse_step_deg=coarse_step, symmetry=symmetry,
+                                tilt_range_deg=tilt,
                                 defocus_A=None if defocus is None else defocus * 1e4, voltage_kV=voltage, cs_mm=cs,
                                 amplitude_contrast=amplitude_contrast, ctf_corrected=ctf_corrected, whiten=whiten,
                                 bin=bin_factor, voxel_size_A=voxel_size, invert=invert, false_alarms=false_alarms,
                                 threshold=threshold, gap=gap, distance_factor=distance, tile_voxels=tile_voxels,
                                 device=device, mask_radius_A=mask_radius, lowpass_A=lowpass, threads=threads)
-    if options.tilt_range_deg is None and tilt_range is not None and tilt_range.strip().lower() not in ("none", "off"):
-        raise TomopickError(f"--tilt-range {tilt_range!r}: expected MIN,MAX in degrees")
+    if tilt is None:  # --tilt-range none: no wedge (make() reads None as "the default")
+        options = options.model_copy(update={"tilt_range_deg": None})
     from tomopick.cli.batch import batch_asked, match_batch
 
     if batch_asked(workers, scheduler, cluster, cluster_config, retries):

@@ -175,6 +175,8 @@ def pick_with_prompt_matching(tomogram_paths: Sequence[str | os.PathLike[str]] |
                              tilt_range_deg=tilt_range_deg, false_alarms=false_alarms, threshold=threshold,
                              distance_factor=distance_factor, device=device, voxel_size_A=voxel_size_A,
                              threads=threads)
+    if tilt_range_deg is None:  # no wedge (make() reads None as "the default")
+        base = base.model_copy(update={"tilt_range_deg": None})
     base.check_device()
     out_text, kind, targets = plan_outputs(out, len(items), runs, picks_format, overwrite)
     read_options = {"voxel_size_A": voxel_size_A} if voxel_size_A is not None else {}
