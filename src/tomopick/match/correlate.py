@@ -182,6 +182,18 @@ def match_volume(volume: Any, template: Template, rotations: np.ndarray, templat
     progress
         ``progress(done, total)`` over rotations × tiles.
     """
+    from tomopick.inference.sliding import reuse_freed_memory
+
+    # glibc keeps freed full-size buffers for reuse instead of mapping fresh pages per rotation (measured: 42 → 21 ms
+    # per rotation of a 64 × 192 × 192 tile on one thread, together with the in-place product)
+    with reuse_freed_memory(device == "cpu"):
+        return _match_volume(volume, template, rotations, template_weight, spectrum=spectrum,
+                             search_mask=search_mask, tile_voxels=tile_voxels, device=device, progress=progress)
+
+
+def _match_volume(volume: Any, template: Template, rotations: np.ndarray, template_weight: np.ndarray, *,
+                  spectrum: Spectrum | None, search_mask: np.ndarray | None, tile_voxels: int, device: str,
+                  progress: Callable[[int, int], None] | None) -> MatchResult:
     import torch
 
     t0 = time.perf_counter()
@@ -242,10 +254,13 @@ def match_volume(volume: Any, template: Template, rotations: np.ndarray, templat
         tile_idx = torch.full((cz, cy, cx), -1, dtype=torch.int32, device=dev)
         inv_sub = inv_sd[::2, ::2, ::2].contiguous()
         del v, s_v, s_v2, var
+        buf = torch.empty(size, dtype=torch.float32, device=dev)
         for i in range(len(rotations)):
             t = prepared[i] if prepared is not None else _prepare_one(template, rotations[i], weight, dev)
+            # conj(F t) · F v in place and the inverse into one buffer: no new full-size tensor per rotation
             f_t = padded_rfftn(t, size)
-            cc = torch.fft.irfftn(f_v * torch.conj(f_t), s=size)[region]
+            f_t.conj_physical_().mul_(f_v)
+            cc = torch.fft.irfftn(f_t, s=size, out=buf)[region]
             sub = cc[::2, ::2, ::2] * inv_sub  # background moments from every 8th voxel (neighbours correlate)
             s1 += float(sub.sum())
             s2 += float(torch.linalg.vector_norm(sub) ** 2)
