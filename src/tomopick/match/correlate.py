@@ -133,6 +133,22 @@ class MatchResult:
     seconds: float
 
 
+def fast_len(n: int) -> int:
+    """The smallest even length ≥ ``n`` whose prime factors are 2, 3, 5 and 7 (torch's CPU FFT is as fast per point
+    with a factor 7: a 112 × 336 × 336 inverse transform takes 129 ms where the 2·3·5 length 120 × 360 × 360 takes
+    148 ms)."""
+    m = max(2, int(n))
+    while True:
+        if m % 2 == 0:
+            r = m
+            for p in (2, 3, 5, 7):
+                while r % p == 0:
+                    r //= p
+            if r == 1:
+                return m
+        m += 1
+
+
 def plan_tiles(shape_zyx: Sequence[int], box: int, tile_voxels: int) -> tuple[tuple[int, int, int],
                                                                                list[tuple[int, int, int]]]:
     """FFT tile shape ``S`` and the core origins: cores of ``S − box + 1`` voxels per axis cover the volume; ``S`` is
@@ -140,20 +156,20 @@ def plan_tiles(shape_zyx: Sequence[int], box: int, tile_voxels: int) -> tuple[tu
     dims = [int(n) for n in shape_zyx]
     need = [n + box - 1 for n in dims]
     if int(np.prod(need)) <= tile_voxels:
-        size = [sfft.next_fast_len(n, real=True) for n in need]
+        size = [fast_len(n) for n in need]
     else:
         edge = max(2 * box, int(round(tile_voxels ** (1 / 3))))
         size = []
         for n in need:
             s = min(n, edge)
-            size.append(sfft.next_fast_len(s, real=True))
+            size.append(fast_len(s))
         # give spare voxels to the longer axes when an axis is short (thin tomograms)
         for axis in np.argsort(dims)[::-1]:
             rest = int(np.prod([size[i] for i in range(3) if i != axis]))
             s = min(need[axis], max(size[axis], tile_voxels // max(rest, 1)))
-            size[axis] = sfft.next_fast_len(s, real=True)
+            size[axis] = fast_len(s)
             if size[axis] > s and size[axis] > need[axis]:
-                size[axis] = sfft.next_fast_len(need[axis], real=True)
+                size[axis] = fast_len(need[axis])
     core = [s - box + 1 for s in size]
     origins = [(z, y, x) for z in range(0, dims[0], core[0]) for y in range(0, dims[1], core[1])
                for x in range(0, dims[2], core[2])]
