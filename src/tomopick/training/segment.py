@@ -55,7 +55,7 @@ class SegmentTrainConfig(BaseModel):
     weight_decay: float = Field(default=1e-5, ge=0)
     max_minutes: float | None = Field(default=None, gt=0)
     foreground_fraction: float = Field(default=0.7, ge=0, le=1)
-    ce_weights: tuple[float, float, float, float, float] = (1.0, 1.0, 1.0, 1.0, 1.0)
+    ce_weights: tuple[float, float, float, float, float] = (0.5, 2.0, 1.0, 1.0, 1.0)
     val_every: int = Field(default=200, ge=1)
     augment: AugmentConfig = Field(default_factory=lambda: AugmentConfig(rotate_z_prob=0.0, scale_prob=0.0,
                                                                           noise_prob=0.3, noise_std=0.2))
