@@ -138,3 +138,21 @@ def test_huber_term_has_slope_one_beyond_delta():
     for delta, expected in ((0.1, 0.45), (0.2, 0.40), (1.0, 0.125 / 1.0)):
         got = float(huber_laplacian_loss(logits, target, delta=delta, laplacian_weight=0.0))
         assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_bce_term_keeps_a_gradient_where_the_map_is_wrongly_zero():
+    # a map saturated at 0 (logit -10) under a target of 1: Huber and Laplacian pass the sigmoid's slope
+    # (~4.5e-5) on; the cross-entropy term's logit gradient is w (p - t), about 1000 times larger
+    target = torch.zeros(1, 1, 5, 5, 5)
+    target[0, 0, 2, 2, 2] = 1.0
+    grads = {}
+    for bce in (0.0, 1.0):
+        logits = torch.full((1, 1, 5, 5, 5), -10.0, requires_grad=True)
+        huber_laplacian_loss(logits, target, bce_weight=bce).backward()
+        grads[bce] = float(-logits.grad[0, 0, 2, 2, 2])
+    assert grads[0.0] > 0 and grads[1.0] > 1000 * grads[0.0]
+    # its minimum stays at the soft target: no Huber or cross-entropy gradient where sigmoid(logits) == target
+    soft = torch.rand(1, 2, 4, 4, 4) * 0.9 + 0.05
+    logits = torch.logit(soft).requires_grad_(True)
+    huber_laplacian_loss(logits, soft, bce_weight=1.0, laplacian_weight=0.0).backward()
+    assert float(logits.grad.abs().max()) < 1e-6

@@ -109,6 +109,8 @@ class LossConfig(_Strict):
     huber_delta: float = 0.1
     positive_weight: float = 20.0                 # heatmap voxels weighted 1 + positive_weight · target
     laplacian_weight: float = 0.1
+    bce_weight: float = Field(default=1.0, ge=0)   # + weighted soft-target cross-entropy (gradients that do not
+                                                   # vanish at a wrong 0, tomopick.training.losses); 0: pure tomoCPT
 
 
 class PickConfig(_Strict):
