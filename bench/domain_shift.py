@@ -55,7 +55,7 @@ def valley_picks(candidates: Picks) -> Picks:
 
 
 def score_set(root: Path, loaded, score: str, threads: int | None, peak_method: str | None = None,
-              **extra) -> dict:
+              save_candidates: Path | None = None, **extra) -> dict:
     """Defaults, oracle and per-class AP of one copick project (every run)."""
     project = CopickProject.open(root)
     particles = foreground_particles(loaded.config)
@@ -66,6 +66,9 @@ def score_set(root: Path, loaded, score: str, threads: int | None, peak_method: 
     report = pick(f"copick://{root}", loaded, options=options)
     seconds = time.perf_counter() - t0
     candidates = report.picks
+    if save_candidates is not None:
+        save_candidates.mkdir(parents=True, exist_ok=True)
+        candidates.frame.to_csv(save_candidates / f"{root.name}.csv", index=False)
     choices = choose_thresholds(particles.names, None, loaded.config.get("pick"), score)
     defaults = {n: c.value for n, c in zip(particles.names, choices)}
     default = czii_score(truth, apply_thresholds(candidates, defaults), particles)
@@ -123,6 +126,8 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"], help="CPU arithmetic")
     parser.add_argument("--skip-vacuum", action="store_true", help="skip windows outside the specimen slab")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--save-candidates", type=Path, default=None,
+                        help="write every set's candidate picks (all scores above the floor) as DIR/<set>.csv")
     args = parser.parse_args()
     loaded = resolve_model(args.model)
     sets = {name: args.data / name for name in (args.sets or list(BENCH_SETS))}
@@ -137,7 +142,8 @@ def main() -> None:
     for score in args.scores:
         results["scores"][score] = {}
         for name, root in sets.items():
-            res = score_set(root, loaded, score, args.threads, args.peak_method, precision=args.precision,
+            res = score_set(root, loaded, score, args.threads, args.peak_method, args.save_candidates,
+                            precision=args.precision,
                             skip_vacuum=args.skip_vacuum)
             results["scores"][score][name] = res
             aps = " ".join(f"{k[:5]} {v['ap']:.2f}" for k, v in res["classes"].items())

@@ -58,7 +58,21 @@ DEV_SETS: dict[str, tuple[str, dict[str, Any]]] = {
     "dev-blur": ("alignment error 9 Å, low-pass 35 Å, SNR 1.5", dict(alignment_error_A=9.0, lowpass_A=35.0,
                                                                   snr=1.5)),
     "dev-voxel": ("voxel size 12 Å, SNR 1, 30 distractors", dict(voxel_size_A=12.0, snr=1.0, n_distractors=30)),
+    # in distribution (the simulator's default imaging): rules chosen on the dev family must hold here too
+    "dev-default": ("default imaging (SNR 3), inside the training distribution", dict()),
+    "dev-czii": ("default imaging (SNR 3), CZII-like depth 184 × 448 × 448 (bench size)",
+                 dict(shape_zyx=(184, 448, 448))),
 }
+
+
+def _seed_order(table: dict) -> list[str]:
+    """Set names in seed order: the first sets sorted, later additions after them (seeds never move)."""
+    later = [n for n in ADDED_LATER if n in table]
+    return sorted(n for n in table if n not in later) + later
+
+
+#: Sets added after the first results were published, seeded after the others.
+ADDED_LATER = ("dev-default", "dev-czii")
 
 
 def configs(family: str, name: str, n_runs: int = 2) -> list[SimulationConfig]:
@@ -67,10 +81,11 @@ def configs(family: str, name: str, n_runs: int = 2) -> list[SimulationConfig]:
     _, extra = table[name]
     base_shape = BENCH_SHAPE if family == "bench" else DEV_SHAPE
     vs = float(extra.get("voxel_size_A", 10.0))
+    base_shape = tuple(extra.get("shape_zyx", base_shape))
     shape = tuple(max(8, int(round(s * 10.0 / vs))) for s in base_shape)  # same physical size at any voxel size
-    seed0 = (7000 if family == "bench" else 8000) + 10 * sorted(table).index(name)
+    seed0 = (7000 if family == "bench" else 8000) + 10 * _seed_order(table).index(name)
     common: dict[str, Any] = dict(imaging="full", keep_noiseless=False, voxel_size_A=10.0, shape_zyx=shape)
-    common.update(extra)
+    common.update({k: v for k, v in extra.items() if k != "shape_zyx"})
     return [SimulationConfig(seed=seed0 + i, run_name=f"{name.replace('.', '')}_{i}", **common)
             for i in range(n_runs)]
 

@@ -127,6 +127,10 @@ def pick(
     skip_vacuum: bool = typer.Option(False, "--skip-vacuum",
                                      help="Do not run the network on z-slices of vacuum above/below the specimen "
                                           "slab (found from per-slice statistics, conservatively)."),
+    adapt_norm: Optional[float] = typer.Option(
+        None, "--adapt-norm",
+        help="Adapt the network's batch-norm statistics to each tomogram (test-time AdaBN, no labels): the "
+             "tomogram's share, 0 (off) to 1. Default: the model's (config pick.adapt_norm), else 0."),
     voxel_size: Optional[float] = typer.Option(None, "--voxel-size", help="Override the inputs' voxel size (Å)."),
     allow_nonfinite: bool = typer.Option(False, "--allow-nonfinite", help="Treat NaN/Inf voxels as background."),
     save_scores: Optional[Path] = typer.Option(None, "--save-scores",
@@ -209,7 +213,7 @@ def pick(
                                peak_method=peak_method, distance_factor=distance, tta=4 if tta else 1,
                                overlap=overlap, batch_size=batch_size, device=device, mode=mode,
                                roi_size=parse_roi(roi), voxel_size_A=voxel_size, allow_nonfinite=allow_nonfinite,
-                               threads=threads, skip_vacuum=skip_vacuum,
+                               threads=threads, skip_vacuum=skip_vacuum, adapt_norm=adapt_norm,
                                **({} if precision is None else {"precision": precision}))
     if batched:
         from tomopick.cli.batch import pick_batch

@@ -21,7 +21,7 @@ CLI_NAMES: dict[str, str] = {
     "peak_method": "--peak-method", "distance_factor": "--distance", "tta": "--tta", "overlap": "--overlap",
     "batch_size": "--batch-size", "device": "--device", "mode": "--mode", "roi_size": "--roi",
     "voxel_size_A": "--voxel-size", "allow_nonfinite": "--allow-nonfinite", "threads": "--threads",
-    "precision": "--precision", "skip_vacuum": "--skip-vacuum",
+    "precision": "--precision", "skip_vacuum": "--skip-vacuum", "adapt_norm": "--adapt-norm",
 }
 
 
@@ -63,6 +63,10 @@ class PickOptions(BaseModel):
     skip_vacuum
         Do not run the network on windows entirely outside the specimen slab (vacuum above/below the ice,
         :mod:`tomopick.inference.slab`); their scores are 0.
+    adapt_norm
+        Test-time adaptation of the network's batch-norm statistics to each tomogram
+        (:mod:`tomopick.inference.adapt`): the tomogram's share of the statistics, 0 (off) to 1 (AdaBN);
+        ``None``: the checkpoint's ``config["pick"]["adapt_norm"]``, else 0.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -83,6 +87,7 @@ class PickOptions(BaseModel):
     threads: int | None = Field(default=None, ge=1)
     precision: Literal["fp32", "bf16", "auto"] = "fp32"  # the default of `tomopick pick --precision`
     skip_vacuum: bool = False
+    adapt_norm: float | None = Field(default=None, ge=0, le=1)
 
     @field_validator("threshold")
     @classmethod
@@ -118,8 +123,8 @@ class PickOptions(BaseModel):
             raise option_error(exc) from None
 
     def with_defaults(self, config: dict[str, Any] | None) -> "PickOptions":
-        """These options with the score, peak method and spacing of a checkpoint's config (``config["pick"]``)
-        filled in where not given (else :func:`default_score`, ``maxpool`` and 0.75)."""
+        """These options with the score, peak method, spacing and norm adaptation of a checkpoint's config
+        (``config["pick"]``) filled in where not given (else :func:`default_score`, ``maxpool``, 0.75 and 0)."""
         config = config or {}
         pick_config = config.get("pick") or {}
         method = self.peak_method or pick_config.get("peak_method") or "maxpool"
@@ -127,7 +132,9 @@ class PickOptions(BaseModel):
         score = self.score or pick_config.get("score") or default_score(config)
         if method not in METHODS:
             raise TomopickError(f"the checkpoint names an unknown peak method {method!r}")
-        return self.model_copy(update={"peak_method": method, "distance_factor": float(distance), "score": score})
+        adapt = self.adapt_norm if self.adapt_norm is not None else float(pick_config.get("adapt_norm") or 0.0)
+        return self.model_copy(update={"peak_method": method, "distance_factor": float(distance), "score": score,
+                                       "adapt_norm": adapt})
 
 
 def default_score(config: dict[str, Any]) -> str:

@@ -22,10 +22,12 @@ import numpy as np
 from tomopick.data import Picks, Tomogram
 from tomopick.data.coords import voxel_to_angstrom
 from tomopick.errors import TomopickError
+from tomopick.inference.adapt import AdaptSettings, adapt_batchnorm
 from tomopick.inference.normalize import normalisation_kwargs, robust_stats
 from tomopick.inference.options import PickOptions
 from tomopick.inference.rescale import rescale_factors, rescale_volume, rescaled_shape
 from tomopick.inference.sliding import InferenceSettings, ReleasingArray, count_windows, predict_to_store
+from tomopick.inference.slab import slab_extent
 from tomopick.peaks import find_peaks_blocks
 from tomopick.peaks.thresholds import (
     CANDIDATE_FLOOR, VALLEY_BAND, ThresholdChoice, choose_thresholds, valley_threshold,
@@ -147,6 +149,10 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, options: PickOptions | None =
 
             model = loaded.model.to(settings.device)
             t1 = time.perf_counter()
+            if options.adapt_norm:
+                reference = (config.get("pick") or {}).get("adapt_reference")
+                model, summary["adapt_norm"] = _adapted(model, source, stats, norm_kwargs, options, settings,
+                                                        reference)
             store = predict_to_store(source, model, output=config.get("output", "softmax"), channels=channels,
                                      stats=stats, norm_kwargs=norm_kwargs, settings=settings, progress=step)
             t2 = time.perf_counter()
@@ -175,6 +181,18 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, options: PickOptions | None =
                    seconds_network=t2 - t1, seconds_peaks=t3 - t2,
                    seconds=time.perf_counter() - t0, store_on_disk=bool(getattr(store, "on_disk", False)))
     return picks, summary
+
+
+def _adapted(model: Any, source: Any, stats: Any, norm_kwargs: dict[str, Any], options: PickOptions,
+             settings: Any, reference: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+    """The network with its batch-norm statistics adapted to this tomogram (inside the specimen slab; relative
+    to the checkpoint's reference statistics when it stores them)."""
+    z_range = None
+    if settings.skip_vacuum:
+        extent = slab_extent(source, stats)
+        z_range = (extent.z0, extent.z1)
+    return adapt_batchnorm(model, source, stats, norm_kwargs, settings=AdaptSettings(strength=options.adapt_norm),
+                           z_range=z_range, device=settings.device, divisor=settings.divisor, reference=reference)
 
 
 @contextlib.contextmanager

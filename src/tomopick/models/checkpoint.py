@@ -41,11 +41,29 @@ FORMAT = "tomopick-checkpoint"
 VERSION = 1
 
 
+class AdaptReference(BaseModel):
+    """``config["pick"]["adapt_reference"]``: per batch-norm layer the feature means and variances measured on
+    tomograms of the training distribution (:func:`tomopick.inference.adapt.reference_statistics`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    means: list[list[float]]
+    variances: list[list[float]]
+
+    @field_validator("variances")
+    @classmethod
+    def _positive(cls, value: list[list[float]]) -> list[list[float]]:
+        if any(not v > 0 for layer in value for v in layer):
+            raise ValueError("variances must be > 0")
+        return value
+
+
 class PickDefaults(BaseModel):
     """``config["pick"]``: how picks are made with the model by default (``tomopick pick`` without options).
 
     ``thresholds`` hold for ``score`` (absent in checkpoints written before the blob score: ``peak``), found with
-    ``peak_method`` at spacing ``distance_factor`` × radius (:mod:`tomopick.peaks.thresholds`)."""
+    ``peak_method`` at spacing ``distance_factor`` × radius (:mod:`tomopick.peaks.thresholds`), with the
+    batch-norm statistics adapted to each tomogram by ``adapt_norm`` (:mod:`tomopick.inference.adapt`)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -54,6 +72,8 @@ class PickDefaults(BaseModel):
     thresholds_by_score: dict[Literal["blob", "peak"], dict[str, float]] | None = None
     peak_method: Literal["maxpool", "mpnms", "cc", "localmax"] | None = None
     distance_factor: float | None = Field(default=None, gt=0)
+    adapt_norm: float | None = Field(default=None, ge=0, le=1)
+    adapt_reference: AdaptReference | None = None
 
     @field_validator("thresholds")
     @classmethod

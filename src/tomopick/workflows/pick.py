@@ -255,10 +255,15 @@ def _score_writer(folder: Path, run: str, overwrite: bool) -> Callable[[list[Any
 
 def describe_thresholds(summary: dict[str, Any]) -> list[str]:
     """One line per class of a :func:`pick_tomogram` summary: picks kept, the score, the threshold and its rule
-    (``option``: given; ``checkpoint``: stored in the model; ``default``; ``valley``: this tomogram's own)."""
+    (``option``: given; ``checkpoint``: stored in the model; ``default``; ``valley``: this tomogram's own), after a
+    line on the batch-norm adaptation when it ran."""
     run = summary.get("run") or summary.get("input") or ""
     counts = summary.get("counts", {})
     out = []
+    adapted = summary.get("adapt_norm") or {}
+    if adapted.get("adapted_layers"):
+        out.append(f"  {run}: batch norm adapted to the tomogram ({adapted['rule']}, strength "
+                   f"{adapted['strength']:g}, {adapted['windows']} windows)")
     for name, choice in (summary.get("thresholds") or {}).items():
         n = counts.get(name, 0)
         out.append(f"  {run} {name}: {n} pick{'' if n == 1 else 's'} with {summary.get('score', 'blob')} score >= "
