@@ -406,6 +406,8 @@ OPTIONS = [
          "--batch-size"),
     case("pick-distance-negative", lambda t: ["pick", tiny(t), "--out", t / "p.csv", "--distance", "-1"],
          "--distance"),
+    case("pick-adapt-norm-above-one", lambda t: ["pick", tiny(t), "--out", t / "p.csv", "--adapt-norm", "2"],
+         "--adapt-norm 2.0"),
     case("pick-voxel-size-negative", lambda t: ["pick", tiny(t), "--out", t / "p.csv", "--voxel-size", "-10"],
          "--voxel-size"),
     case("pick-unknown-output-format", lambda t: ["pick", tiny(t), "--out", t / "p.csv", "--format", "bogus"],
