@@ -7,8 +7,9 @@ transfer). AdaBN re-estimates those statistics on the tomogram being picked — 
 gradient steps — so that every layer sees features normalised the way it was trained to see them.
 
 :func:`adapt_batchnorm` returns an adapted *copy* of a network (the loaded model stays untouched): its batch-norm
-layers' running statistics become a blend ``(1 − strength) · training + strength · tomogram``, the tomogram's
-measured over a few windows drawn inside the specimen slab. The windows are fixed by a seeded generator, so a
+layers' running statistics follow the tomogram's, measured over a few windows drawn in it (inside the specimen slab with ``skip_vacuum``) —
+blended with the trained ones, or (with reference statistics stored with the model) moved by the tomogram's
+difference from the training distribution. The windows are fixed by a seeded generator, so a
 tomogram always gives the same adapted network.
 """
 
@@ -36,10 +37,7 @@ class AdaptSettings:
 
 def has_batchnorm(model: Any) -> bool:
     """Whether ``model`` has batch-norm layers with running statistics (what :func:`adapt_batchnorm` adapts)."""
-    import torch
-
-    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats
-               for m in model.modules())
+    return bool(batchnorm_layers(model))
 
 
 def window_starts(shape: Sequence[int], window: Sequence[int], n: int, rng: np.random.Generator,
