@@ -7,10 +7,10 @@ transfer). AdaBN re-estimates those statistics on the tomogram being picked — 
 gradient steps — so that every layer sees features normalised the way it was trained to see them.
 
 :func:`adapt_batchnorm` returns an adapted *copy* of a network (the loaded model stays untouched): its batch-norm
-layers' running statistics follow the tomogram's, measured over a few windows drawn in it (inside the specimen slab with ``skip_vacuum``) —
-blended with the trained ones, or (with reference statistics stored with the model) moved by the tomogram's
-difference from the training distribution. The windows are fixed by a seeded generator, so a
-tomogram always gives the same adapted network.
+layers' running statistics follow the tomogram's, measured over a few windows drawn in it (inside the specimen
+slab with ``skip_vacuum``) — blended with the trained ones, or (with reference statistics stored with the model)
+moved by the tomogram's difference from the training distribution. The windows are fixed by a seeded generator,
+so a tomogram always gives the same adapted network.
 """
 
 from __future__ import annotations
