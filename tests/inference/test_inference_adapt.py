@@ -30,7 +30,7 @@ def test_statistics_are_the_tomograms_blended_with_the_trained(strength):
     net = _net()
     # one window covering the whole volume, identity normalisation: the BN input is conv(vol) exactly
     adapted, info = adapt_batchnorm(net, vol, RobustStats(0.0, 1.0, 1), {"clip": 100.0},
-                                    settings=AdaptSettings(windows=1, window_zyx=(16, 32, 32), strength=strength),
+                                    settings=AdaptSettings(windows=1, window_zyx=(16, 32, 32), min_correlation_gain=0, strength=strength),
                                     divisor=1)
     x = vol.astype(np.float64)
     feats = [2.0 * x + 1.0, -0.5 * x + 0.25]
@@ -50,7 +50,7 @@ def test_statistics_are_the_tomograms_blended_with_the_trained(strength):
 def test_adapted_features_are_standardised_on_the_tomogram():
     vol = (7.0 + 3.0 * np.random.default_rng(2).standard_normal((16, 32, 32))).astype(np.float32)
     adapted, _ = adapt_batchnorm(_net(), vol, RobustStats(0.0, 1.0, 1), {"clip": 100.0},
-                                 settings=AdaptSettings(windows=1, window_zyx=(16, 32, 32)), divisor=1)
+                                 settings=AdaptSettings(windows=1, window_zyx=(16, 32, 32), min_correlation_gain=0), divisor=1)
     with torch.no_grad():
         out = adapted(torch.from_numpy(vol)[None, None]).numpy()
     assert abs(out.mean()) < 1e-3 and abs(out.std() - 1.0) < 1e-2
@@ -87,7 +87,7 @@ def test_relative_rule_leaves_a_reference_like_tomogram_as_trained_and_moves_by_
     rng = np.random.default_rng(3)
     vol = (3.0 + 1.5 * rng.standard_normal((16, 32, 32))).astype(np.float32)
     net = _net()
-    kw = dict(settings=AdaptSettings(windows=1, window_zyx=(16, 32, 32)), divisor=1)
+    kw = dict(settings=AdaptSettings(windows=1, window_zyx=(16, 32, 32), min_correlation_gain=0), divisor=1)
     means, variances, _ = measure_batchnorm(net, vol, RobustStats(0.0, 1.0, 1), {"clip": 100.0}, **kw)
     reference = reference_statistics([(means, variances)])
     same, info = adapt_batchnorm(net, vol, RobustStats(0.0, 1.0, 1), {"clip": 100.0}, reference=reference, **kw)
@@ -104,3 +104,42 @@ def test_relative_rule_leaves_a_reference_like_tomogram_as_trained_and_moves_by_
     _, plain = adapt_batchnorm(net, vol, RobustStats(0.0, 1.0, 1), {"clip": 100.0},
                                reference={"means": [[0.0]], "variances": [[1.0]]}, **kw)
     assert plain["rule"] == "AdaBN"
+
+
+def test_correlation_gain_is_one_for_white_noise_and_large_for_structure():
+    from scipy.ndimage import gaussian_filter
+
+    from tomopick.inference.adapt import correlation_gain
+
+    rng = np.random.default_rng(4)
+    white = rng.standard_normal((32, 64, 64)).astype(np.float32)
+    assert correlation_gain(white) == pytest.approx(1.0, abs=0.08)
+    # constant 4³ blocks aligned with nothing: a box mean keeps most of the variance (gain near 4³ · 0.3–0.5)
+    blocks = np.kron(rng.standard_normal((8, 16, 16)), np.ones((4, 4, 4))).astype(np.float32)
+    assert correlation_gain(blocks) > 15.0
+    assert correlation_gain(np.zeros((8, 8, 8), np.float32)) == 0.0
+    smooth = gaussian_filter(white, 2.0)
+    assert correlation_gain(smooth) > 20.0
+
+
+def test_uncorrelated_noise_is_not_adapted_and_says_why():
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(5)
+    white = (3.0 + 1.5 * rng.standard_normal((16, 32, 32))).astype(np.float32)
+    net = _net()
+    settings = AdaptSettings(windows=2, window_zyx=(16, 32, 32))
+    same, info = adapt_batchnorm(net, white, RobustStats(0.0, 1.0, 1), {"clip": 100.0}, settings=settings,
+                                 divisor=1)
+    assert same is net and info["adapted_layers"] == 0
+    assert info["correlation_gain"] == pytest.approx(1.0, abs=0.15) and "uncorrelated noise" in info["skipped"]
+    # the same noise with structure wider than a voxel (a tomogram-like volume) is adapted
+    textured = (3.0 + 10.0 * gaussian_filter(white - 3.0, 1.5)).astype(np.float32)
+    adapted, info = adapt_batchnorm(net, textured, RobustStats(0.0, 1.0, 1), {"clip": 100.0}, settings=settings,
+                                    divisor=1)
+    assert info["adapted_layers"] == 1 and info["correlation_gain"] > 5.0 and adapted is not net
+
+    from tomopick.workflows.pick import describe_thresholds
+
+    lines = describe_thresholds({"run": "TS_1", "adapt_norm": {"adapted_layers": 0, "skipped": "why"}})
+    assert lines == ["  TS_1: batch norm not adapted: why"]

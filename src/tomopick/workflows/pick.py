@@ -264,6 +264,8 @@ def describe_thresholds(summary: dict[str, Any]) -> list[str]:
     if adapted.get("adapted_layers"):
         out.append(f"  {run}: batch norm adapted to the tomogram ({adapted['rule']}, strength "
                    f"{adapted['strength']:g}, {adapted['windows']} windows)")
+    elif adapted.get("skipped"):
+        out.append(f"  {run}: batch norm not adapted: {adapted['skipped']}")
     for name, choice in (summary.get("thresholds") or {}).items():
         n = counts.get(name, 0)
         out.append(f"  {run} {name}: {n} pick{'' if n == 1 else 's'} with {summary.get('score', 'blob')} score >= "
