@@ -122,8 +122,9 @@ def pick(
                                           help="CPU threads (default: one per physical core)."),
     precision: Optional[str] = typer.Option(None, "--precision",
                                             help="CPU arithmetic of the network: fp32 | bf16 (bfloat16 autocast, "
-                                                 "~3.5x faster on CPUs with AVX-512 BF16/AMX) | auto (bf16 where "
-                                                 "native); the one used is printed after picking."),
+                                                 "~3.5x faster network on CPUs with AVX-512 BF16/AMX) | auto (bf16 "
+                                                 "where native; the default); the one used is printed after "
+                                                 "picking."),
     skip_vacuum: bool = typer.Option(False, "--skip-vacuum",
                                      help="Do not run the network on z-slices of vacuum above/below the specimen "
                                           "slab (found from per-slice statistics, conservatively)."),
