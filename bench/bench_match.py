@@ -9,7 +9,7 @@ Parts (``--parts``, comma-separated):
             step, ``--search`` the search (default ``auto``: coarse-to-fine from 30° when the step is finer); for an
             exhaustive search the time of a 12° C1 search is extrapolated from the measured time per rotation.
 ``pytme``   pyTME (``pip install pytme``, the ``bench`` extra) on the same tomogram, template, grid and rotation set
-            (ribosome): time and agreement of the peak lists (picks within 0.5 × radius of each other).
+            (ribosome): wall and CPU time and agreement of the peak lists — ``bench/bench_pytme.py``.
 ``prompt``  One noisy copy cut from the tomogram (``tomopick prompt extract`` at one true particle) → picks of
             every copy with template matching + bootstrap (``tomopick pick --prompt``): F1 per class (one-to-one
             within 0.5 × radius) and time per prompt, for ribosome, thyroglobulin, beta-galactosidase and two kinds
@@ -136,73 +136,11 @@ def part_tm(args) -> list[dict]:
 
 
 def part_pytme(args) -> list[dict]:
-    """pyTME on the same 20 Å grid, template and rotations as tomopick (ribosome, C1).
+    """pyTME side by side on the same job (ribosome, 20 Å, the ``--step`` set): ``bench/bench_pytme.py``."""
+    from bench_pytme import run
 
-    With ``--pytme-rotations N`` both exhaustive searches run over every k-th rotation of the ``--step`` set (N of
-    them) and pyTME's time for the whole set is extrapolated per rotation; tomopick's coarse-to-fine search of the
-    whole job (same grid, template and options) is timed for the ratio."""
-    import torch
-
-    from tomopick.io import read_tomogram
-    from tomopick.match.options import MatchOptions
-    from tomopick.match.picking import matching_grid, picks_from_result, search, search_and_pick, template_for
-    from tomopick.match.rotations import uniform_rotations
-    from tomopick.workflows.match import read_template
-
-    torch.set_num_threads(args.threads)
-    name = "ribosome"
-    key, sym = MAPS[name]
-    sim = Path(args.sim)
-    tomo = read_tomogram(sim.parent / f"{sim.name}.mrc")
-    tomo = tomo.with_data(np.asarray(tomo.data, dtype=np.float32))
-    tmpl, vs = read_template(TEMPLATES / f"{key}.mrc")
-    opts = MatchOptions(step_deg=args.step, symmetry=sym, bin=2, tilt_range_deg=None, whiten=False,
-                        threads=args.threads, outlier_z=None, search="exhaustive")
-    grid = matching_grid(tomo, opts)
-    template = template_for(grid, tmpl, vs, opts, invert=True)
-    full = uniform_rotations(args.step, sym)
-    every = max(1, len(full) // args.pytme_rotations) if args.pytme_rotations else 1
-    rots = full[::every]
-    t0 = time.perf_counter()
-    result, rots = search(grid, template, opts, rotations=rots)
-    ours_s = time.perf_counter() - t0
-    ours, info = picks_from_result(result, rots, grid, name, RADII[name], opts, run="r")
-    from tme.analyzer import MaxScoreOverRotations
-    from tme.matching_data import MatchingData
-    from tme.matching_exhaustive import MATCHING_EXHAUSTIVE_REGISTER, match_exhaustive
-
-    # the same rotations, acting on (z, y, x) array axes as pyTME's do
-    md = MatchingData(grid.volume.copy(), template.volume.copy(), template_mask=template.mask.copy(),
-                      rotations=np.ascontiguousarray(rots[:, ::-1, ::-1]))
-    setup, scoring = MATCHING_EXHAUSTIVE_REGISTER["FLCSphericalMask"]
-    t0 = time.perf_counter()
-    candidates = match_exhaustive(md, matching_score=scoring, matching_setup=setup,
-                                  callback_class=MaxScoreOverRotations, job_schedule=(1, args.threads),
-                                  pad_target_edges=True)
-    pytme_s = time.perf_counter() - t0
-    scores_map = np.asarray(candidates[0], dtype=np.float32)
-    from tomopick.match.correlate import MatchResult
-    from tomopick.match.picking import score_peaks
-
-    theirs = score_peaks(MatchResult(scores_map, np.zeros(scores_map.shape, np.int32), 0, 1, 1, 1, 0),
-                         info["threshold"], RADII[name] / grid.voxel, 1.0)
-    theirs_xyz = theirs.zyx[:, ::-1] * grid.voxel
-    d = np.linalg.norm(ours.xyz_A[:, None] - theirs_xyz[None], axis=2) if len(ours) and len(theirs) else np.zeros((0, 0))
-    agree = int((d.min(axis=1) <= 0.5 * RADII[name]).sum()) if d.size else 0
-    row = dict(part="pytme", particle=name, rotations=len(rots), tomopick_s=round(ours_s, 1), pytme_s=round(pytme_s, 1),
-               ratio=round(pytme_s / ours_s, 2), tomopick_picks=len(ours), pytme_picks=len(theirs), agree=agree,
-               note="same 20 Å grid, template, spherical-mask FLC, rotations; no wedge/whitening (pyTME default)")
-    if every > 1:
-        c2f = opts.model_copy(update={"search": "coarse-to-fine"})
-        t0 = time.perf_counter()
-        c2f_picks, c2f_info = search_and_pick(grid, template, c2f, name, RADII[name], run="r")
-        c2f_s = time.perf_counter() - t0
-        pytme_full = pytme_s / len(rots) * len(full)
-        row.update(full_rotations=len(full), pytme_full_s_extrapolated=round(pytme_full, 0),
-                   tomopick_c2f_s=round(c2f_s, 1), tomopick_c2f_picks=len(c2f_picks),
-                   ratio_full_job=round(pytme_full / c2f_s, 1))
-    print(json.dumps(row), flush=True)
-    return [row]
+    return run(argparse.Namespace(sim=args.sim, step=args.step, rotations=args.pytme_rotations or 120,
+                                  threads=args.threads, skip_full_job=False))
 
 
 def part_prompt(args) -> list[dict]:
@@ -242,8 +180,10 @@ def part_prompt(args) -> list[dict]:
         rows.append(dict(part="prompt", particle=name, truth=len(t), picks=len(report.picks), f1=round(s["f1"], 3),
                          search=rounds[0].get("search"),
                          fbeta_czii=round(s["czii"], 3), tp=s["tp"], fp=s["fp"], fn=s["fn"], seconds=round(seconds, 1),
-                         rounds=len(rounds) - 1, bin=report.runs[0]["bin"],
+                         rounds=len(rounds) - 1, kept_round=report.runs[0]["kept_round"],
+                         bin=report.runs[0]["bin"],
                          per_round=[dict(n=r["count"], thr=round(r["threshold"], 3), dropped=r.get("rejected", 0),
+                                         agree=round(r.get("agreement", 1.0), 2), kept=r.get("kept", True),
                                          s=round(r["seconds"], 1))
                                     for r in rounds], peak_rss_gb=round(peak_rss_gb(), 2)))
         print(json.dumps(rows[-1]), flush=True)

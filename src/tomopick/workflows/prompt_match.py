@@ -209,13 +209,13 @@ def pick_with_prompt_matching(tomogram_paths: Sequence[str | os.PathLike[str]] |
                                      log=say)
             picks = result.picks
             picks = picks.select(picks.inside(tomo.shape, tomo.voxel_size_A)) if len(picks) else picks
-            done_rounds = len(result.rounds) - 1
+            done_rounds = result.kept_round
             picks = picks.with_columns(user=user_id, session=session_id) if len(picks) else picks
             picks = picks.with_extra(method=METHOD, rounds=done_rounds)
             seconds = time.perf_counter() - start
             report.runs.append({"run": run, "input": item, "particle": name, "method": METHOD,
-                                "rounds": result.rounds, "count": len(picks), "seconds": seconds, "radius_A": radius,
-                                "bin": b, "prompt": prompt.source})
+                                "rounds": result.rounds, "kept_round": done_rounds, "count": len(picks),
+                                "seconds": seconds, "radius_A": radius, "bin": b, "prompt": prompt.source})
             say(f"{run} {name}: {len(picks)} picks in {seconds:.0f} s")
             run_picks.append(picks)
         merged = Picks.concat(run_picks)
