@@ -7,8 +7,10 @@ keeping every candidate above the validation floor (cached as CSV under ``--cach
 
 * per class, the F-beta (CZII, β = 4) at each threshold of a grid, on each set;
 * per class, the threshold with the best **mean** F-beta over the sets (``--criterion worst``: the best F-beta of the
-  worst set; ``lean``: the lowest threshold within :data:`LEAN` of the best mean; ties: the lower one — recall
-  weighs 16×);
+  worst set; ``lean``: the lowest threshold within :data:`LEAN` of the best mean; ``robust``: like ``lean`` on
+  each threshold's *shift-robust* F-beta, the lower of its own and the next grid threshold's — a threshold just
+  below a class's cliff loses the class when another imaging shifts the scores by one step; ties: the lower one —
+  recall weighs 16×);
 * the CZII score of every set with those per-class thresholds, with one threshold for all classes, and with the
   best threshold per class and set (oracle).
 
@@ -105,7 +107,9 @@ def choose(tables: dict[str, dict[float, pd.Series]], names: list[str], criterio
     for name in names:
         values = np.array([[tables[s][t][name] for s in tables] for t in GRID])
         means = np.round(values.mean(axis=1), 4)
-        if criterion == "lean":  # the lowest threshold within LEAN of the best mean
+        if criterion == "robust":  # scores one grid step lower on other imaging: F(t) → F(t + step)
+            means = np.minimum(means, np.append(means[1:], means[-1]))
+        if criterion in ("lean", "robust"):  # the lowest threshold within LEAN of the best (robust) mean
             chosen[name] = GRID[int(np.flatnonzero(means >= means.max() - LEAN)[0])]
             continue
         key = means if criterion == "mean" else np.round(values.min(axis=1), 4) + 1e-6 * means
@@ -118,9 +122,9 @@ def main() -> None:
     ap.add_argument("projects", nargs="+", type=Path)
     ap.add_argument("--model", default=None, help="checkpoint (default: the bundled czii-10A)")
     ap.add_argument("--adapt", nargs="+", type=float, default=[0.0, 1.0], help="adaptation strengths to compare")
-    ap.add_argument("--criterion", choices=["mean", "worst", "lean"], default="mean",
-                    help="per class: the best mean F-beta over the sets, the best worst-set F-beta, or (lean) the "
-                         "lowest threshold within 0.02 of the best mean")
+    ap.add_argument("--criterion", choices=["mean", "worst", "lean", "robust"], default="mean",
+                    help="per class: the best mean F-beta over the sets, the best worst-set F-beta, (lean) the "
+                         "lowest threshold within 0.02 of the best mean, or (robust) lean on min(F(t), F(t+step))")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/tomopick-thresholds"))
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--reference", nargs="*", type=Path, default=None,
