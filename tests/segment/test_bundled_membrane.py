@@ -33,3 +33,21 @@ def test_tiny_inference_finds_the_vesicle_membrane():
     assert seg.classes.shape == r.segmentation.shape and seg.classes.dtype == np.uint8
     assert dice(r.segmentation == 1, seg.classes == 1) > 0.6
     assert match_instances(r.segmentation_instances, seg.instances)["accuracy"] == 1.0
+
+
+def test_adapted_segmentation_still_finds_the_membrane_and_leaves_the_model_alone():
+    ctx = ContextConfig(n_vesicles=(1, 1), vesicle_shapes=("sphere",), vesicle_radius_A=(220.0, 220.0),
+                        n_double=(0, 0), n_tubes=(0, 0), n_sheets=(0, 0), n_gold=(0, 0), carbon_probability=0.0)
+    r = simulate_tomogram(SimulationConfig(shape_zyx=(64, 96, 96), voxel_size_A=10.012, particle_source="procedural",
+                                           context=ctx, counts={"apo-ferritin": 3}, seed=11, snr=4.0,
+                                           ice_slab=False))
+    loaded = bundled.load_bundled("membrane-10A")
+    before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    seg = segment_tomogram(r.tomogram, loaded, SegmentOptions(roi_size=(64, 96, 96), adapt_norm=1.0))
+    assert seg.summary["adapt_norm"]["adapted_layers"] > 0 and seg.summary["adapt_norm"]["strength"] == 1.0
+    assert dice(r.segmentation == 1, seg.classes == 1) > 0.6
+    assert all((before[k] == v).all() for k, v in loaded.model.state_dict().items())
+    plain = segment_tomogram(r.tomogram, loaded, SegmentOptions(roi_size=(64, 96, 96)))
+    assert plain.summary["adapt_norm"] == {"adapted_layers": 0}
+    with pytest.raises(ValueError):
+        SegmentOptions(adapt_norm=1.5)

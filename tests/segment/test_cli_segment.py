@@ -97,6 +97,7 @@ def test_segment_mrc_and_only_membrane_mask(data, capsys):
     (["--out", "{root}/x.tif"], "--out must end in"),
     (["--model", "{root}/missing.pt"], "missing.pt"),
     (["--out", "{root}/exists.mrc"], "exists"),
+    (["--adapt-norm", "1.5"], "--adapt-norm"),
 ])
 def test_segment_bad_inputs_one_line(data, capsys, args, words):
     root, _ = data

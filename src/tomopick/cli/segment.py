@@ -22,6 +22,9 @@ def segment(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads."),
     voxel_size: Optional[float] = typer.Option(None, "--voxel-size", help="Override the inputs' voxel size (Å)."),
     allow_nonfinite: bool = typer.Option(False, "--allow-nonfinite", help="Treat NaN/Inf voxels as background."),
+    adapt_norm: Optional[float] = typer.Option(
+        None, "--adapt-norm", help="Adapt the network's batch-norm statistics to each tomogram: 0 (off) to 1 "
+                                   "(default: the model's setting, else 0)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     sam2_config: Optional[str] = typer.Option(None, "--sam2-config",
@@ -41,9 +44,11 @@ def segment(
 
     try:
         options = SegmentOptions(tta=4 if tta else 1, fill_lumen=not no_fill, device=device,
-                                 voxel_size_A=voxel_size, allow_nonfinite=allow_nonfinite)
+                                 voxel_size_A=voxel_size, allow_nonfinite=allow_nonfinite, adapt_norm=adapt_norm)
     except ValidationError as exc:
-        raise TomopickError(f"invalid option: {exc.errors()[0]['msg']}") from None
+        err = exc.errors()[0]
+        name = {"adapt_norm": "--adapt-norm", "voxel_size_A": "--voxel-size"}.get(str(err["loc"][0]), "")
+        raise TomopickError(f"invalid option {name}: {err['msg']}".replace("option :", "option:")) from None
     if (sam2_config is None) != (sam2_checkpoint is None):
         raise TomopickError("--sam2-config and --sam2-checkpoint go together: name both")
     if sam2_config is not None:

@@ -44,6 +44,10 @@ class SegmentOptions(BaseModel):
         Override the input's voxel size.
     allow_nonfinite
         Treat NaN/Inf voxels as background instead of refusing the tomogram.
+    adapt_norm
+        Test-time adaptation of the network's batch-norm statistics to each tomogram
+        (:func:`tomopick.inference.adapt.adapt_batchnorm`, as ``tomopick pick`` does): 0 (off) to 1; ``None``: the
+        checkpoint's ``config["segment"]["adapt_norm"]``, else 0.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -57,6 +61,7 @@ class SegmentOptions(BaseModel):
     min_lumen_A3: float = Field(default=4.0e5, ge=0)
     voxel_size_A: float | None = Field(default=None, gt=0)
     allow_nonfinite: bool = False
+    adapt_norm: float | None = Field(default=None, ge=0, le=1)
 
 
 @dataclass
@@ -165,8 +170,9 @@ def segment_tomogram(tomogram: Tomogram, loaded: Any, options: SegmentOptions | 
         if progress is not None:
             progress(done[0], total)
 
+    model, adapted = _adapted(loaded, volume, stats, norm_kwargs, options, settings)
     t1 = time.perf_counter()
-    store = predict_to_store(volume, loaded.model.to(settings.device), output="softmax",
+    store = predict_to_store(volume, model.to(settings.device), output="softmax",
                              channels=list(range(1, len(names))), stats=stats, norm_kwargs=norm_kwargs,
                              settings=settings, progress=step)
     t2 = time.perf_counter()
@@ -185,5 +191,20 @@ def segment_tomogram(tomogram: Tomogram, loaded: Any, options: SegmentOptions | 
     summary = {"shape_zyx": list(tomogram.shape), "voxel_size_A": vs, "windows": total,
                "rescale_factors_zyx": None if factors is None else [float(f) for f in factors],
                "voxels": {n: int(c) for n, c in zip(names, counts)}, "instances": int(instances.max()),
-               "seconds_network": t2 - t1, "seconds_post": t3 - t2, "seconds": t3 - t0}
+               "seconds_network": t2 - t1, "seconds_post": t3 - t2, "seconds": t3 - t0, "adapt_norm": adapted}
     return Segmentation(classes, instances, vs, summary)
+
+
+def _adapted(loaded: Any, volume: Any, stats: Any, norm_kwargs: dict[str, Any], options: SegmentOptions,
+             settings: InferenceSettings) -> tuple[Any, dict[str, Any]]:
+    """The network with batch norm adapted to this volume (``options.adapt_norm``, else the checkpoint's
+    ``segment.adapt_norm``; relative to its ``segment.adapt_reference`` when stored), and a summary."""
+    from tomopick.inference.adapt import AdaptSettings, adapt_batchnorm
+
+    stored = loaded.config.get("segment") or {}
+    strength = options.adapt_norm if options.adapt_norm is not None else float(stored.get("adapt_norm", 0.0))
+    if strength <= 0:
+        return loaded.model, {"adapted_layers": 0}
+    return adapt_batchnorm(loaded.model, volume, stats, norm_kwargs, settings=AdaptSettings(strength=strength),
+                           device=settings.device, divisor=settings.divisor,
+                           reference=stored.get("adapt_reference"))
