@@ -45,7 +45,7 @@ def test_recentre_undoes_a_shift_and_cut_box_pads_with_zeros():
     assert np.all(box[0] == 0) and box[1, 1, 1] == vol[0, 3, 6] and np.all(box[:, :, 2] == 0)
 
 
-def test_contrast_filter_drops_denser_and_fainter_blobs_and_keeps_copies_of_the_prompt():
+def test_contrast_filter_drops_denser_blobs_and_keeps_copies_of_the_prompt():
     from tomopick.prompt.bootstrap import contrast_filter, local_sd
 
     rng = np.random.default_rng(0)
@@ -58,16 +58,11 @@ def test_contrast_filter_drops_denser_and_fainter_blobs_and_keeps_copies_of_the_
     dense = [(30, 15, 45), (20, 50, 50)]
     for c in dense:  # a denser look-alike: contrast 3
         vol[c[0] - 4:c[0] + 5, c[1] - 4:c[1] + 5, c[2] - 4:c[2] + 5] -= 3.0 * ball
-    faint = [(30, 30, 8), (10, 50, 12)]
-    for c in faint:  # a fainter one: contrast 0.3
-        vol[c[0] - 4:c[0] + 5, c[1] - 4:c[1] + 5, c[2] - 4:c[2] + 5] -= 0.3 * ball
     sd = local_sd(vol, np.array(copies + dense), 4.5)
     assert sd[:3].max() < sd[3:].min()
     accept, info = contrast_filter(vol, np.array(copies[0]), 4.5)
     assert info["background_sd"] == pytest.approx(1.0, abs=0.05)
-    # signal variance: copies ≈ 0.2 (contrast 1 over a third of the ball), dense 9×, faint 0.09× the prompt's
-    assert info["lower_limit_sd"] < 1.1 < info["limit_sd"] < 1.6
-    assert list(accept(np.array(copies + dense + faint))) == [True, True, True, False, False, False, False]
+    assert list(accept(np.array(copies + dense))) == [True, True, True, False, False]
     # a prompt cut where nothing stands out switches the filter off
     none, _ = contrast_filter(rng.normal(size=(30, 30, 30)).astype(np.float32), np.array([15, 15, 15]), 4.5)
     assert none is None
