@@ -23,12 +23,14 @@ def test_block_grid_tiles_once():
         assert np.all(count == 1)
 
 
+@pytest.mark.parametrize("workers", [1, 3])
 @pytest.mark.parametrize("method", METHODS)
-def test_blocks_equal_whole_map(rng, method):
+def test_blocks_equal_whole_map(rng, method, workers):
+    """Blocks with halos, one channel per thread or all in one, give exactly the whole map's peaks."""
     score = many_blobs(rng)
     whole = find_peaks(score, method, threshold=0.4, radius_vox=[3, 4])
     blocked = find_peaks_blocks(lambda c, region: score[(c, *region)], score.shape, method, threshold=0.4,
-                                radius_vox=[3, 4], block_voxels=40_000)
+                                radius_vox=[3, 4], block_voxels=40_000 * min(workers, 2), workers=workers)
     assert len(block_grid(score.shape[1:], 40_000, 8)) > 4
     assert len(whole) > (3 if method == "mpnms" else 20)  # MP-NMS merges small blobs
     key = lambda p: sorted(zip(p.channel.tolist(), *np.round(p.zyx, 3).T.tolist(), np.round(p.score, 5).tolist()))

@@ -14,6 +14,16 @@ from tomopick.peaks.score import sphere_mean
 DEFAULT_BLOCK_VOXELS = 1 << 25
 
 
+def _cpu_workers() -> int:
+    """torch's CPU thread count (what ``--threads`` sets), else 1."""
+    try:
+        import torch
+
+        return max(1, int(torch.get_num_threads()))
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return 1
+
+
 def block_grid(shape_zyx: Sequence[int], block_voxels: int, halo: int = 0) -> list[tuple[slice, slice, slice]]:
     """Core blocks tiling ``shape_zyx`` such that each block plus ``halo`` voxels per side holds at most about
     ``block_voxels`` voxels (one block when the whole volume fits)."""
@@ -34,7 +44,7 @@ def find_peaks_blocks(read: Callable[[int, tuple[slice, slice, slice]], np.ndarr
                       mask: np.ndarray | None = None, device: str | None = None,
                       block_voxels: int = DEFAULT_BLOCK_VOXELS,
                       score_radius_vox: float | Sequence[float] | None = None,
-                      floor: float | Sequence[float] | None = None) -> Peaks:
+                      floor: float | Sequence[float] | None = None, workers: int | None = None) -> Peaks:
     """:func:`~tomopick.peaks.core.find_peaks` on a ``(C, z, y, x)`` score map read one channel-block at a time.
 
     Parameters
@@ -55,7 +65,10 @@ def find_peaks_blocks(read: Callable[[int, tuple[slice, slice, slice]], np.ndarr
     mask
         Optional ``(z, y, x)`` boolean array-like (sliced per block).
     block_voxels
-        Voxels per block core (the memory bound; the halo adds :func:`~tomopick.peaks.core.halo_vox` per side).
+        Voxels per block core (the memory bound; the halo adds :func:`~tomopick.peaks.core.halo_vox` per side),
+        shared by the workers.
+    workers
+        Channels processed in parallel threads on the CPU (default: torch's CPU threads); GPUs use one.
 
     Returns
     -------
@@ -70,14 +83,13 @@ def find_peaks_blocks(read: Callable[[int, tuple[slice, slice, slice]], np.ndarr
     blob = None if score_radius_vox is None else np.broadcast_to(np.asarray(score_radius_vox, dtype=np.float64),
                                                                  (n_ch,))
     floors = thresholds if (floor is None or blob is None) else np.broadcast_to(np.asarray(floor, np.float64), (n_ch,))
-    found = []
-    several = False
-    for c in range(n_ch):
+
+    def channel(c: int, block_voxels: int) -> tuple[list[Peaks], bool]:
+        found: list[Peaks] = []
         halo = halo_vox(method, float(radii[c]), distance_factor)
         if blob is not None:  # the sphere around a core peak must lie inside the block's region
             halo = max(halo, int(math.ceil(blob[c])) + 1)
         blocks = block_grid(dims, block_voxels, halo)
-        several = several or len(blocks) > 1
         for core in blocks:
             lo = [max(0, s.start - halo) for s in core]
             hi = [min(n, s.stop + halo) for s, n in zip(core, dims)]
@@ -98,6 +110,21 @@ def find_peaks_blocks(read: Callable[[int, tuple[slice, slice, slice]], np.ndarr
                     keep &= (p.zyx[:, axis] >= s.start - 0.5) & (p.zyx[:, axis] < s.stop - 0.5)
                 p = p.select(keep)
             found.append(Peaks(p.zyx, p.score, np.full(len(p), c, dtype=np.int64)))
+        return found, len(blocks) > 1
+
+    # Channels in parallel threads on the CPU (scipy's filters and numpy release the GIL; the peak stage was
+    # single-threaded): the same peaks, in channel order; each worker's blocks are smaller so memory stays bounded.
+    n_workers = max(1, min(n_ch, int(workers) if workers else _cpu_workers())) if device in (None, "cpu") else 1
+    per_worker = max(1, int(block_voxels) // n_workers)
+    if n_workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(n_workers) as pool:
+            results = list(pool.map(lambda c: channel(c, per_worker), range(n_ch)))
+    else:
+        results = [channel(c, per_worker) for c in range(n_ch)]
+    found = [p for ps, _ in results for p in ps]
+    several = any(many for _, many in results)
     peaks = Peaks.concat(found)
     if method != "cc" and several and len(peaks):
         peaks = Peaks.concat([suppress_close(peaks.select(peaks.channel == c), distance_factor * float(radii[c]))
