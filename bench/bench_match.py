@@ -243,8 +243,13 @@ def main() -> None:
     rows = []
     for part in args.parts.split(","):
         rows += {"tm": part_tm, "pytme": part_pytme, "prompt": part_prompt}[part](args)
-    if args.json:
-        with open(args.json, "a") as fh:
+    append_jsonl(args.json, rows)
+
+
+def append_jsonl(path: str | None, rows: list[dict]) -> None:
+    """Append one JSON line per result row to ``path`` (nothing when ``None``)."""
+    if path:
+        with open(path, "a") as fh:
             for r in rows:
                 fh.write(json.dumps(r) + "\n")
 

@@ -40,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_match import MAPS, RADII, TEMPLATES, peak_rss_gb, scores, truth_of  # noqa: E402
+from bench_match import MAPS, RADII, TEMPLATES, append_jsonl, peak_rss_gb, scores, truth_of  # noqa: E402
 from common import machine_info  # noqa: E402
 
 
@@ -235,11 +235,7 @@ def main() -> None:
     ap.add_argument("--skip-full-job", action="store_true", help="skip timing tomopick's whole coarse-to-fine job")
     ap.add_argument("--json", default=None, help="append the result row to this JSON-lines file")
     args = ap.parse_args()
-    rows = run(args)
-    if args.json:
-        with open(args.json, "a") as fh:
-            for r in rows:
-                fh.write(json.dumps(r) + "\n")
+    append_jsonl(args.json, run(args))
 
 
 if __name__ == "__main__":

@@ -23,12 +23,17 @@ def test_checksum_and_config():
     assert loaded.config["voxel_size_A"] == pytest.approx(10.012)
 
 
-def test_tiny_inference_finds_the_vesicle_membrane():
+def _one_vesicle():
+    """A 64 × 96 × 96 simulation holding one spherical vesicle of 220 Å radius (SNR 4)."""
     ctx = ContextConfig(n_vesicles=(1, 1), vesicle_shapes=("sphere",), vesicle_radius_A=(220.0, 220.0),
                         n_double=(0, 0), n_tubes=(0, 0), n_sheets=(0, 0), n_gold=(0, 0), carbon_probability=0.0)
-    r = simulate_tomogram(SimulationConfig(shape_zyx=(64, 96, 96), voxel_size_A=10.012, particle_source="procedural",
-                                           context=ctx, counts={"apo-ferritin": 3}, seed=11, snr=4.0,
-                                           ice_slab=False))
+    return simulate_tomogram(SimulationConfig(shape_zyx=(64, 96, 96), voxel_size_A=10.012,
+                                              particle_source="procedural", context=ctx, counts={"apo-ferritin": 3},
+                                              seed=11, snr=4.0, ice_slab=False))
+
+
+def test_tiny_inference_finds_the_vesicle_membrane():
+    r = _one_vesicle()
     seg = segment_tomogram(r.tomogram, bundled.load_bundled("membrane-10A"), SegmentOptions(roi_size=(64, 96, 96)))
     assert seg.classes.shape == r.segmentation.shape and seg.classes.dtype == np.uint8
     assert dice(r.segmentation == 1, seg.classes == 1) > 0.6
@@ -36,11 +41,7 @@ def test_tiny_inference_finds_the_vesicle_membrane():
 
 
 def test_adapted_segmentation_still_finds_the_membrane_and_leaves_the_model_alone():
-    ctx = ContextConfig(n_vesicles=(1, 1), vesicle_shapes=("sphere",), vesicle_radius_A=(220.0, 220.0),
-                        n_double=(0, 0), n_tubes=(0, 0), n_sheets=(0, 0), n_gold=(0, 0), carbon_probability=0.0)
-    r = simulate_tomogram(SimulationConfig(shape_zyx=(64, 96, 96), voxel_size_A=10.012, particle_source="procedural",
-                                           context=ctx, counts={"apo-ferritin": 3}, seed=11, snr=4.0,
-                                           ice_slab=False))
+    r = _one_vesicle()
     loaded = bundled.load_bundled("membrane-10A")
     before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
     seg = segment_tomogram(r.tomogram, loaded, SegmentOptions(roi_size=(64, 96, 96), adapt_norm=1.0))
