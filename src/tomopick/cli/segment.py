@@ -39,6 +39,7 @@ def segment(
 
     from tomopick.cli.pick import window_progress
     from tomopick.errors import TomopickError
+    from tomopick.inference.options import option_error
     from tomopick.segment.predict import SegmentOptions
     from tomopick.workflows.segment import segment as run_segment
 
@@ -46,9 +47,7 @@ def segment(
         options = SegmentOptions(tta=4 if tta else 1, fill_lumen=not no_fill, device=device,
                                  voxel_size_A=voxel_size, allow_nonfinite=allow_nonfinite, adapt_norm=adapt_norm)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        name = {"adapt_norm": "--adapt-norm", "voxel_size_A": "--voxel-size"}.get(str(err["loc"][0]), "")
-        raise TomopickError(f"invalid option {name}: {err['msg']}".replace("option :", "option:")) from None
+        raise option_error(exc) from None
     if (sam2_config is None) != (sam2_checkpoint is None):
         raise TomopickError("--sam2-config and --sam2-checkpoint go together: name both")
     if sam2_config is not None:

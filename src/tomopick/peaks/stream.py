@@ -84,12 +84,17 @@ def find_peaks_blocks(read: Callable[[int, tuple[slice, slice, slice]], np.ndarr
                                                                  (n_ch,))
     floors = thresholds if (floor is None or blob is None) else np.broadcast_to(np.asarray(floor, np.float64), (n_ch,))
 
-    def channel(c: int, block_voxels: int) -> tuple[list[Peaks], bool]:
+    # Channels in parallel threads on the CPU (scipy's filters and numpy release the GIL; the peak stage was
+    # single-threaded): the same peaks, in channel order; each worker's blocks are smaller so memory stays bounded.
+    n_workers = max(1, min(n_ch, int(workers) if workers else _cpu_workers())) if device in (None, "cpu") else 1
+    per_worker = max(1, int(block_voxels) // n_workers)
+
+    def channel(c: int) -> tuple[list[Peaks], bool]:
         found: list[Peaks] = []
         halo = halo_vox(method, float(radii[c]), distance_factor)
         if blob is not None:  # the sphere around a core peak must lie inside the block's region
             halo = max(halo, int(math.ceil(blob[c])) + 1)
-        blocks = block_grid(dims, block_voxels, halo)
+        blocks = block_grid(dims, per_worker, halo)
         for core in blocks:
             lo = [max(0, s.start - halo) for s in core]
             hi = [min(n, s.stop + halo) for s, n in zip(core, dims)]
@@ -112,17 +117,13 @@ def find_peaks_blocks(read: Callable[[int, tuple[slice, slice, slice]], np.ndarr
             found.append(Peaks(p.zyx, p.score, np.full(len(p), c, dtype=np.int64)))
         return found, len(blocks) > 1
 
-    # Channels in parallel threads on the CPU (scipy's filters and numpy release the GIL; the peak stage was
-    # single-threaded): the same peaks, in channel order; each worker's blocks are smaller so memory stays bounded.
-    n_workers = max(1, min(n_ch, int(workers) if workers else _cpu_workers())) if device in (None, "cpu") else 1
-    per_worker = max(1, int(block_voxels) // n_workers)
     if n_workers > 1:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(n_workers) as pool:
-            results = list(pool.map(lambda c: channel(c, per_worker), range(n_ch)))
+            results = list(pool.map(channel, range(n_ch)))
     else:
-        results = [channel(c, per_worker) for c in range(n_ch)]
+        results = [channel(c) for c in range(n_ch)]
     found = [p for ps, _ in results for p in ps]
     several = any(many for _, many in results)
     peaks = Peaks.concat(found)
