@@ -76,7 +76,8 @@ def main() -> None:
     labels = {k: m for k, m in zip(singles, args.model)}
     labels["ensemble"] = "ensemble " + " + ".join(f"{m} ({w:.2g})" for m, w in zip(args.model, spec.weights))
     results: dict = {"machine": machine_info(octopi=False), "labels": labels, "weights": spec.weights,
-                     "thresholds": ensemble.config["pick"], "sets": {}}
+                     "thresholds": {k: v for k, v in ensemble.config["pick"].items() if k != "adapt_reference"},
+                     "sets": {}}
     if args.json.exists():  # several invocations (one set each) collect into one file
         previous = json.loads(args.json.read_text())
         results["sets"] = previous.get("sets", {})

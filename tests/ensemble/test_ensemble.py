@@ -164,3 +164,45 @@ def test_coarser_member_matches_the_tomogram_resampler():
     back = map_coordinates(prob, np.meshgrid(*[np.arange(n) / 2 for n in vol.shape], indexing="ij"), order=1)
     np.testing.assert_allclose(out[1], back, atol=1e-4)
     np.testing.assert_allclose(out[0], softmax_of(fine, np.pad(vol, [(0, 1)] * 3))[1, :17, :33, :33], atol=1e-5)
+
+
+def test_ensemble_adapts_each_members_batch_norm_as_alone_with_its_own_reference():
+    from tomopick.inference.adapt import AdaptSettings, adapt_batchnorm, batchnorm_layers, measure_batchnorm
+    from tomopick.inference.adapt import reference_statistics
+    from scipy.ndimage import gaussian_filter
+
+    hp = {"channels": [4, 8], "strides": [2], "num_res_units": 1, "norm": "batch"}
+    rng = np.random.default_rng(5)
+    vol = gaussian_filter(rng.normal(0, 1, (16, 32, 32)), 1.5).astype(np.float32) * 4.0  # correlated: adapted
+    stats, kw = RobustStats(0.0, 1.0, 1), dict(settings=AdaptSettings(windows=1, window_zyx=(16, 32, 32)), divisor=4)
+    members = []
+    for seed in (3, 4):
+        m = member("resunet", hp, ["apo-ferritin", "ribosome"], 10.0, seed)
+        assert batchnorm_layers(m.model)
+        ref_vol = gaussian_filter(rng.normal(0, 1, (16, 32, 32)), 1.5).astype(np.float32)
+        means, variances, _ = measure_batchnorm(m.model, ref_vol, stats, {"clip": 100.0}, **kw)
+        m.config["pick"] = {"adapt_norm": 0.5, "adapt_reference": reference_statistics([(means, variances)])}
+        members.append(m)
+    fused = ensemble_model(members, [0.5, 0.5])
+    assert fused.config["pick"]["adapt_norm"] == 0.5
+    assert PickOptions().with_defaults(fused.config).adapt_norm == 0.5  # what `tomopick pick` uses by default
+    reference = fused.config["pick"]["adapt_reference"]
+    together, info = adapt_batchnorm(fused.model, vol, stats, {"clip": 100.0}, reference=reference,
+                                     settings=AdaptSettings(windows=1, window_zyx=(16, 32, 32), strength=0.5),
+                                     divisor=4)
+    assert info["rule"] == "relative to the stored reference"
+    expected = []
+    for m in members:
+        alone, _ = adapt_batchnorm(m.model, vol, stats, {"clip": 100.0}, reference=m.config["pick"]["adapt_reference"],
+                                   settings=AdaptSettings(windows=1, window_zyx=(16, 32, 32), strength=0.5), divisor=4)
+        expected += batchnorm_layers(alone)
+    got = batchnorm_layers(together)
+    assert len(got) == len(expected) == 2 * len(batchnorm_layers(members[0].model))
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g.running_mean, e.running_mean, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(g.running_var, e.running_var, rtol=1e-4, atol=1e-5)
+    assert max(float((g.running_mean - b.running_mean).abs().max())
+               for g, b in zip(got, batchnorm_layers(fused.model))) > 1e-3  # the statistics did move
+    # a member with batch norm but no reference: no fused reference (plain AdaBN for all)
+    members[1].config["pick"].pop("adapt_reference")
+    assert "adapt_reference" not in ensemble_model(members, [0.5, 0.5]).config["pick"]

@@ -18,6 +18,11 @@ Thresholds follow the single-model rules (:mod:`tomopick.peaks.thresholds`): the
 class, for each score, is the weighted mean over the members that know the class of their stored threshold for
 that score (a member without one counts with the score's default); when no member stores one, the class gets the
 default. Score, peak method and spacing are the first member's.
+
+Batch-norm adaptation (:mod:`tomopick.inference.adapt`) applies to the fused network as to a single one: its
+strength is the first member's stored ``adapt_norm``, and its reference statistics are the members' stored
+references concatenated in member order (the order in which the fused network's batch-norm layers come) when every
+member with batch norm stores one; otherwise the ensemble adapts without a reference (plain AdaBN).
 """
 
 from __future__ import annotations
@@ -134,6 +139,30 @@ def _fused_particles(loaded: Sequence[Any], classes: Sequence[str]) -> ParticleS
     return ParticleSet(name="ensemble", particles=tuple(specs))
 
 
+def fused_reference(loaded: Sequence[Any]) -> dict[str, Any] | None:
+    """The members' stored batch-norm reference statistics (``config["pick"]["adapt_reference"]``) concatenated
+    in member order, or ``None`` when a member with batch-norm layers stores none (or one that does not fit them)."""
+    from tomopick.inference.adapt import batchnorm_layers
+
+    means: list[Any] = []
+    variances: list[Any] = []
+    volumes = []
+    for member in loaded:
+        layers = batchnorm_layers(member.model)
+        if not layers:
+            continue
+        ref = (member.config.get("pick") or {}).get("adapt_reference") or {}
+        m, v = ref.get("means") or [], ref.get("variances") or []
+        if len(m) != len(layers) or len(v) != len(layers):
+            return None
+        means.extend(m)
+        variances.extend(v)
+        volumes.append(int(ref.get("volumes", 0)))
+    if not means:
+        return None
+    return {"means": means, "variances": variances, "volumes": min(volumes)}
+
+
 def window_dependent_any(configs: Sequence[dict[str, Any]]) -> bool:
     from tomopick.inference.picking import window_dependent
 
@@ -165,6 +194,11 @@ def fused_config(loaded: Sequence[Any], weights: Sequence[float]) -> dict[str, A
     pick: dict[str, Any] = {k: v for k, v in (first.get("pick") or {}).items()
                             if k in ("peak_method", "distance_factor")}
     pick["score"] = str((first.get("pick") or {}).get("score") or default_score(first))
+    if (first.get("pick") or {}).get("adapt_norm") is not None:
+        pick["adapt_norm"] = float(first["pick"]["adapt_norm"])
+    reference = fused_reference(loaded)
+    if reference is not None:
+        pick["adapt_reference"] = reference
     by_score = fused_thresholds(configs, table, classes)
     if by_score:
         pick["thresholds_by_score"] = by_score
