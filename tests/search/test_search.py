@@ -3,6 +3,7 @@ continues it (trial numbers go on, interrupted trials are retried) and exports a
 training config."""
 
 import csv
+import os
 import sys
 from pathlib import Path
 
@@ -135,3 +136,27 @@ def test_search_input_errors(dataset, tmp_path):
     with pytest.raises(TomopickError, match="search space differs"):
         search(base, out, trials=2, space=dict(SPACE, widths=[4, 8]))
     assert first.n_complete == 1
+
+
+def test_search_runs_trials_in_parallel_on_a_dask_cluster(dataset, tmp_path):
+    from tomopick.workflows.batch import BatchOptions
+
+    out = tmp_path / "search"
+    lines: list[str] = []
+    result = search(base_raw(dataset), out, trials=4, space=SPACE, seed=2, log=lines.append,
+                    batch=BatchOptions.make(workers=2, dashboard_address=":0"))
+    study = optuna.load_study(study_name="toy-search", storage=f"sqlite:///{out / 'search.db'}")
+    finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    # the target is reached (a worker may have started one more while the other finished the last)
+    assert 4 <= len(finished) <= 5 and result.n_complete + result.n_pruned == len(finished)
+    # two worker processes, neither of them this one, ran the trials; the base recipe is trial 0
+    processes = {t.user_attrs["process"] for t in study.trials}
+    assert len(processes) == 2 and not any(p.endswith(f":{os.getpid()}") for p in processes)
+    assert study.trials[0].params == params_of_config(validate_config(base_raw(dataset)),
+                                                      SearchSpace.model_validate(SPACE))
+    # every finished trial was printed by the driver, with its process; outputs as in the plain search
+    assert {int(line.split()[1]) for line in lines if line.startswith("trial ")} >= {t.number for t in finished}
+    assert any(line.startswith("search on 2 Dask worker(s)") for line in lines)
+    assert load_config(result.best_config) == config_from_params(validate_config(base_raw(dataset)),
+                                                                 study.best_trial.params)
+    assert (out / "trials" / f"{study.best_trial.number:04d}" / "best.pt").is_file()

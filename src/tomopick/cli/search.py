@@ -23,16 +23,28 @@ def search(
     seed: int = typer.Option(0, "--seed", help="Sampler seed."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete this study and its outputs; start anew."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final table."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                          help="Run trials in parallel on a local Dask cluster of N worker "
+                                               "processes (the machine's cores shared among them)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler",
+                                            help="Run trials on a running Dask scheduler (tcp://host:8786); its "
+                                                 "workers must see the data, --out and the storage."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Run trials on: local | slurm (dask-jobqueue)."),
+    cluster_config: Optional[Path] = typer.Option(None, "--cluster-config",
+                                                  help="YAML for --cluster slurm (docs/batch.md)."),
 ) -> None:
     """Search network family and size, loss, labels, patch size, learning rate and augmentation for the best
     validation CZII F-beta; writes the best recipe as a ready `tomopick train` YAML."""
+    from tomopick.cli.batch import batch_asked, batch_options
     from tomopick.configfile import read_yaml_mapping
     from tomopick.workflows.search import format_table, search as run_search
 
+    batch = (batch_options(workers, scheduler, cluster, cluster_config, None)
+             if batch_asked(workers, scheduler, cluster, cluster_config, None) else None)
     space_raw = read_yaml_mapping(space, missing="search space not found") if space is not None else None
     result = run_search(config, out, trials=trials, minutes=minutes, storage=storage, study_name=study,
                         pruner=pruner, seed=seed, space=space_raw, overwrite=overwrite,
-                        log=None if quiet else typer.echo)
+                        log=None if quiet else typer.echo, batch=batch)
     typer.echo(format_table(result.table))
     typer.echo(f"{result.n_complete} complete, {result.n_pruned} pruned, {result.n_failed} failed trials in study "
                f"{result.study_name!r} ({result.storage})")

@@ -21,7 +21,12 @@ Output folder::
     OUT/summary.json      best trial, its parameters and value, counts per state
     OUT/trials/NNNN/      per trial: config.yaml, metrics.csv, best.pt (its best validation weights)
 
-Trials run one after another in this process (the Dask cluster of batch picking is not used).
+Trials run one after another in this process, or in parallel on the Dask cluster of batch picking
+(``batch``: :class:`~tomopick.workflows.batch.BatchOptions` — ``--workers N`` local worker processes,
+``--scheduler ADDR`` a running cluster, ``--cluster slurm``): each worker runs trials of the same study against
+the same storage (TPE with the constant liar, so running trials are not proposed twice) until the study holds
+``trials`` finished ones; the driver prints each trial as it finishes and writes the outputs. The storage must be
+reachable from every worker (a SQLite file on a shared file system, or a database URL).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +122,7 @@ def _objective(base, space: SearchSpace, out_dir: Path, deadline: float | None, 
     def objective(trial) -> float:
         params = suggest_params(trial, space)
         cfg = config_from_params(base, params)
+        trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")
         if deadline is not None:  # the search budget caps the trial's own
             left = max(0.1, (deadline - time.time()) / 60.0)
             cfg = cfg.model_copy(update={"max_minutes": min(cfg.max_minutes or math.inf, left)})
@@ -254,7 +261,7 @@ def _write_outputs(study, base, out_dir: Path, storage: str) -> SearchResult:
 def search(config: Any, out_dir: str | os.PathLike[str], *, trials: int = 20, minutes: float | None = None,
            storage: str | None = None, study_name: str | None = None, pruner: str = "median", seed: int = 0,
            space: SearchSpace | dict[str, Any] | None = None, overwrite: bool = False,
-           log: Callable[[str], None] | None = None) -> SearchResult:
+           log: Callable[[str], None] | None = None, batch: Any = None) -> SearchResult:
     """Search training recipes (see the module docstring).
 
     Parameters
@@ -280,6 +287,9 @@ def search(config: Any, out_dir: str | os.PathLike[str], *, trials: int = 20, mi
         Delete the study of this name in the storage and the outputs, and start anew.
     log
         Receives progress lines.
+    batch
+        :class:`~tomopick.workflows.batch.BatchOptions`: run the trials in parallel on that Dask cluster (one
+        trial at a time per worker); ``None``: one after another in this process.
     """
     import optuna
     from pydantic import ValidationError
@@ -338,16 +348,106 @@ def search(config: Any, out_dir: str | os.PathLike[str], *, trials: int = 20, mi
             study.enqueue_trial(first, user_attrs={"base_recipe": True})
     remaining = trials - _finished(study)
     deadline = None if minutes is None else time.time() + 60.0 * float(minutes)
-    if remaining > 0:
+    if remaining > 0 and batch is not None:
+        _search_on_cluster(batch, base, space, out_dir, storage_url, name, trials, deadline, pruner, seed, log)
+    elif remaining > 0:
         def after(study_, trial) -> None:
             if log is not None:
-                value = "" if trial.value is None else f" value {trial.value:.4f}"
-                log(f"trial {trial.number} {trial.state.name.lower()}{value}; best so far "
-                    f"{_best_value(study_)}")
+                log(_trial_line(trial, study_))
         study.optimize(_objective(base, space, out_dir, deadline, log), n_trials=remaining,
                        timeout=None if minutes is None else 60.0 * float(minutes), callbacks=[after],
-                       catch=(FloatingPointError, RuntimeError, ValueError), gc_after_trial=True)
+                       catch=TRIAL_ERRORS, gc_after_trial=True)
     return _write_outputs(study, base, out_dir, storage_url)
+
+
+#: Errors that fail one trial (the search goes on); anything else stops the search.
+TRIAL_ERRORS = (FloatingPointError, RuntimeError, ValueError)
+
+
+def _trial_line(trial, study) -> str:
+    value = "" if trial.value is None else f" value {trial.value:.4f}"
+    where = trial.user_attrs.get("process")
+    return (f"trial {trial.number} {trial.state.name.lower()}{value}{f' ({where})' if where else ''}; best so far "
+            f"{_best_value(study)}")
+
+
+def search_worker(base_raw: dict[str, Any], space_raw: dict[str, Any], out_dir: str, storage_url: str, name: str,
+                  trials: int, deadline: float | None, pruner: str, seed: int, threads: int | None) -> int:
+    """One Dask worker's share of a search: trials of study ``name`` until it holds ``trials`` finished ones or
+    ``deadline`` (epoch seconds) passes; returns how many trials this worker ran. ``threads`` overrides the base
+    config's ``num_threads`` (the worker's cores)."""
+    import optuna
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    from tomopick.workflows.train import _as_train_config
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    base = _as_train_config(base_raw)
+    if threads:
+        base = base.model_copy(update={"num_threads": int(threads)})
+    space = SearchSpace.model_validate(space_raw)
+    sampler = optuna.samplers.TPESampler(multivariate=True, seed=seed, n_startup_trials=4, constant_liar=True)
+    study = optuna.load_study(study_name=name, storage=storage_url, sampler=sampler,
+                              pruner=_make_pruner(pruner, base.epochs))
+    left = trials - _finished(study)
+    if left <= 0:
+        return 0
+    before = len(study.trials)
+    study.optimize(_objective(base, space, Path(out_dir), deadline, None), n_trials=left,
+                   timeout=None if deadline is None else max(0.0, deadline - time.time()),
+                   callbacks=[MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))],
+                   catch=TRIAL_ERRORS, gc_after_trial=True)
+    return len([t for t in study.get_trials(deepcopy=False)[before:]
+                if t.user_attrs.get("process") == f"{socket.gethostname()}:{os.getpid()}"])
+
+
+def _search_on_cluster(batch: Any, base, space: SearchSpace, out_dir: Path, storage_url: str, name: str,
+                       trials: int, deadline: float | None, pruner: str, seed: int,
+                       log: Callable[[str], None] | None) -> None:
+    """Run :func:`search_worker` once per worker of the cluster ``batch`` asks for, printing trials as they end."""
+    import optuna
+    from distributed import wait
+
+    from tomopick.workflows.batch import _start_cluster
+
+    if storage_url.startswith("sqlite:///") and batch.scheduler:
+        if log is not None:
+            log(f"note: the workers of {batch.scheduler} must see the storage file {storage_url[10:]}")
+    cluster = _start_cluster(batch, "cpu")
+    try:
+        client = cluster.client
+        client.wait_for_workers(1, timeout=300)
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        if log is not None:
+            log(f"search on {n_workers} Dask worker(s), {cluster.torch_threads or 'the base config'} torch "
+                f"thread(s) each; dashboard {client.dashboard_link}")
+        kwargs = {"resources": cluster.resources} if cluster.resources else {}
+        futures = [client.submit(search_worker, base.model_dump(mode="json"), space.model_dump(mode="json"),
+                                 str(out_dir), storage_url, name, trials, deadline, pruner, seed + 1000 * (i + 1),
+                                 cluster.torch_threads, pure=False, key=f"tomopick-search-{name}-{i}", **kwargs)
+                   for i in range(n_workers)]
+        study = optuna.load_study(study_name=name, storage=storage_url)
+        seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+        while True:
+            try:
+                wait(futures, timeout=5)
+                finished = True
+            except TimeoutError:  # distributed's TimeoutError is the builtin one
+                finished = False
+            for t in study.get_trials(deepcopy=False):
+                if t.state.is_finished() and t.number not in seen:
+                    seen.add(t.number)
+                    if log is not None:
+                        log(_trial_line(t, study))
+            if finished:
+                break
+        for i, future in enumerate(futures):
+            if future.status == "error":
+                exc = future.exception()
+                raise TomopickError(f"search worker {i} failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        cluster.close()
 
 
 def _comparable(raw: dict[str, Any]) -> dict[str, Any]:
