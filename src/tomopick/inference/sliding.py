@@ -95,10 +95,21 @@ class ScoreStore:
         dst.copy_(t)
         dst.masked_fill_(small, 0.0)
 
-    def read(self, channel: int, region: slice | tuple[slice, ...] = slice(None)) -> np.ndarray:
-        """Scores of one channel over a z-range or a ``(z, y, x)`` box, as float32."""
+    def read(self, channel: int, region: slice | tuple[slice, ...] = slice(None), *,
+             out: np.ndarray | None = None) -> np.ndarray:
+        """Scores of one channel over a z-range or a ``(z, y, x)`` box, as float32 — into ``out`` when given (a
+        float32 array of the box's shape, e.g. a work array reused by the peak stage)."""
         region = region if isinstance(region, tuple) else (region,)
-        return np.asarray(self.array[(channel, *region)], dtype=np.float32)
+        if out is None:
+            return np.asarray(self.array[(channel, *region)], dtype=np.float32)
+        if self.on_disk:
+            out[...] = self.array[(channel, *region)]
+            return out
+        import torch
+
+        # float16 → float32 by torch into the given array: multithreaded, and no fresh pages to fault in
+        torch.from_numpy(out).copy_(torch.from_numpy(self.array[(channel, *region)]))
+        return out
 
     def close(self) -> None:
         """Delete the temporary disk store (if any)."""

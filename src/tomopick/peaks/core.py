@@ -175,29 +175,80 @@ def suppress_close(peaks: Peaks, min_distance_vox: float) -> Peaks:
 
 
 def _merge_plateaus(is_peak, values, channel: int) -> Peaks:
-    """Peaks from a boolean peak mask (torch): touching peak voxels (26-connected, i.e. a plateau of equal maxima,
-    common in float16 or saturated scores) become one peak at their centroid. Labelled with ``cc3d`` on the
-    mask itself, so memory stays a few bytes per voxel of the map whatever the number of plateau voxels."""
-    import cc3d
-
-    torch = _torch()
-    n_peak = int(is_peak.sum())
-    if n_peak == 0:
+    """Peaks from a boolean peak mask (numpy or torch, with the map ``values`` of the same kind): touching peak
+    voxels (26-connected, i.e. a plateau of equal maxima, common in float16 or saturated scores) become one peak at
+    their centroid. Works on the peak voxels alone (:func:`_touching_groups`), so time and memory follow the number
+    of peaks, not the size of the map."""
+    mask = is_peak if isinstance(is_peak, np.ndarray) else is_peak.cpu().numpy()
+    flat = np.flatnonzero(mask)  # one pass over the mask; sorted, i.e. row-major order
+    if len(flat) == 0:
         return Peaks.empty()
-    if n_peak == 1:
-        idx = torch.nonzero(is_peak).cpu().numpy()
-        return Peaks.make(idx, values[is_peak].float().cpu().numpy(), channel)
-    mask = is_peak.cpu().numpy()
-    labels, n = cc3d.connected_components(mask, connectivity=26, return_N=True)
-    if n == n_peak:  # no plateaus: the peak voxels themselves
-        idx = np.argwhere(mask)
-        return Peaks.make(idx, values.float().cpu().numpy()[mask], channel)
-    stats = cc3d.statistics(labels)
-    centroids = np.asarray(stats["centroids"][1:], dtype=np.float64)
+    if isinstance(is_peak, np.ndarray):
+        peak_values = np.asarray(values.reshape(-1)[flat], dtype=np.float64)
+    else:
+        peak_values = values[is_peak].float().cpu().numpy().astype(np.float64)  # row-major, as flat
+    zyx = np.stack(np.unravel_index(flat, mask.shape), axis=1)
+    groups, n = _touching_groups(flat, zyx, mask.shape)
+    if n == len(flat):  # no plateaus: the peak voxels themselves
+        return Peaks.make(zyx, peak_values, channel)
+    counts = np.bincount(groups, minlength=n).astype(np.float64)
+    centroids = np.stack([np.bincount(groups, weights=zyx[:, a], minlength=n) / counts for a in range(3)], axis=1)
     # touching maxima lie in each other's pooling window, so a plateau holds one value: take any of its voxels
-    score = np.zeros(n + 1)
-    score[labels[mask]] = values.float().cpu().numpy()[mask]
-    return Peaks.make(centroids, score[1:], channel)
+    score = np.zeros(n)
+    score[groups] = peak_values
+    return Peaks.make(centroids, score, channel)
+
+
+#: The 13 "forward" neighbours of a voxel in a 26-neighbourhood (each touching pair is seen once).
+_FORWARD = np.array([(dz, dy, dx) for dz in (0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                     if (dz, dy, dx) > (0, 0, 0)], dtype=np.int64)
+
+
+def _touching_groups(flat: np.ndarray, zyx: np.ndarray, shape: Sequence[int]) -> tuple[np.ndarray, int]:
+    """26-connected groups of the sparse voxels ``flat`` (sorted flat indices into ``shape``, ``zyx`` their
+    positions): ``(group of each voxel, number of groups)``. Each voxel looks up its 13 forward neighbours by
+    binary search in ``flat``; the pairs found are joined with :func:`scipy.sparse.csgraph.connected_components`.
+    Labelling the whole mask (cc3d) cost 0.1–0.2 s per 16 M-voxel block for a few hundred peaks."""
+    n = len(flat)
+    if n < 2:
+        return np.zeros(n, dtype=np.int64), n
+    strides = np.array([int(shape[1]) * int(shape[2]), int(shape[2]), 1], dtype=np.int64)
+    rows, cols = [], []
+    for offset in _FORWARD:
+        target = flat + int(offset @ strides)
+        pos = np.minimum(np.searchsorted(flat, target), n - 1)
+        hit = flat[pos] == target
+        hit &= np.all(zyx[pos] - zyx == offset, axis=1)  # not a wrap across a row or plane edge
+        rows.append(np.flatnonzero(hit))
+        cols.append(pos[hit])
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    if len(r) == 0:
+        return np.arange(n), n
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(n, n))
+    count, labels = connected_components(graph, directed=False)
+    return labels.astype(np.int64), int(count)
+
+
+class Scratch:
+    """Work arrays reused from block to block by the CPU peak finders (one per thread).
+
+    ``get(slot, shape, dtype)`` returns a view of a flat buffer kept for ``slot`` (grown when too small). A peak
+    stage that allocated its float32 block, its pooled map and its masks anew for every block spent more time in
+    the kernel's page faults for the fresh pages than in the maximum filter (bench/RESULTS.md, #17)."""
+
+    def __init__(self) -> None:
+        self._flat: dict[str, np.ndarray] = {}
+
+    def get(self, slot: str, shape: Sequence[int], dtype: Any) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        n = int(np.prod(shape))
+        buf = self._flat.get(slot)
+        if buf is None or buf.dtype != dtype or buf.size < n:
+            buf = self._flat[slot] = np.empty(n, dtype=dtype)
+        return buf[:n].reshape(tuple(int(v) for v in shape))
 
 
 def _channels(score: np.ndarray | Any) -> list:
@@ -220,7 +271,8 @@ def _per_channel(value: float | Sequence[float], n: int, name: str) -> list[floa
 
 # -- methods --------------------------------------------------------------------------------------------------
 def maxpool_nms(score: np.ndarray, threshold: float | Sequence[float] = 0.5,
-                min_distance_vox: float | Sequence[float] = 3, *, device: str | None = None) -> Peaks:
+                min_distance_vox: float | Sequence[float] = 3, *, device: str | None = None,
+                scratch: "Scratch | None" = None) -> Peaks:
     """Max-pool non-maximum suppression.
 
     Parameters
@@ -234,17 +286,47 @@ def maxpool_nms(score: np.ndarray, threshold: float | Sequence[float] = 0.5,
         one channel closer than ``d`` (Euclidean) are also merged, keeping the higher.
     device
         Torch device for the pooling (``"cpu"``, ``"cuda"``); default: where the input lives.
+    scratch
+        :class:`Scratch` work arrays to reuse (numpy input on the CPU; e.g. one per thread over the blocks of a
+        stream).
 
     Returns
     -------
     Peaks
     """
     torch = _torch()
+    if device in (None, "cpu") and not isinstance(score, torch.Tensor):
+        return _maxpool_numpy(score, threshold, min_distance_vox, scratch or Scratch())
     found = []
     with torch.inference_mode():
         for c, t, thr, d, kernel in _cube_maxima_channels(score, threshold, min_distance_vox, device):
             is_peak = (t == _pool_separable(t, kernel, "max")) & (t >= thr)
             found.append(suppress_close(_merge_plateaus(is_peak, t, c), d))
+    return Peaks.concat(found).sorted()
+
+
+def _maxpool_numpy(score: Any, threshold: Any, min_distance_vox: Any, scratch: Scratch) -> Peaks:
+    """:func:`maxpool_nms` of numpy maps on the CPU: the same peaks as the torch path (scipy's O(1)-per-voxel
+    maximum filter, see :func:`_pool_separable`), computed in the ``scratch`` arrays."""
+    from scipy import ndimage
+
+    maps = _channels(score)
+    thresholds = _per_channel(threshold, len(maps), "threshold")
+    distances = _per_channel(min_distance_vox, len(maps), "min_distance_vox")
+    found = []
+    for c, (m, thr, d) in enumerate(zip(maps, thresholds, distances)):
+        a = np.asarray(m, dtype=np.float32)
+        if a.size == 0:
+            continue
+        above = np.greater_equal(a, thr, out=scratch.get("above", a.shape, bool))
+        if not above.any():
+            continue
+        kernel = 2 * max(1, int(math.ceil(d))) + 1
+        pooled = ndimage.maximum_filter(a, size=kernel, mode="constant", cval=-np.inf,
+                                        output=scratch.get("pooled", a.shape, np.float32))
+        is_peak = np.equal(a, pooled, out=scratch.get("peak", a.shape, bool))
+        np.logical_and(is_peak, above, out=is_peak)
+        found.append(suppress_close(_merge_plateaus(is_peak, a, c), d))
     return Peaks.concat(found).sorted()
 
 
@@ -509,7 +591,7 @@ def apply_mask(peaks: Peaks, mask: np.ndarray | None) -> Peaks:
 def find_peaks(score: np.ndarray, method: str = "maxpool", *, threshold: float | Sequence[float] = 0.5,
                radius_vox: float | Sequence[float] = 5.0, distance_factor: float = 0.75,
                mask: np.ndarray | None = None, device: str | None = None, min_size_fraction: float = 0.05,
-               subvoxel: bool = False) -> Peaks:
+               subvoxel: bool = False, scratch: Scratch | None = None) -> Peaks:
     """Peaks of a score map with one call, parameters derived from the particle radius.
 
     Parameters
@@ -530,6 +612,8 @@ def find_peaks(score: np.ndarray, method: str = "maxpool", *, threshold: float |
         Torch device for the pooling methods.
     subvoxel
         ``localmax`` only: sub-voxel centroids (see :func:`local_maxima`).
+    scratch
+        ``maxpool`` on the CPU only: :class:`Scratch` work arrays to reuse.
 
     Returns
     -------
@@ -538,7 +622,7 @@ def find_peaks(score: np.ndarray, method: str = "maxpool", *, threshold: float |
     n = 1 if np.ndim(score) == 3 else int(np.shape(score)[0])
     radii = np.asarray(_per_channel(radius_vox, n, "radius_vox"))
     if method == "maxpool":
-        peaks = maxpool_nms(score, threshold, list(distance_factor * radii), device=device)
+        peaks = maxpool_nms(score, threshold, list(distance_factor * radii), device=device, scratch=scratch)
     elif method == "mpnms":
         peaks = mp_nms(score, threshold, list(2 * radii), min_distance_vox=list(distance_factor * radii),
                        device=device)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import math
+import threading
 from typing import Callable, Sequence
 
 import numpy as np
 
-from tomopick.peaks.core import Peaks, find_peaks, halo_vox, suppress_close
+from tomopick.peaks.core import Peaks, Scratch, find_peaks, halo_vox, suppress_close
 from tomopick.peaks.score import sphere_mean
 
 #: Default voxels per block core: 32 M (128 MB as float32; the pooling methods hold ~4 such arrays).
@@ -22,6 +24,14 @@ def _cpu_workers() -> int:
         return max(1, int(torch.get_num_threads()))
     except ImportError:  # pragma: no cover - torch is a dependency
         return 1
+
+
+def _takes_out(read: Callable[..., np.ndarray]) -> bool:
+    """Whether ``read`` accepts ``out=`` (fills a given array)."""
+    try:
+        return "out" in inspect.signature(read).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return False
 
 
 def block_grid(shape_zyx: Sequence[int], block_voxels: int, halo: int = 0) -> list[tuple[slice, slice, slice]]:
@@ -50,7 +60,9 @@ def find_peaks_blocks(read: Callable[[int, tuple[slice, slice, slice]], np.ndarr
     Parameters
     ----------
     read
-        ``read(channel, (z, y, x) slices) -> float32 array`` (e.g. :meth:`~tomopick.inference.sliding.ScoreStore.read`).
+        ``read(channel, (z, y, x) slices) -> float32 array`` (e.g. :meth:`~tomopick.inference.sliding.ScoreStore.read`);
+        a reader with an ``out`` parameter (``read(channel, slices, out=array)``) fills a work array reused from
+        block to block on the CPU.
     shape
         ``(C, z, y, x)``.
     threshold, radius_vox
@@ -89,7 +101,14 @@ def find_peaks_blocks(read: Callable[[int, tuple[slice, slice, slice]], np.ndarr
     n_workers = max(1, min(n_ch, int(workers) if workers else _cpu_workers())) if device in (None, "cpu") else 1
     per_worker = max(1, int(block_voxels) // n_workers)
 
+    cpu = device in (None, "cpu")
+    fills = cpu and _takes_out(read)
+    local = threading.local()  # one Scratch per thread: blocks reuse its arrays (no fresh pages per block)
+
     def channel(c: int) -> tuple[list[Peaks], bool]:
+        scratch = getattr(local, "scratch", None)
+        if scratch is None and cpu:
+            scratch = local.scratch = Scratch()
         found: list[Peaks] = []
         halo = halo_vox(method, float(radii[c]), distance_factor)
         if blob is not None:  # the sphere around a core peak must lie inside the block's region
@@ -99,12 +118,15 @@ def find_peaks_blocks(read: Callable[[int, tuple[slice, slice, slice]], np.ndarr
             lo = [max(0, s.start - halo) for s in core]
             hi = [min(n, s.stop + halo) for s, n in zip(core, dims)]
             region = tuple(slice(a, b) for a, b in zip(lo, hi))
-            values = read(c, region)
+            if fills:
+                values = read(c, region, out=scratch.get("values", [b - a for a, b in zip(lo, hi)], np.float32))
+            else:
+                values = read(c, region)
             if values.size == 0 or not float(values.max()) >= floors[c]:
                 continue
             sub_mask = None if mask is None else np.asarray(mask[region])
             p = find_peaks(values, method, threshold=float(floors[c]), radius_vox=float(radii[c]),
-                           distance_factor=distance_factor, mask=sub_mask, device=device)
+                           distance_factor=distance_factor, mask=sub_mask, device=device, scratch=scratch)
             if blob is not None and len(p):
                 p = Peaks(p.zyx, sphere_mean(values, p.zyx, float(blob[c])), p.channel)
                 p = p.select(p.score >= thresholds[c])
