@@ -26,7 +26,9 @@ from tomopick.inference.adapt import AdaptSettings, adapt_batchnorm
 from tomopick.inference.normalize import normalisation_kwargs, robust_stats
 from tomopick.inference.options import PickOptions
 from tomopick.inference.rescale import rescale_factors, rescale_volume, rescaled_shape
-from tomopick.inference.sliding import InferenceSettings, ReleasingArray, count_windows, predict_to_store
+from tomopick.inference.sliding import (
+    InferenceSettings, ReleasingArray, count_windows, predict_to_store, reuse_freed_memory,
+)
 from tomopick.inference.slab import slab_extent
 from tomopick.peaks import find_peaks_blocks
 from tomopick.peaks.thresholds import (
@@ -191,8 +193,12 @@ def _adapted(model: Any, source: Any, stats: Any, norm_kwargs: dict[str, Any], o
     if settings.skip_vacuum:
         extent = slab_extent(source, stats)
         z_range = (extent.z0, extent.z1)
-    return adapt_batchnorm(model, source, stats, norm_kwargs, settings=AdaptSettings(strength=options.adapt_norm),
-                           z_range=z_range, device=settings.device, divisor=settings.divisor, reference=reference)
+    # the train-mode passes over the windows allocate activations like the network pass: reuse freed memory
+    # (without it, ~1 M page faults and 2.2 s of system time on a CZII-size tomogram; with it 0.25 s)
+    with reuse_freed_memory(settings.reuse_memory and settings.device == "cpu"):
+        return adapt_batchnorm(model, source, stats, norm_kwargs,
+                               settings=AdaptSettings(strength=options.adapt_norm), z_range=z_range,
+                               device=settings.device, divisor=settings.divisor, reference=reference)
 
 
 @contextlib.contextmanager

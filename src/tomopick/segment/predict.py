@@ -19,7 +19,9 @@ from tomopick.data import Tomogram
 from tomopick.errors import TomopickError
 from tomopick.inference.normalize import normalisation_kwargs, robust_stats
 from tomopick.inference.rescale import rescale_factors, rescale_volume
-from tomopick.inference.sliding import InferenceSettings, ReleasingArray, count_windows, predict_to_store
+from tomopick.inference.sliding import (
+    InferenceSettings, ReleasingArray, count_windows, predict_to_store, reuse_freed_memory,
+)
 from tomopick.segment.instances import SEGMENT_CLASSES, enclosed_lumen, fill_lumen, label_instances
 
 TASK = "segment"
@@ -205,6 +207,7 @@ def _adapted(loaded: Any, volume: Any, stats: Any, norm_kwargs: dict[str, Any], 
     strength = options.adapt_norm if options.adapt_norm is not None else float(stored.get("adapt_norm", 0.0))
     if strength <= 0:
         return loaded.model, {"adapted_layers": 0}
-    return adapt_batchnorm(loaded.model, volume, stats, norm_kwargs, settings=AdaptSettings(strength=strength),
-                           device=settings.device, divisor=settings.divisor,
-                           reference=stored.get("adapt_reference"))
+    with reuse_freed_memory(settings.reuse_memory and settings.device == "cpu"):  # as the picker's adaptation
+        return adapt_batchnorm(loaded.model, volume, stats, norm_kwargs, settings=AdaptSettings(strength=strength),
+                               device=settings.device, divisor=settings.divisor,
+                               reference=stored.get("adapt_reference"))
