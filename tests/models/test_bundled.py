@@ -81,3 +81,29 @@ def test_bundled_pick_defaults_are_blob_thresholds_with_peak_ones_kept():
     peak = choose_thresholds(CZII.names, None, model.config["pick"], "peak")
     assert all(c.rule == "checkpoint" and 0.05 <= c.value <= 1 for c in peak)
     assert peak[CZII.names.index("ribosome")].value == pytest.approx(0.1155, abs=1e-3)
+
+
+def test_bundled_models_are_chosen_by_name_from_any_folder(tmp_path, monkeypatch):
+    from tomopick.workflows.batch import _model_files
+    from tomopick.workflows.match import match
+    from tomopick.workflows.pick import resolve_model
+
+    monkeypatch.chdir(tmp_path)
+    assert bundled.bundled_name("czii-10A") == bundled.bundled_name("czii") == "czii-10A"
+    assert bundled.bundled_name("nosuch") is None and bundled.bundled_name(123) is None
+    loaded = resolve_model("czii")
+    assert loaded.classes == ["background", *CZII.names] and loaded.card.get("name") == "czii-10A"
+    files = _model_files("czii-10A")  # batch workers get the bundled file's path and its digest
+    assert files["paths"] == [str(bundled.bundled_model_path("czii-10A").resolve())]
+    assert files["sha256"] == [bundled.bundled_sha256("czii-10A")]
+    # a file of that name in the working folder wins over the bundled model
+    (tmp_path / "czii").write_bytes(b"not a checkpoint")
+    assert bundled.bundled_name("czii") is None
+    with pytest.raises(TomopickError, match="not a tomopick checkpoint"):
+        resolve_model("czii")
+    # an unknown name: one line listing the bundled models, before any tomogram is read
+    with pytest.raises(TomopickError, match=r"checkpoint not found \(bundled models: .*czii-10A"):
+        resolve_model("nosuch")
+    with pytest.raises(TomopickError, match=r"checkpoint not found \(bundled models:"):
+        match(str(tmp_path / "missing.mrc"), str(tmp_path / "missing.mrc"), particle="ribosome",
+              mask_model="nosuch")

@@ -72,6 +72,9 @@ def match(
                                                             "as the tomogram)."),
     mask_from_model: bool = typer.Option(False, "--mask-from-model",
                                          help="Search only where the bundled network sees any particle."),
+    mask_model: Optional[str] = typer.Option(None, "--mask-model",
+                                             help="The network of --mask-from-model (implies it): a checkpoint or "
+                                                  "a bundled name, e.g. generalist-10A (any particle)."),
     mask_radius: Optional[float] = typer.Option(None, "--mask-radius",
                                                 help="Radius (Å) of the normalisation mask (default: the template's "
                                                      "extent)."),
@@ -113,8 +116,9 @@ def match(
     from tomopick.cli.batch import batch_asked, match_batch
 
     if batch_asked(workers, scheduler, cluster, cluster_config, retries):
-        if mask is not None or mask_from_model:
-            raise TomopickError("--mask/--mask-from-model: not available with --workers/--scheduler/--cluster yet")
+        if mask is not None or mask_from_model or mask_model is not None:
+            raise TomopickError("--mask/--mask-from-model/--mask-model: not available with "
+                                "--workers/--scheduler/--cluster yet")
         match_batch(inputs, template, particle=particle, options=options, out=out, radius_A=radius,
                     template_voxel_size_A=template_voxel_size, overwrite=overwrite, picks_format=picks_format,
                     quiet=quiet, workers=workers, scheduler=scheduler, cluster=cluster,
@@ -126,7 +130,8 @@ def match(
     with rotation_progress(quiet) as progress:
         report = run_match(inputs, template, particle=particle, options=options, out=out, radius_A=radius,
                            template_voxel_size_A=template_voxel_size, mask=mask, mask_from_model=mask_from_model,
-                           overwrite=overwrite, picks_format=picks_format, progress=progress, log=lines.append)
+                           mask_model=mask_model, overwrite=overwrite, picks_format=picks_format,
+                           progress=progress, log=lines.append)
     for line in lines:
         typer.echo(line)
     typer.echo(f"{len(report.picks)} picks written to {', '.join(report.outputs)}")

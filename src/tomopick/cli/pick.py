@@ -85,7 +85,9 @@ def pick(
                             help="Picks file (all inputs, run column), a folder (one file per input, end with /), "
                                  "or copick://project."),
     model: Optional[List[str]] = typer.Option(None, "--model", "-m",
-                                              help="Checkpoint (.pt). Default: the bundled czii-10A model. "
+                                              help="Checkpoint (.pt) or a bundled model's name (czii-10A, "
+                                                   "generalist-10A). "
+                                                   "Default: the bundled czii-10A model. "
                                                    "Repeat to pick with an ensemble (docs/ensemble.md)."),
     model_weights: Optional[str] = typer.Option(None, "--model-weights",
                                                 help="Ensemble weights, one per --model (e.g. 0.6,0.4; "

@@ -56,6 +56,18 @@ def bundled_sha256(name: str = DEFAULT_MODEL) -> str:
     return digest
 
 
+def bundled_name(model: object) -> str | None:
+    """``model`` when it names a bundled model (``"czii-10A"``, ``"generalist-10A"``, or the short form without
+    ``-10A``) and no file of that name exists, else ``None`` — so ``--model generalist`` works from any folder."""
+    if not isinstance(model, str) or Path(model).exists():
+        return None
+    names = bundled_names()
+    for candidate in (model, f"{model}-10A"):
+        if candidate in names:
+            return candidate
+    return None
+
+
 def load_bundled(name: str = DEFAULT_MODEL) -> LoadedModel:
     """Load a bundled model after checking its SHA-256 (``weights_only=True``)."""
     return load_checkpoint(bundled_model_path(name), sha256=bundled_sha256(name))

@@ -776,8 +776,12 @@ def _model_files(model: Any) -> dict[str, Any]:
         members, weights = list(model.models), [float(w) for w in model.weights]
     else:
         members = [model]
+    from tomopick.models.bundled import bundled_model_path, bundled_name
+
     paths = []
     for member in members:
+        name = bundled_name(member)
+        member = bundled_model_path(name) if name is not None else member
         if not isinstance(member, (str, os.PathLike)):
             raise TomopickError("a batch needs checkpoint paths (workers load the model themselves), "
                                 "not a loaded model")

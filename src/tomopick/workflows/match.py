@@ -65,7 +65,8 @@ def match(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], tem
           particle: str, options: MatchOptions | None = None, out: str | os.PathLike[str] | None = None,
           radius_A: float | None = None, template_voxel_size_A: float | None = None,
           mask: str | os.PathLike[str] | np.ndarray | None = None, mask_from_model: bool = False,
-          overwrite: bool = False, picks_format: str | None = None, user_id: str = "tomopick",
+          mask_model: str | os.PathLike[str] | None = None, overwrite: bool = False,
+          picks_format: str | None = None, user_id: str = "tomopick",
           session_id: str = "0", progress: Callable[[str, int, int], None] | None = None,
           log: Callable[[str], None] | None = None) -> MatchReport:
     """Template-match one or more tomograms.
@@ -86,6 +87,9 @@ def match(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], tem
         A mask volume (path, same grid as the single input; non-zero = search) or a boolean array.
     mask_from_model
         Search only where the bundled supervised network sees any particle (dilated by the template radius).
+    mask_model
+        The network of ``mask_from_model`` (implies it): a checkpoint path or a bundled name, e.g.
+        ``generalist-10A`` (class-agnostic: any macromolecule-sized object); default the bundled ``czii-10A``.
     log
         Receives one line per input: picks kept, threshold and its rule, rotations, time.
     """
@@ -96,8 +100,14 @@ def match(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], tem
     if len(set(runs)) != len(runs):
         dupes = sorted({r for r in runs if runs.count(r) > 1})
         raise TomopickError(f"several inputs share the run name {', '.join(dupes)}; rename them")
-    if (mask is not None or mask_from_model) and mask is not None and mask_from_model:
-        raise TomopickError("give either --mask or --mask-from-model, not both")
+    mask_from_model = bool(mask_from_model or mask_model is not None)
+    if mask is not None and mask_from_model:
+        raise TomopickError("give either --mask or --mask-from-model/--mask-model, not both")
+    mask_loaded = None
+    if mask_model is not None:  # checked (and loaded once) before any heavy work
+        from tomopick.workflows.pick import resolve_model
+
+        mask_loaded = resolve_model(mask_model)
     if mask is not None and len(items) != 1:
         raise TomopickError("--mask can only be given for a single input tomogram")
     radius = particle_radius_A(particle, radius_A)
@@ -117,7 +127,7 @@ def match(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], tem
     for item, run, tomogram in zip(items, runs, tomograms):
         this_mask = mask_array
         if mask_from_model:
-            this_mask = model_mask(tomogram, radius)
+            this_mask = model_mask(tomogram, radius, model=mask_loaded)
         picks, summary = match_tomogram(
             tomogram, tmpl, tmpl_vs, particle, radius, options, run=run, mask=this_mask,
             progress=None if progress is None else (lambda d, t, r=run: progress(r, d, t)))
@@ -175,17 +185,18 @@ def _read_mask(mask: Any, shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def model_mask(tomogram: Any, radius_A: float, threshold: float = 0.05) -> np.ndarray:
-    """Where the bundled supervised network sees any particle: the voxels whose summed foreground probability
-    reaches ``threshold``, dilated by ``radius_A`` (ProPicker-TM's pre-selection). The dilation runs on a 4×
-    coarser grid (bounded time on CZII-size tomograms)."""
+def model_mask(tomogram: Any, radius_A: float, threshold: float = 0.05, model: Any = None) -> np.ndarray:
+    """Where a picking network (``model``: loaded, a path or a bundled name; default the bundled ``czii-10A``) sees
+    any particle: the voxels whose summed foreground score reaches ``threshold``, dilated by ``radius_A``
+    (ProPicker-TM's pre-selection). The dilation runs on a 4× coarser grid (bounded time on CZII-size
+    tomograms)."""
     from scipy import ndimage
 
     from tomopick.inference.picking import pick_tomogram
     from tomopick.match.picking import mask_on_grid
     from tomopick.workflows.pick import resolve_model
 
-    loaded = resolve_model(None)
+    loaded = resolve_model(model)
     maps: list[Any] = []
     pick_tomogram(tomogram, loaded, run="mask", on_scores=lambda m: maps.append(
         np.sum([np.asarray(t.data[...], dtype=np.float32) for t in m], axis=0)))

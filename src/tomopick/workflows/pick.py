@@ -68,6 +68,13 @@ def resolve_model(model: Any | None):
         except (FileNotFoundError, KeyError, OSError) as exc:
             raise TomopickError(f"the bundled model {DEFAULT_MODEL!r} is not available ({exc}); "
                                 "pass --model <checkpoint.pt>") from None
+    from tomopick.models.bundled import bundled_name, bundled_names, load_bundled
+
+    name = bundled_name(model)
+    if name is not None:
+        return load_bundled(name)
+    if isinstance(model, (str, os.PathLike)) and not Path(model).exists():
+        raise TomopickError(f"checkpoint not found (bundled models: {', '.join(bundled_names())})", model)
     return load_checkpoint(model)
 
 
