@@ -6,11 +6,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
 from tomopick.errors import TomopickError
+
+#: The cluster options every command that runs on Dask shares (pick, match, search): one declaration, one help.
+SchedulerOption = Annotated[Optional[str], typer.Option(
+    "--scheduler", help="Run on a running Dask scheduler (tcp://host:8786); its workers must see the inputs and "
+                        "the outputs.")]
+ClusterOption = Annotated[Optional[str], typer.Option("--cluster", help="Run on: local | slurm (dask-jobqueue).")]
+ClusterConfigOption = Annotated[Optional[Path], typer.Option(
+    "--cluster-config", help="YAML for --cluster slurm: queue, walltime, memory, cores, gpus, processes, jobs "
+                             "(docs/batch.md).")]
 
 
 def batch_asked(workers: int | None, scheduler: str | None, cluster: str | None, cluster_config: Path | None,

@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 
+from tomopick.cli.batch import ClusterConfigOption, ClusterOption, SchedulerOption
 from tomopick.errors import TomopickError
 
 
@@ -91,11 +92,9 @@ def match(
     workers: Optional[int] = typer.Option(None, "--workers", min=1,
                                           help="Batch on a local Dask cluster of N worker processes; resumable: "
                                                "rerun the same command after a crash (docs/batch.md)."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler",
-                                            help="Batch on a running Dask scheduler (tcp://host:8786)."),
-    cluster: Optional[str] = typer.Option(None, "--cluster", help="Batch on: local | slurm (dask-jobqueue)."),
-    cluster_config: Optional[Path] = typer.Option(None, "--cluster-config",
-                                                  help="YAML for --cluster slurm (docs/batch.md)."),
+    scheduler: SchedulerOption = None,
+    cluster: ClusterOption = None,
+    cluster_config: ClusterConfigOption = None,
     retries: Optional[int] = typer.Option(None, "--retries", min=0, max=100,
                                           help="Batch: extra attempts for a run that fails (default 0)."),
 ) -> None:

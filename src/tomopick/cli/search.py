@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from tomopick.cli.batch import ClusterConfigOption, ClusterOption, SchedulerOption
+
 
 def search(
     config: Path = typer.Argument(..., help="Base training config YAML: data (with validation runs), particles, "
@@ -26,12 +28,9 @@ def search(
     workers: Optional[int] = typer.Option(None, "--workers", min=1,
                                           help="Run trials in parallel on a local Dask cluster of N worker "
                                                "processes (the machine's cores shared among them)."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler",
-                                            help="Run trials on a running Dask scheduler (tcp://host:8786); its "
-                                                 "workers must see the data, --out and the storage."),
-    cluster: Optional[str] = typer.Option(None, "--cluster", help="Run trials on: local | slurm (dask-jobqueue)."),
-    cluster_config: Optional[Path] = typer.Option(None, "--cluster-config",
-                                                  help="YAML for --cluster slurm (docs/batch.md)."),
+    scheduler: SchedulerOption = None,
+    cluster: ClusterOption = None,
+    cluster_config: ClusterConfigOption = None,
 ) -> None:
     """Search network family and size, loss, labels, patch size, learning rate and augmentation for the best
     validation CZII F-beta; writes the best recipe as a ready `tomopick train` YAML."""
