@@ -181,3 +181,41 @@ def test_gap_threshold_splits_two_clear_groups_only():
     assert t is not None and lookalikes.max() < t < particles.min()
     assert gap_threshold(rng.normal(0.2, 0.03, 300)) is None  # one group: no gap
     assert gap_threshold(np.array([0.2, 0.3])) is None  # too few peaks
+
+
+def test_masked_search_takes_background_statistics_from_the_whole_tile():
+    """A search restricted to small regions around the particles (``--mask-model``) keeps the background moments
+    of the unrestricted search (they are measured over the searched tiles, not inside the restriction, where most
+    voxels lie on particles), skips the peak-tail rule, and still finds every planted copy."""
+    from tomopick.match.correlate import match_volume
+    from tomopick.match.picking import Grid, tail_applies
+
+    rng = np.random.default_rng(11)
+    tmpl = asymmetric_blob(13)
+    centres = [(12, 14, 14), (12, 14, 40), (12, 40, 26)]
+    vol = plant((26, 56, 56), tmpl, random_rotations(3, rng), centres, 1.2, rng)
+    t = prepare_template(tmpl, VOXEL, VOXEL, invert=True)
+    w = template_filter(t.box, VOXEL, tilt_range_deg=None, spectrum=None)
+    rots = random_rotations(6, rng)
+    mask = np.zeros(vol.shape, dtype=bool)
+    for c in centres:
+        mask[tuple(slice(ci - 3, ci + 4) for ci in c)] = True
+    whole = match_volume(vol, t, rots, w)
+    inside = match_volume(vol, t, rots, w, search_mask=mask)  # the old behaviour: moments inside the mask
+    masked = match_volume(vol, t, rots, w, search_mask=mask, stats_mask=None)
+    assert masked.cc_std == pytest.approx(whole.cc_std, rel=1e-6)
+    assert masked.cc_mean == pytest.approx(whole.cc_mean, abs=1e-7)
+    assert inside.cc_std > 1.1 * whole.cc_std  # particle voxels inflate the "background" spread
+    assert masked.n_voxels == inside.n_voxels == int(mask.sum())
+    np.testing.assert_allclose(masked.score[mask], whole.score[mask], atol=1e-6)
+    grid = Grid(volume=vol, voxel_A=np.full(3, VOXEL), spectrum=None, factors=None)
+    assert not tail_applies(masked, grid) and tail_applies(whole, grid)
+    picks, info = match_tomogram(Tomogram(vol, VOXEL), tmpl, VOXEL, "blob", 40.0,
+                                 MatchOptions(step_deg=30.0, tilt_range_deg=None), mask=mask)
+    assert info["tail_threshold"] is None and "peak tail" not in info["threshold_rule"]
+    assert info["cc_std"] == pytest.approx(
+        match_tomogram(Tomogram(vol, VOXEL), tmpl, VOXEL, "blob", 40.0,
+                       MatchOptions(step_deg=30.0, tilt_range_deg=None))[1]["cc_std"], rel=1e-6)
+    found = np.rint(picks.xyz_A[:, ::-1] / VOXEL).astype(int)
+    for c in centres:
+        assert np.min(np.abs(found - np.array(c)).max(axis=1)) <= 1

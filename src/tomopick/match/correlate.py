@@ -178,8 +178,8 @@ def plan_tiles(shape_zyx: Sequence[int], box: int, tile_voxels: int) -> tuple[tu
 
 def match_volume(volume: Any, template: Template, rotations: np.ndarray, template_weight: np.ndarray, *,
                  spectrum: Spectrum | None = None, search_mask: np.ndarray | None = None,
-                 tile_voxels: int = 1 << 24, device: str = "cpu",
-                 progress: Callable[[int, int], None] | None = None) -> MatchResult:
+                 stats_mask: np.ndarray | str | None = "search", tile_voxels: int = 1 << 24,
+                 device: str = "cpu", progress: Callable[[int, int], None] | None = None) -> MatchResult:
     """Search ``template`` over ``volume`` at every rotation of ``rotations`` ``(n, 3, 3)``.
 
     Parameters
@@ -193,8 +193,12 @@ def match_volume(volume: Any, template: Template, rotations: np.ndarray, templat
     spectrum
         Whitening spectrum of the volume (:func:`radial_spectrum`); ``None``: no whitening.
     search_mask
-        Optional ``(z, y, x)`` boolean: tiles without a searched voxel are skipped, and voxels outside score 0 and
-        stay out of the background statistics.
+        Optional ``(z, y, x)`` boolean: tiles without a searched voxel are skipped, and voxels outside score 0.
+    stats_mask
+        Voxels (of the searched tiles) whose scores make the background moments ``cc_mean``/``cc_std``:
+        ``"search"`` (default) the searched voxels, ``None`` every voxel, or a boolean volume. A search restricted
+        to where a network sees particles passes the mask of outliers only here: inside the restriction most
+        voxels lie on objects, and their moments are not the background's.
     progress
         ``progress(done, total)`` over rotations × tiles.
     """
@@ -204,12 +208,14 @@ def match_volume(volume: Any, template: Template, rotations: np.ndarray, templat
     # per rotation of a 64 × 192 × 192 tile on one thread, together with the in-place product)
     with reuse_freed_memory(device == "cpu"):
         return _match_volume(volume, template, rotations, template_weight, spectrum=spectrum,
-                             search_mask=search_mask, tile_voxels=tile_voxels, device=device, progress=progress)
+                             search_mask=search_mask,
+                             stats_mask=search_mask if isinstance(stats_mask, str) else stats_mask,
+                             tile_voxels=tile_voxels, device=device, progress=progress)
 
 
 def _match_volume(volume: Any, template: Template, rotations: np.ndarray, template_weight: np.ndarray, *,
-                  spectrum: Spectrum | None, search_mask: np.ndarray | None, tile_voxels: int, device: str,
-                  progress: Callable[[int, int], None] | None) -> MatchResult:
+                  spectrum: Spectrum | None, search_mask: np.ndarray | None, stats_mask: np.ndarray | None,
+                  tile_voxels: int, device: str, progress: Callable[[int, int], None] | None) -> MatchResult:
     import torch
 
     t0 = time.perf_counter()
@@ -257,10 +263,11 @@ def _match_volume(volume: Any, template: Template, rotations: np.ndarray, templa
         s_v = torch.fft.irfftn(f_v * conj_m, s=size)[region] / n_mask
         s_v2 = torch.fft.irfftn(torch.fft.rfftn(v * v) * conj_m, s=size)[region] / n_mask
         var = s_v2 - s_v * s_v
-        good = var > 1e-4
+        valid = var > 1e-4
         out = tuple(slice(o, o + c) for o, c in zip(origin, (cz, cy, cx)))
-        if search_mask is not None:
-            good &= torch.from_numpy(search_mask[out]).to(dev)
+        good = valid if search_mask is None else valid & torch.from_numpy(search_mask[out]).to(dev)
+        counted = (good if stats_mask is search_mask else
+                   valid if stats_mask is None else valid & torch.from_numpy(stats_mask[out]).to(dev))
         inv_sd = torch.where(good, torch.rsqrt(torch.clamp(var, min=1e-4)) / float(np.sqrt(n_mask)),
                              torch.zeros_like(var))
         n_good = int(good.sum())
@@ -268,7 +275,9 @@ def _match_volume(volume: Any, template: Template, rotations: np.ndarray, templa
         # raw correlation and the best score normalised once per tile (one pass less per rotation)
         tile_best = torch.full((cz, cy, cx), -float("inf"), device=dev)
         tile_idx = torch.full((cz, cy, cx), -1, dtype=torch.int32, device=dev)
-        inv_sub = inv_sd[::2, ::2, ::2].contiguous()
+        inv_sub = (inv_sd if counted is good else
+                   torch.where(counted, torch.rsqrt(torch.clamp(var, min=1e-4)) / float(np.sqrt(n_mask)),
+                               torch.zeros_like(var)))[::2, ::2, ::2].contiguous()
         del v, s_v, s_v2, var
         buf = torch.empty(size, dtype=torch.float32, device=dev)
         for i in range(len(rotations)):
@@ -286,7 +295,7 @@ def _match_volume(volume: Any, template: Template, rotations: np.ndarray, templa
             if progress is not None:
                 progress(done, total)
         n_trials += n_good * len(rotations)
-        n_sub += int(good[::2, ::2, ::2].sum()) * len(rotations)
+        n_sub += int(counted[::2, ::2, ::2].sum()) * len(rotations)
         keep = good.cpu().numpy()
         score[out] = np.where(keep, (tile_best * inv_sd).cpu().numpy(), 0.0)
         best[out] = np.where(keep, tile_idx.cpu().numpy(), -1)
