@@ -89,17 +89,37 @@ def test_pick_prompt_without_network_runs_matching_and_stores_the_method(prompte
     text = capsys.readouterr().out
     assert code == 0, text
     assert "template-matching+bootstrap, 2 rounds" in text and "round 2" in text
+    assert "for the object gate" in text and "object gate: hits farther than 45 Å" in text  # 0.75 × 60 Å
     picks = read_picks(out)
-    assert set(picks.frame["method"]) == {"template-matching+bootstrap"} and set(picks.frame["rounds"]) == {2}
+    assert set(picks.frame["method"]) == {"template-matching+bootstrap+object-gate"}
+    assert set(picks.frame["rounds"]) == {2}
     assert np.linalg.norm(picks.xyz_A - CENTRES[1][::-1] * VOXEL, axis=1).min() <= 30.0  # the prompt's own copy
     assert 3 <= len(picks) <= len(CENTRES) + 1
+    # --prompt-gate none: the matching alone, and the method says so
+    code = run_cli(["pick", tomo, "--prompt", prompt, "--out", t / "ungated.csv", "-q", "--threads", "1",
+                    "--prompt-gate", "none", "--overwrite"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "object gate" not in text
+    assert set(read_picks(t / "ungated.csv").frame["method"]) == {"template-matching+bootstrap"}
+
+
+def test_object_gate_keeps_hits_at_detected_objects_only():
+    from tomopick.prompt.bootstrap import object_gate
+
+    accept = object_gate(np.array([[10.0, 10.0, 10.0], [30.0, 5.0, 5.0]]), 3.0)
+    hits = np.array([[10.0, 12.0, 11.0], [30.0, 5.0, 8.0], [30.0, 5.0, 8.5], [20.0, 20.0, 20.0]])
+    assert accept(hits).tolist() == [True, True, False, False]  # √5 and 3.0 within 3 voxels; 3.5 and far not
+    assert object_gate(np.zeros((0, 3)), 3.0)(hits).tolist() == [False] * 4  # no object: no hit kept
+    assert accept(np.zeros((0, 3))).shape == (0,)
 
 
 def test_prompt_bootstrap_finds_every_copy(prompted):
     from tomopick.workflows.prompt_match import pick_with_prompt_matching
 
     tomo, prompt, _ = prompted
-    report = pick_with_prompt_matching([str(tomo)], [str(prompt)], bin_factor=1, rounds=1, step_deg=20.0)
+    report = pick_with_prompt_matching([str(tomo)], [str(prompt)], bin_factor=1, rounds=1, step_deg=20.0,
+                                       object_gate=None)
     picks = report.picks
     # F1 (one-to-one within 0.5 × radius) at least 0.75: three of the four copies found, at most one extra pick
     # (the fourth copy sits 30-45 Å off at 20° sampling: this small asymmetric blob needs ~15°)

@@ -163,6 +163,10 @@ def pick(
                                      "a promptable --model (repeatable; see docs/prompt.md)."),
     stride: Optional[int] = typer.Option(None, "--stride", min=1, help="With --prompt: sliding-window step (voxels)."),
     radius: Optional[float] = typer.Option(None, "--radius", help="With --prompt: particle radius in Å."),
+    prompt_gate: str = typer.Option("generalist-10A", "--prompt-gate",
+                                    help="With --prompt (matching, no promptable --model): keep only hits where "
+                                         "this class-agnostic detector sees an object (a bundled name or a "
+                                         "checkpoint); 'none' turns it off."),
     report_html: Optional[Path] = typer.Option(None, "--report",
                                                help="Also write an HTML report of the picks: slabs with the picks "
                                                     "drawn, galleries, score histograms (docs/report.md)."),
@@ -204,7 +208,8 @@ def pick(
                       stride=stride, overlap=overlap,
                       batch_size=batch_size, device=device, threads=threads, voxel_size=voxel_size,
                       allow_nonfinite=allow_nonfinite, save_scores=save_scores, picks_format=picks_format,
-                      radius=radius, tta=tta, overwrite=overwrite, quiet=quiet)
+                      radius=radius, tta=tta, overwrite=overwrite, quiet=quiet,
+                      gate=None if prompt_gate.lower() == "none" else prompt_gate)
         return
     from tomopick.inference.options import PickOptions
     from tomopick.workflows.pick import pick as run_pick

@@ -134,10 +134,33 @@ def contrast_filter(volume: np.ndarray, reference_zyx: np.ndarray, radius_vox: f
     return (lambda zyx: local_sd(volume, zyx, radius_vox) <= limit), info
 
 
+def object_gate(objects_zyx: np.ndarray, tolerance_vox: float) -> Callable[[np.ndarray], np.ndarray]:
+    """``accept(zyx)``: points within ``tolerance_vox`` of one of ``objects_zyx`` ``(n, 3)`` (voxels; none given:
+    nothing is accepted)."""
+    from scipy.spatial import cKDTree
+
+    objects = np.asarray(objects_zyx, dtype=np.float64).reshape(-1, 3)
+    tree = cKDTree(objects) if len(objects) else None
+
+    def accept(zyx: np.ndarray) -> np.ndarray:
+        points = np.asarray(zyx, dtype=np.float64).reshape(-1, 3)
+        if tree is None or not len(points):
+            return np.zeros(len(points), dtype=bool)
+        return tree.query(points)[0] <= float(tolerance_vox)
+
+    return accept
+
+
+def _both(first: Callable[[np.ndarray], np.ndarray],
+          second: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda zyx: np.asarray(first(zyx), dtype=bool) & np.asarray(second(zyx), dtype=bool)
+
+
 def bootstrap_picks(grid: Grid, prompt: np.ndarray, prompt_voxel_A: float, particle: str, radius_A: float,
                     options: MatchOptions, *, invert: bool = False, rounds: int = DEFAULT_ROUNDS,
                     top: int = DEFAULT_TOP, run: str = "", mask: np.ndarray | None = None,
                     reference_zyx: np.ndarray | None = None, isolate: bool | None = None,
+                    objects_zyx: np.ndarray | None = None, object_tolerance_vox: float = 0.0,
                     progress: Callable[[int, int], None] | None = None,
                     log: Callable[[str], None] | None = None) -> BootstrapResult:
     """Match ``prompt`` over ``grid``, then ``rounds`` times: average the ``top`` best hits (wedge-aware) and
@@ -158,6 +181,10 @@ def bootstrap_picks(grid: Grid, prompt: np.ndarray, prompt_voxel_A: float, parti
     reference_zyx
         Where the prompt was cut, on the matching grid (voxels), when it comes from this tomogram: hits much denser
         than the prompt there are dropped (:func:`contrast_filter`).
+    objects_zyx, object_tolerance_vox
+        Object centres on the matching grid (voxels; e.g. a class-agnostic detector's picks): in every round, hits
+        farther than ``object_tolerance_vox`` from all of them are dropped (:func:`object_gate`) — a hit on the rim
+        of a larger complex or on a membrane is not an object's centre. ``None``: no gate.
     progress
         ``progress(done, total)`` over rotations × tiles of all rounds (``total`` is per round).
 
@@ -186,6 +213,11 @@ def bootstrap_picks(grid: Grid, prompt: np.ndarray, prompt_voxel_A: float, parti
         else:
             say(f"  contrast filter: hits with local σ > {found['limit_sd']:.3g} dropped (prompt "
                 f"{found['prompt_sd']:.3g}, background {found['background_sd']:.3g})")
+    if objects_zyx is not None:
+        gate = object_gate(objects_zyx, object_tolerance_vox)
+        accept = gate if accept is None else _both(accept, gate)
+        say(f"  object gate: hits farther than {object_tolerance_vox * grid.voxel:.0f} Å from all of "
+            f"{len(objects_zyx)} detected objects dropped")
     averaged_xyz = np.zeros((0, 3))
     for r in range(int(rounds) + 1):
         t0 = time.perf_counter()

@@ -27,6 +27,8 @@ from tomopick.prompt.bootstrap import DEFAULT_ROUNDS, DEFAULT_TOP, bootstrap_pic
 from tomopick.workflows.pick import plan_outputs, write_merged_picks, write_run_picks
 
 METHOD = "template-matching+bootstrap"
+#: The class-agnostic detector whose picks gate the prompt's hits (``object_gate``; ``None``: no gate).
+DEFAULT_OBJECT_GATE = "generalist-10A"
 #: Default angular step of prompt matching (degrees): prompts carry no symmetry; the search is coarse-to-fine
 #: (an FFT search every :data:`~tomopick.match.refine.COARSE_STEP_DEG`, refined to this step at the candidates), which
 #: keeps a CZII-size tomogram within minutes per round on 2 cores.
@@ -120,6 +122,20 @@ def prompt_location(prompt: PromptInput, tomogram: Any, min_corr: float = 0.8) -
     return zyx if corr >= min_corr else None
 
 
+def _object_centres(tomogram: Any, model: Any, say: Callable[[str], None], run: str) -> np.ndarray:
+    """``(n, 3)`` x, y, z (Å) of the objects ``model`` (a class-agnostic detector) picks in ``tomogram`` with its
+    defaults."""
+    from tomopick.inference.options import PickOptions
+    from tomopick.inference.picking import inference_settings, pick_tomogram
+
+    options = PickOptions().with_defaults(model.config)
+    t0 = time.perf_counter()
+    picks, _ = pick_tomogram(tomogram, model, options, run=run, settings=inference_settings(model, options))
+    say(f"{run}: {len(picks)} objects from {model.card.get('name') or model.path} for the object gate "
+        f"({time.perf_counter() - t0:.0f} s)")
+    return picks.xyz_A if len(picks) else np.zeros((0, 3))
+
+
 def grid_bin(tomogram_voxel_A: float, radius_A: float) -> int:
     """Binning of the matching grid: voxel ≈ :data:`GRID_PER_RADIUS` × radius, at least :data:`MIN_GRID_A`, 1–4×
     the tomogram's voxel (at 10 Å: bin 2 for particles up to 100 Å radius, 3 for thyroglobulin, 4 for
@@ -137,6 +153,7 @@ def pick_with_prompt_matching(tomogram_paths: Sequence[str | os.PathLike[str]] |
                               distance_factor: float | None = None, voxel_size_A: float | None = None,
                               device: str = "cpu", threads: int | None = None, picks_format: str | None = None,
                               overwrite: bool = False, user_id: str = "tomopick", session_id: str = "0",
+                              object_gate: str | os.PathLike[str] | None = DEFAULT_OBJECT_GATE,
                               progress: Callable[[str, int, int], None] | None = None,
                               log: Callable[[str], None] | None = None) -> PromptMatchReport:
     """Pick every copy of each prompted particle by template matching + bootstrapping (no network).
@@ -154,6 +171,11 @@ def pick_with_prompt_matching(tomogram_paths: Sequence[str | os.PathLike[str]] |
         Angular step (default :data:`PROMPT_STEP_DEG`) and matching-grid binning (default :func:`grid_bin`).
     rounds, top
         Bootstrap rounds after the first match, and hits averaged per round.
+    object_gate
+        A picking network (a bundled name or a path; default the class-agnostic ``generalist-10A``) run once per
+        tomogram: hits farther than its pick spacing (its stored distance factor, 0.75, × the prompt's radius)
+        from all of its picks are dropped in every round (:func:`tomopick.prompt.bootstrap.object_gate`).
+        ``None``: no gate.
     """
     say = log or (lambda _m: None)
     items = expand_inputs([tomogram_paths] if isinstance(tomogram_paths, (str, os.PathLike))
@@ -167,6 +189,13 @@ def pick_with_prompt_matching(tomogram_paths: Sequence[str | os.PathLike[str]] |
     if len(set(runs)) != len(runs):
         dupes = sorted({r for r in runs if runs.count(r) > 1})
         raise TomopickError(f"several inputs share the run name {', '.join(dupes)}; rename them")
+    gate_model = None
+    if object_gate is not None:  # loaded (and checked) before any heavy work
+        from tomopick.workflows.pick import resolve_model
+
+        gate_model = resolve_model(object_gate)
+        # "the same object": the detector's own pick spacing (distance factor × radius; 0.75 for generalist-10A)
+        gate_factor = float((gate_model.config.get("pick") or {}).get("distance_factor") or 0.75)
     prompts: dict[str, PromptInput] = {}
     for path in prompt_list:
         prompt = read_prompt_input(path)
@@ -192,6 +221,7 @@ def pick_with_prompt_matching(tomogram_paths: Sequence[str | os.PathLike[str]] |
         run_picks = []
         tomo_vs = float(np.mean(tomo.voxel_size_A))
         grids: dict[int, Any] = {}
+        objects_xyz = None if gate_model is None else _object_centres(tomo, gate_model, say, run)
         for name, prompt in prompts.items():
             start = time.perf_counter()
             radius = float(radius_A if radius_A is not None else (prompt.radius_A or default_radius_A(prompt)))
@@ -203,7 +233,10 @@ def pick_with_prompt_matching(tomogram_paths: Sequence[str | os.PathLike[str]] |
                 f"radius {radius:.0f} Å, grid {grids[b].voxel:.3g} Å, {opts.search_text()} search")
             where = prompt_location(prompt, tomo)
             reference = None if where is None else where * np.asarray(tomo.voxel_size_A) / grids[b].voxel_A
-            result = bootstrap_picks(grids[b], prompt.volume, prompt.voxel_A, name, radius, opts,
+            gate = {} if objects_xyz is None else {
+                "objects_zyx": objects_xyz[:, ::-1] / np.asarray(grids[b].voxel_A),
+                "object_tolerance_vox": gate_factor * radius / grids[b].voxel}
+            result = bootstrap_picks(grids[b], prompt.volume, prompt.voxel_A, name, radius, opts, **gate,
                                      invert=prompt.invert, rounds=rounds, top=top, run=run, reference_zyx=reference,
                                      progress=None if progress is None else (lambda d, t, r=run: progress(r, d, t)),
                                      log=say)
@@ -211,9 +244,10 @@ def pick_with_prompt_matching(tomogram_paths: Sequence[str | os.PathLike[str]] |
             picks = picks.select(picks.inside(tomo.shape, tomo.voxel_size_A)) if len(picks) else picks
             done_rounds = result.kept_round
             picks = picks.with_columns(user=user_id, session=session_id) if len(picks) else picks
-            picks = picks.with_extra(method=METHOD, rounds=done_rounds)
+            method = METHOD if objects_xyz is None else f"{METHOD}+object-gate"
+            picks = picks.with_extra(method=method, rounds=done_rounds)
             seconds = time.perf_counter() - start
-            report.runs.append({"run": run, "input": item, "particle": name, "method": METHOD,
+            report.runs.append({"run": run, "input": item, "particle": name, "method": method,
                                 "rounds": result.rounds, "kept_round": done_rounds, "count": len(picks),
                                 "seconds": seconds, "radius_A": radius, "bin": b, "prompt": prompt.source})
             say(f"{run} {name}: {len(picks)} picks in {seconds:.0f} s")
