@@ -107,3 +107,29 @@ def test_bundled_models_are_chosen_by_name_from_any_folder(tmp_path, monkeypatch
     with pytest.raises(TomopickError, match=r"checkpoint not found \(bundled models:"):
         match(str(tmp_path / "missing.mrc"), str(tmp_path / "missing.mrc"), particle="ribosome",
               mask_model="nosuch")
+
+
+def test_a_segmentation_model_is_refused_where_a_picker_is_needed(tmp_path, capsys):
+    from tomopick.cli.main import main
+    from tomopick.workflows.pick import resolve_model
+
+    with pytest.raises(TomopickError, match="a segmentation model, not a picking network"):
+        resolve_model("membrane-10A")
+    # the CLI paths that take a picking network by name: one line, exit 2, nothing written
+    tomo = tmp_path / "t.mrc"
+    import mrcfile
+    import numpy as np
+
+    with mrcfile.new(tomo) as m:
+        m.set_data(np.zeros((16, 16, 16), np.float32))
+        m.voxel_size = 10.0
+    for argv in (["pick", str(tomo), "--model", "membrane-10A", "--out", str(tmp_path / "a.csv")],
+                 ["pick", str(tomo), "--model", "membrane-10A", "--workers", "1", "--out", str(tmp_path / "b.csv")],
+                 ["match", str(tomo), "--template", str(tomo), "--particle", "x", "--radius", "30",
+                  "--mask-model", "membrane-10A", "--out", str(tmp_path / "c.csv")]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "a segmentation model, not a picking network" in err[0], err
+    assert not list(tmp_path.glob("*.csv"))

@@ -589,6 +589,9 @@ def run_batch(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     # building the network, so the driver never imports MONAI)
     if len(models["paths"]) == 1:
         config = read_checkpoint_payload(models["paths"][0], models["sha256"][0])["config"]
+        from tomopick.workflows.pick import require_picker
+
+        require_picker(config, models["paths"][0])
     else:
         config = resolve_model(model).config
     used = options.with_defaults(config)

@@ -71,11 +71,19 @@ def resolve_model(model: Any | None):
     from tomopick.models.bundled import bundled_name, bundled_names, load_bundled
 
     name = bundled_name(model)
-    if name is not None:
-        return load_bundled(name)
-    if isinstance(model, (str, os.PathLike)) and not Path(model).exists():
+    if name is None and isinstance(model, (str, os.PathLike)) and not Path(model).exists():
         raise TomopickError(f"checkpoint not found (bundled models: {', '.join(bundled_names())})", model)
-    return load_checkpoint(model)
+    loaded = load_bundled(name) if name is not None else load_checkpoint(model)
+    require_picker(loaded.config, loaded.path or name)
+    return loaded
+
+
+def require_picker(config: dict[str, Any], path: Any = None) -> None:
+    """A one-line error unless ``config`` is a picking network's (a segmentation checkpoint, ``task: segment``,
+    segments; it does not pick)."""
+    if str((config or {}).get("task", "")) == "segment":
+        raise TomopickError("a segmentation model, not a picking network: use it with `tomopick segment` or "
+                            "`tomopick pick --context/--segment`", path)
 
 
 # -- inputs / outputs ---------------------------------------------------------------------------------------
