@@ -268,17 +268,16 @@ def _match_volume(volume: Any, template: Template, rotations: np.ndarray, templa
         good = valid if search_mask is None else valid & torch.from_numpy(search_mask[out]).to(dev)
         counted = (good if stats_mask is search_mask else
                    valid if stats_mask is None else valid & torch.from_numpy(stats_mask[out]).to(dev))
-        inv_sd = torch.where(good, torch.rsqrt(torch.clamp(var, min=1e-4)) / float(np.sqrt(n_mask)),
-                             torch.zeros_like(var))
+        inv_all = torch.rsqrt(torch.clamp(var, min=1e-4)) / float(np.sqrt(n_mask))
+        inv_sd = torch.where(good, inv_all, torch.zeros_like(var))
         n_good = int(good.sum())
         # the normalisation 1/(√N σ_M(x)) ≥ 0 does not depend on the rotation: the best rotation is found on the
         # raw correlation and the best score normalised once per tile (one pass less per rotation)
         tile_best = torch.full((cz, cy, cx), -float("inf"), device=dev)
         tile_idx = torch.full((cz, cy, cx), -1, dtype=torch.int32, device=dev)
         inv_sub = (inv_sd if counted is good else
-                   torch.where(counted, torch.rsqrt(torch.clamp(var, min=1e-4)) / float(np.sqrt(n_mask)),
-                               torch.zeros_like(var)))[::2, ::2, ::2].contiguous()
-        del v, s_v, s_v2, var
+                   torch.where(counted, inv_all, torch.zeros_like(var)))[::2, ::2, ::2].contiguous()
+        del v, s_v, s_v2, var, inv_all
         buf = torch.empty(size, dtype=torch.float32, device=dev)
         for i in range(len(rotations)):
             t = prepared[i] if prepared is not None else _prepare_one(template, rotations[i], weight, dev)
