@@ -98,10 +98,9 @@ def find_peaks_blocks(read: Callable[[int, tuple[slice, slice, slice]], np.ndarr
 
     # Channels in parallel threads on the CPU (scipy's filters and numpy release the GIL; the peak stage was
     # single-threaded): the same peaks, in channel order; each worker's blocks are smaller so memory stays bounded.
-    n_workers = max(1, min(n_ch, int(workers) if workers else _cpu_workers())) if device in (None, "cpu") else 1
-    per_worker = max(1, int(block_voxels) // n_workers)
-
     cpu = device in (None, "cpu")
+    n_workers = max(1, min(n_ch, int(workers) if workers else _cpu_workers())) if cpu else 1
+    per_worker = max(1, int(block_voxels) // n_workers)
     fills = cpu and _takes_out(read)
     local = threading.local()  # one Scratch per thread: blocks reuse its arrays (no fresh pages per block)
 
