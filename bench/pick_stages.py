@@ -54,7 +54,8 @@ def main() -> None:
             raise
     finally:
         r = resource.getrusage(resource.RUSAGE_SELF)
-        print(f"total user {r.ru_utime:.2f} sys {r.ru_stime:.2f} minflt {r.ru_minflt} maxrss {r.ru_maxrss / 1e6:.2f} GB")
+        print(f"total user {r.ru_utime:.2f} sys {r.ru_stime:.2f} minflt {r.ru_minflt} "
+              f"maxrss {r.ru_maxrss / 1e6:.2f} GB")
 
 
 if __name__ == "__main__":
