@@ -82,7 +82,13 @@ def build_model(name: str, in_channels: int = 1, out_channels: int = 7, **hparam
 def _unet(in_channels: int, out_channels: int, channels: tuple[int, ...] = (16, 32, 64, 128),
           strides: tuple[int, ...] = (2, 2, 2), num_res_units: int = 0, dropout: float = 0.0,
           norm: str = "batch") -> torch.nn.Module:
-    """MONAI UNet (plain convolutions by default)."""
+    """MONAI UNet (plain convolutions by default). Built as :class:`tomopick.models.unet.LeanUNet` — the same
+    modules, names and arithmetic without importing MONAI (1.5–2.7 s of start-up) — where that covers the
+    hyper-parameters, else by MONAI."""
+    from tomopick.models.unet import lean_unet, supported
+
+    if supported(norm, tuple(strides), tuple(channels)):
+        return lean_unet(in_channels, out_channels, tuple(channels), tuple(strides), num_res_units, dropout, norm)
     from monai.networks.nets import UNet
 
     return UNet(spatial_dims=3, in_channels=in_channels, out_channels=out_channels, channels=tuple(channels),
@@ -149,14 +155,12 @@ def encoder_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
             if name.startswith("encoder"):
                 params.extend(module.parameters())
         return params
-    from monai.networks.layers import SkipConnection
-
     params: list[torch.nn.Parameter] = []
     module = getattr(model, "model", None)
     while isinstance(module, torch.nn.Sequential) and len(module) > 0:
         params.extend(module[0].parameters())  # the down block of this level
         nxt = module[1] if len(module) > 1 else None
-        if isinstance(nxt, SkipConnection):
+        if nxt is not None and type(nxt).__name__ == "SkipConnection":  # MONAI's or the lean UNet's
             module = nxt.submodule
         else:
             break

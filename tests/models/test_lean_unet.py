@@ -1,0 +1,74 @@
+"""The lean UNet (tomopick.models.unet) is MONAI's UNet without importing MONAI: same names, same numbers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from monai.networks.nets import UNet
+
+from tomopick.models.registry import build_model, encoder_parameters
+from tomopick.models.unet import LeanUNet, lean_unet, supported
+
+CASES = [  # (channels, strides, residual units, norm, dropout)
+    ((16, 32, 64, 128), (2, 2, 2), 1, "batch", 0.0),  # the bundled czii-10A architecture
+    ((16, 32, 64), (2, 2), 0, "batch", 0.0),  # plain convolutions (family "unet")
+    ((8, 16, 32, 64), (2, 2, 2), 2, "instance", 0.1),
+    ((4, 8, 16), (1, 2), 3, "BATCH", 0.0),  # a stride-1 level, upper-case norm
+    ((8, 16), (2,), 1, "batch", 0.2),  # two levels: the bottom layer right under the top
+]
+
+
+@pytest.mark.parametrize("channels,strides,res_units,norm,dropout", CASES)
+def test_same_parameters_and_outputs_as_monai(channels, strides, res_units, norm, dropout):
+    torch.manual_seed(0)
+    monai_net = UNet(spatial_dims=3, in_channels=1, out_channels=3, channels=channels, strides=strides,
+                     num_res_units=res_units, dropout=dropout, norm=norm)
+    lean = lean_unet(1, 3, channels, strides, res_units, dropout, norm)
+    assert [(k, tuple(v.shape)) for k, v in lean.state_dict().items()] == \
+        [(k, tuple(v.shape)) for k, v in monai_net.state_dict().items()]
+    lean.load_state_dict(monai_net.state_dict(), strict=True)
+    x = torch.randn(2, 1, 16, 24, 32)
+    for mode in ("train", "eval"):  # train: batch statistics and dropout (same random stream)
+        monai_net.train(mode == "train")
+        lean.train(mode == "train")
+        torch.manual_seed(1)
+        expected = monai_net(x)
+        torch.manual_seed(1)
+        got = lean(x)
+        assert got.shape == (2, 3, 16, 24, 32)
+        assert torch.equal(got, expected), f"{mode}: max difference {float((got - expected).abs().max())}"
+    # running statistics updated identically in train mode
+    for (name, a), b in zip(lean.state_dict().items(), monai_net.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_registry_builds_lean_and_falls_back_to_monai():
+    net = build_model("resunet", channels=[16, 32, 64, 128], strides=[2, 2, 2], num_res_units=1)
+    assert isinstance(net, LeanUNet)
+    assert not supported("group", (2, 2), (8, 16, 32))
+    other = build_model("unet", channels=[8, 16, 32], strides=[2, 2], norm=("group", {"num_groups": 4}))
+    assert isinstance(other, UNet)
+    # the encoder of the lean network is what it is for MONAI's: the first block of every level
+    ref = UNet(spatial_dims=3, in_channels=1, out_channels=7, channels=(16, 32, 64, 128), strides=(2, 2, 2),
+               num_res_units=1, norm="batch")
+    ref_names = {id(p): n for n, p in ref.named_parameters()}
+    lean_names = {id(p): n for n, p in net.named_parameters()}
+    assert [lean_names[id(p)] for p in encoder_parameters(net)] == [ref_names[id(p)] for p in encoder_parameters(ref)]
+    assert len(encoder_parameters(net)) == 3 * 7  # 3 down levels: conv w+b, norm w+b, PReLU, residual w+b
+
+
+def test_loading_a_picking_model_does_not_import_monai(tmp_path):
+    """The point of the lean UNet: ``tomopick pick`` with a resunet checkpoint starts without MONAI."""
+    code = (
+        "import sys\n"
+        "from tomopick.models.registry import build_model\n"
+        "from tomopick.models import load_checkpoint\n"
+        "net = build_model('resunet', channels=[8, 16, 32], strides=[2, 2], num_res_units=1)\n"
+        "import tomopick.inference.picking, tomopick.workflows.pick\n"
+        "print(sorted(m for m in sys.modules if m == 'monai' or m.startswith('monai.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
