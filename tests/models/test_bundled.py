@@ -102,7 +102,7 @@ def test_bundled_models_are_chosen_by_name_from_any_folder(tmp_path, monkeypatch
     with pytest.raises(TomopickError, match="not a tomopick checkpoint"):
         resolve_model("czii")
     # an unknown name: one line listing the bundled models, before any tomogram is read
-    with pytest.raises(TomopickError, match=r"checkpoint not found \(bundled models: .*czii-10A"):
+    with pytest.raises(TomopickError, match=r"checkpoint not found \(bundled picking models: .*czii-10A"):
         resolve_model("nosuch")
     with pytest.raises(TomopickError, match=r"checkpoint not found \(bundled models:"):
         match(str(tmp_path / "missing.mrc"), str(tmp_path / "missing.mrc"), particle="ribosome",
@@ -133,3 +133,13 @@ def test_a_segmentation_model_is_refused_where_a_picker_is_needed(tmp_path, caps
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "a segmentation model, not a picking network" in err[0], err
     assert not list(tmp_path.glob("*.csv"))
+
+
+def test_bundled_tasks_match_the_checkpoints():
+    """``bundled_names(task)`` answers from a table (no checkpoint loaded); it must say what each config says."""
+    for name in bundled.bundled_names():
+        task = str(bundled.load_bundled(name).config.get("task", "pick") or "pick")
+        assert (name in bundled.bundled_names(task)) and all(
+            name not in bundled.bundled_names(other) for other in ("pick", "segment") if other != task), name
+    assert "membrane-10A" not in bundled.bundled_names("pick")
+    assert {"czii-10A", "generalist-10A"} <= set(bundled.bundled_names("pick"))

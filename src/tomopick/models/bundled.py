@@ -24,10 +24,17 @@ def _weights_dir() -> Path:
     return Path(str(resources.files(_PACKAGE)))
 
 
-def bundled_names() -> list[str]:
-    """Names of the bundled models (those with both a ``.pt`` and a ``.sha256`` file)."""
+#: what each bundled model does, when not picking (its checkpoint config's ``task``; tests keep this in step), so
+#: that listing the models for ``--model`` does not load every checkpoint
+_TASKS = {"membrane-10A": "segment"}
+
+
+def bundled_names(task: str | None = None) -> list[str]:
+    """Names of the bundled models (those with both a ``.pt`` and a ``.sha256`` file); with ``task`` (``"pick"``
+    or ``"segment"``) only those that do that."""
     folder = _weights_dir()
-    return sorted(p.stem for p in folder.glob("*.pt") if (folder / f"{p.stem}.sha256").is_file())
+    names = sorted(p.stem for p in folder.glob("*.pt") if (folder / f"{p.stem}.sha256").is_file())
+    return names if task is None else [n for n in names if _TASKS.get(n, "pick") == task]
 
 
 def bundled_model_path(name: str = DEFAULT_MODEL) -> Path:

@@ -72,7 +72,8 @@ def resolve_model(model: Any | None):
 
     name = bundled_name(model)
     if name is None and isinstance(model, (str, os.PathLike)) and not Path(model).exists():
-        raise TomopickError(f"checkpoint not found (bundled models: {', '.join(bundled_names())})", model)
+        raise TomopickError(f"checkpoint not found (bundled picking models: {', '.join(bundled_names('pick'))})",
+                           model)
     loaded = load_bundled(name) if name is not None else load_checkpoint(model)
     require_picker(loaded.config, loaded.path or name)
     return loaded
