@@ -104,7 +104,7 @@ def test_bundled_models_are_chosen_by_name_from_any_folder(tmp_path, monkeypatch
     # an unknown name: one line listing the bundled models, before any tomogram is read
     with pytest.raises(TomopickError, match=r"checkpoint not found \(bundled picking models: .*czii-10A"):
         resolve_model("nosuch")
-    with pytest.raises(TomopickError, match=r"checkpoint not found \(bundled models:"):
+    with pytest.raises(TomopickError, match=r"checkpoint not found \(bundled picking models:"):
         match(str(tmp_path / "missing.mrc"), str(tmp_path / "missing.mrc"), particle="ribosome",
               mask_model="nosuch")
 
