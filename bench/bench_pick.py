@@ -19,6 +19,9 @@ The network is the bundled ``czii-10A`` model when installed, else an untrained 
 architecture (``configs/czii-10A.yaml``: resunet 16-32-64-128, 1 residual unit, 7 classes) — speed and memory do
 not depend on the weights. Results replace the "pick" section of ``bench/RESULTS.md``.
 
+``--shape Z Y X`` picks a noise tomogram of another size (e.g. 200 1024 1440, a K3 frame binned to ~10 Å, whose
+score map no longer fits the 1 GiB memory budget: the store goes to disk unless peaks are streamed).
+
 ``--variants NAME=OPTIONS …`` runs several tomopick cases (``'fp32=' 'bf16=--precision bf16'``; leading
 ``NAME=VALUE`` words set environment variables, e.g. ``TOMOPICK_REUSE_MEMORY=0``) interleaved with ``monai``,
 ``--repeat`` rounds, and reports user and system seconds, the system share and MONAI / tomopick ratios per case.
@@ -265,6 +268,8 @@ def main() -> None:
     ap.add_argument("--big-file", type=Path, default=None, help="reuse this 500 × 2000 × 2000 MRC if it exists")
     ap.add_argument("--keep-big", action="store_true", help="do not delete the big MRC afterwards")
     ap.add_argument("--replace-big", action="store_true", help="drop earlier big-case rows")
+    ap.add_argument("--shape", nargs=3, type=int, default=[184, 630, 630], metavar=("Z", "Y", "X"),
+                    help="size of the noise tomogram of the tomopick/monai/margin cases (default: CZII's)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     work = args.workdir
@@ -276,9 +281,10 @@ def main() -> None:
     if set(args.cases) - {"report"}:
         cached["model"] = model_desc  # what the rows measured
     model_desc = cached.get("model", model_desc)
-    tomo = work / "czii_size.mrc"
+    shape = tuple(args.shape)
+    tomo = work / ("czii_size.mrc" if shape == (184, 630, 630) else "noise_{}x{}x{}.mrc".format(*shape))
     if {"tomopick", "monai", "margin"} & set(args.cases) and not tomo.exists():
-        make_czii_tomogram(tomo)
+        make_czii_tomogram(tomo, shape)
     exe = [sys.executable, "-c", CLI_CHILD]
     variants = ([v.partition("=")[::2] for v in args.variants] if args.variants else
                 [("tomopick", " ".join(args.extra))])
@@ -292,7 +298,7 @@ def main() -> None:
                 words = [w for w in words if not re.match(r"^[A-Z_][A-Z0-9_]*=", w)]
                 cmd = [*exe, "pick", str(tomo), "--model", str(ckpt), "--out", str(work / "picks.star"),
                        "--overwrite", "--quiet", *words]
-                row = measured(cmd, env) | {"command": f"tomopick pick czii_size.mrc --model M --out picks.star {opts}"}
+                row = measured(cmd, env) | {"command": f"tomopick pick {tomo.name} --model M --out picks.star {opts}"}
                 runs.setdefault(key, []).append(row)
                 print(json.dumps({"case": key, **row}), flush=True)
         if "monai" in args.cases:
