@@ -143,3 +143,29 @@ def test_bundled_tasks_match_the_checkpoints():
             name not in bundled.bundled_names(other) for other in ("pick", "segment") if other != task), name
     assert "membrane-10A" not in bundled.bundled_names("pick")
     assert {"czii-10A", "generalist-10A"} <= set(bundled.bundled_names("pick"))
+
+
+def test_bundled_robust_model_loads_verified_and_picks_a_shifted_simulation():
+    """czii-robust-10A (opt-in, for tomograms unlike the training data): checksum-verified, the CZII classes, blob
+    thresholds and batch-norm adaptation chosen on the dev sets; it finds the particles of a simulation at an SNR
+    below the bundled training floor (0.5) and another defocus, with its own defaults."""
+    from tomopick.evaluation import czii_score
+    from tomopick.inference.picking import pick_tomogram
+    from tomopick.simulate.config import SimulationConfig
+    from tomopick.simulate.core import simulate_tomogram
+
+    path = bundled.bundled_model_path("czii-robust-10A")
+    assert path.stat().st_size < 20 * 2**20 and file_sha256(path) == bundled.bundled_sha256("czii-robust-10A")
+    assert bundled.bundled_name("czii-robust") == "czii-robust-10A" and bundled.bundled_name("czii") == "czii-10A"
+    model = bundled.load_bundled("czii-robust-10A")
+    assert model.classes == ["background", *CZII.names] and model.card["name"] == "czii-robust-10A"
+    assert model.config["network"]["name"] == "coordresunet"
+    assert model.config["network"]["hparams"]["coord_conv"] is False  # window-independent: large windows allowed
+    pick = model.settings.pick
+    assert pick.score == "blob" and pick.adapt_norm == 1.0 and set(pick.thresholds) == set(CZII.names)
+    sim = simulate_tomogram(SimulationConfig(shape_zyx=(96, 192, 192), crowding=3.0, imaging="full", snr=0.5,
+                                             defocus_um=6.5), 21)
+    picks, summary = pick_tomogram(sim.tomogram, model, run="sim_000")
+    result = czii_score(sim.picks, picks, CZII)
+    # 0.915 here (the default czii-10A: 0.400 on the same volume)
+    assert len(sim.picks) >= 15 and result.score >= 0.8, (result.score, summary["counts"])

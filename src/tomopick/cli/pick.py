@@ -87,6 +87,7 @@ def pick(
                                  "or copick://project."),
     model: Optional[List[str]] = typer.Option(None, "--model", "-m",
                                               help="Checkpoint (.pt) or a bundled model's name (czii-10A, "
+                                                   "czii-robust-10A: transfers further, ~5x slower; "
                                                    "generalist-10A). "
                                                    "Default: the bundled czii-10A model. "
                                                    "Repeat to pick with an ensemble (docs/ensemble.md)."),
