@@ -6,7 +6,8 @@ import torch
 
 from tomopick.inference.normalize import normalize_robust, robust_stats
 from tomopick.inference.sliding import (
-    InferenceSettings, ScoreStore, count_windows, make_predictor, plan_axis, predict_to_store, release_pages,
+    InferenceSettings, ScoreStore, count_windows, make_predictor, numpy_small_pages, plan_axis, predict_to_store,
+    release_pages,
 )
 
 
@@ -124,3 +125,19 @@ def test_settings_validation():
     for bad in (dict(mode="x"), dict(tta=3), dict(overlap=1.0), dict(batch_size=0)):
         with pytest.raises(ValueError):
             InferenceSettings(**bad)
+
+
+def test_numpy_small_pages_switches_numpy_huge_page_advice_off_and_back():
+    from numpy._core.multiarray import _set_madvise_hugepage
+
+    before = _set_madvise_hugepage(True)  # a known state (the call returns the previous one)
+    try:
+        with numpy_small_pages() as took:
+            assert took is True
+            assert _set_madvise_hugepage(False) is False  # off inside
+        assert _set_madvise_hugepage(True) is True  # restored on exit
+        with numpy_small_pages(False) as took:  # disabled: numpy's own setting stays
+            assert took is False and _set_madvise_hugepage(True) is True
+    finally:
+        _set_madvise_hugepage(before)
+    assert InferenceSettings().small_pages is True

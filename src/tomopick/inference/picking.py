@@ -27,7 +27,7 @@ from tomopick.inference.normalize import normalisation_kwargs, robust_stats
 from tomopick.inference.options import PickOptions
 from tomopick.inference.rescale import rescale_factors, rescale_volume, rescaled_shape
 from tomopick.inference.sliding import (
-    InferenceSettings, ReleasingArray, count_windows, predict_to_store, reuse_freed_memory,
+    InferenceSettings, ReleasingArray, count_windows, numpy_small_pages, predict_to_store, reuse_freed_memory,
 )
 from tomopick.inference.slab import slab_extent
 from tomopick.peaks import find_peaks_blocks
@@ -132,7 +132,7 @@ def pick_tomogram(tomogram: Tomogram, loaded: Any, options: PickOptions | None =
     factors = rescale_factors(tomogram.voxel_size_A, loaded.voxel_size_A, source=source_name)
     summary["rescale_factors_zyx"] = None if factors is None else [float(f) for f in factors]
     try:
-        with _on_model_grid(tomogram, factors, settings) as (source, grid_vs):
+        with numpy_small_pages(settings.small_pages), _on_model_grid(tomogram, factors, settings) as (source, grid_vs):
             if stats is None:
                 stats = robust_stats(ReleasingArray(source),
                                      **{k: v for k, v in norm_kwargs.items() if k == "max_samples"})

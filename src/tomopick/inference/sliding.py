@@ -208,6 +208,9 @@ class InferenceSettings:
         CPU: keep freed activation memory for the next window instead of returning it to the kernel
         (:func:`reuse_freed_memory`; less system time, a higher resident set while the network runs); default on
         unless the environment sets ``TOMOPICK_REUSE_MEMORY=0`` (for A/B measurements).
+    small_pages
+        Pick with numpy's huge-page advice off (:func:`numpy_small_pages`; less system time on the VMs measured);
+        default on unless the environment sets ``TOMOPICK_SMALL_PAGES=0`` (for A/B measurements).
     amp_dtype
         GPU mixed precision: ``"bf16"`` or ``"fp16"``; ``None`` = bf16 where the GPU supports it, else fp16.
     prefetch
@@ -230,6 +233,7 @@ class InferenceSettings:
     precision: str = "fp32"
     skip_vacuum: bool = False
     reuse_memory: bool = field(default_factory=lambda: os.environ.get("TOMOPICK_REUSE_MEMORY", "1") != "0")
+    small_pages: bool = field(default_factory=lambda: os.environ.get("TOMOPICK_SMALL_PAGES", "1") != "0")
     amp_dtype: str | None = None
     prefetch: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -437,6 +441,30 @@ def reuse_freed_memory(enabled: bool = True) -> Iterator[bool]:
             libc.mallopt(_M_TRIM_THRESHOLD, 128 << 10)
             libc.mallopt(_M_TOP_PAD, 0)
             libc.malloc_trim(0)
+
+
+@contextlib.contextmanager
+def numpy_small_pages(enabled: bool = True) -> Iterator[bool]:
+    """While inside, numpy does not ``madvise`` its large arrays (≥ 4 MB) for transparent huge pages, and the
+    kernel backs them with 4 KB pages. On the 2-core VMs measured here, first-touch zeroing of 2 MB pages cost
+    ~1.5 s more system time per CZII-size pick than 4 KB pages (3.4–3.7 s → 1.9–2.4 s; the score store and the
+    peak stage's work arrays; bench/RESULTS.md #17 "sixth pass"). On exit numpy's setting comes back. Yields
+    whether it took effect (numpy's ``_set_madvise_hugepage`` exists on Linux builds)."""
+    setter = None
+    if enabled:
+        try:
+            from numpy._core.multiarray import _set_madvise_hugepage as setter  # numpy ≥ 2
+        except ImportError:  # pragma: no cover - numpy 1.x
+            try:
+                from numpy.core.multiarray import _set_madvise_hugepage as setter
+            except ImportError:
+                setter = None
+    previous = setter(False) if setter is not None else None
+    try:
+        yield setter is not None
+    finally:
+        if setter is not None:
+            setter(bool(previous))
 
 
 # -- reading windows ------------------------------------------------------------------------------------------
