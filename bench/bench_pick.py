@@ -20,7 +20,7 @@ architecture (``configs/czii-10A.yaml``: resunet 16-32-64-128, 1 residual unit, 
 not depend on the weights. Results replace the "pick" section of ``bench/RESULTS.md``.
 
 ``--shape Z Y X`` picks a noise tomogram of another size (e.g. 200 1024 1440, a K3 frame binned to ~10 Å, whose
-score map no longer fits the 1 GiB memory budget: the store goes to disk unless peaks are streamed).
+score map no longer fits the 1 GiB memory budget, so the score store is a compressed temporary zarr on disk).
 
 ``--variants NAME=OPTIONS …`` runs several tomopick cases (``'fp32=' 'bf16=--precision bf16'``; leading
 ``NAME=VALUE`` words set environment variables, e.g. ``TOMOPICK_REUSE_MEMORY=0``) interleaved with ``monai``,

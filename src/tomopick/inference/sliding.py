@@ -452,13 +452,9 @@ def numpy_small_pages(enabled: bool = True) -> Iterator[bool]:
     whether it took effect (numpy's ``_set_madvise_hugepage`` exists on Linux builds)."""
     setter = None
     if enabled:
-        try:
-            from numpy._core.multiarray import _set_madvise_hugepage as setter  # numpy ≥ 2
-        except ImportError:  # pragma: no cover - numpy 1.x
-            try:
-                from numpy.core.multiarray import _set_madvise_hugepage as setter
-            except ImportError:
-                setter = None
+        # numpy ≥ 2 keeps it in numpy._core, 1.x in numpy.core; builds without madvise have neither
+        core = getattr(np, "_core", None) or getattr(np, "core", None)
+        setter = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
     previous = setter(False) if setter is not None else None
     try:
         yield setter is not None
