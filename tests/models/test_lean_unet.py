@@ -61,14 +61,60 @@ def test_registry_builds_lean_and_falls_back_to_monai():
 
 
 def test_loading_a_picking_model_does_not_import_monai(tmp_path):
-    """The point of the lean UNet: ``tomopick pick`` with a resunet checkpoint starts without MONAI."""
+    """The point of the lean UNet: ``tomopick pick`` with a resunet checkpoint (or a coordresunet one, batch norm) starts without MONAI."""
     code = (
         "import sys\n"
         "from tomopick.models.registry import build_model\n"
         "from tomopick.models import load_checkpoint\n"
         "net = build_model('resunet', channels=[8, 16, 32], strides=[2, 2], num_res_units=1)\n"
+        "net = build_model('coordresunet', channels=[8, 16, 32], num_res_units=2, coord_conv=False)\n"
         "import tomopick.inference.picking, tomopick.workflows.pick\n"
         "print(sorted(m for m in sys.modules if m == 'monai' or m.startswith('monai.')))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+COORD_CASES = [  # (channels, residual units, norm, dropout, coord_conv, pyramid)
+    ((16, 32, 64, 128), 2, "batch", 0.0, False, True),  # the bundled czii-robust-10A architecture
+    ((8, 16, 32, 64, 128), 1, "batch", 0.0, False, True),
+    ((8, 16, 32), 2, "instance", 0.1, True, True),
+    ((4, 8), 1, "BATCH", 0.0, True, False),
+]
+
+
+@pytest.mark.parametrize("channels,res_units,norm,dropout,coord_conv,pyramid", COORD_CASES)
+def test_coordresunet_lean_blocks_match_monai_blocks(monkeypatch, channels, res_units, norm, dropout, coord_conv,
+                                                     pyramid):
+    from monai.networks.blocks import Convolution, ResidualUnit
+
+    from tomopick.models import networks
+
+    torch.manual_seed(0)
+    lean = networks.CoordResUNet(1, 3, channels, res_units, norm, dropout, coord_conv, pyramid)
+    monkeypatch.setattr(networks, "_blocks", lambda norm: (ResidualUnit, Convolution))
+    ref = networks.CoordResUNet(1, 3, channels, res_units, norm, dropout, coord_conv, pyramid)
+    assert type(ref.encoders[0]) is ResidualUnit and type(lean.encoders[0]) is not ResidualUnit
+    assert [(k, tuple(v.shape)) for k, v in lean.state_dict().items()] == \
+        [(k, tuple(v.shape)) for k, v in ref.state_dict().items()]
+    lean.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.randn(2, 1, 16, 16, 32)
+    for mode in ("train", "eval"):
+        ref.train(mode == "train")
+        lean.train(mode == "train")
+        torch.manual_seed(1)
+        expected = ref(x)
+        torch.manual_seed(1)
+        got = lean(x)
+        assert got.shape == (2, 3, 16, 16, 32)
+        assert torch.equal(got, expected), f"{mode}: max difference {float((got - expected).abs().max())}"
+
+
+def test_coordresunet_other_norms_use_monai():
+    from monai.networks.blocks import ResidualUnit
+
+    from tomopick.models.networks import CoordResUNet
+
+    net = CoordResUNet(1, 2, (4, 8), 1, ("group", {"num_groups": 2}), 0.0, False, True)
+    assert type(net.encoders[0]) is ResidualUnit
+    assert net(torch.randn(1, 1, 8, 8, 8)).shape == (1, 2, 8, 8, 8)

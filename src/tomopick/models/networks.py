@@ -9,6 +9,9 @@ inputs, and MONAI's SwinUNETR. Both are registered in :mod:`tomopick.models.regi
   inputs of DeepETPicker), concatenated to the downsampled features.
 * residual units (MONAI ``ResidualUnit``) in encoder and decoder, transposed-convolution upsampling, skip
   concatenation, a final 1×1×1 convolution to ``out_channels`` logits.
+* With ``batch`` or ``instance`` norm the blocks come from :mod:`tomopick.models.unet` (MONAI's ``ResidualUnit`` and
+  ``Convolution`` rebuilt from ``torch.nn``: same parameter names, same numbers; tests/models/test_lean_unet.py), so a
+  pick with this network does not pay MONAI's 1.5 s import; other norms use MONAI's blocks.
 
 Input ``(n, c_in, z, y, x)`` with each spatial size divisible by ``2**(len(channels)-1)``; output
 ``(n, c_out, z, y, x)``.
@@ -28,6 +31,33 @@ def coordinate_channels(shape_zyx: Sequence[int], batch: int, device: torch.devi
             else torch.zeros(1, device=device, dtype=dtype) for n in shape_zyx]
     grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=0)
     return grid.unsqueeze(0).expand(batch, -1, -1, -1, -1)
+
+
+def _check_3x3(dims: int, kernel_size: int) -> None:
+    if dims != 3 or kernel_size != 3:
+        raise ValueError(f"lean blocks are 3D with kernel 3, not dims={dims}, kernel_size={kernel_size}")
+
+
+def _blocks(norm: object) -> tuple:
+    """``(ResidualUnit, Convolution)`` constructors taking MONAI's arguments: tomopick's lean rebuilds for the norms
+    they reproduce (:data:`tomopick.models.unet.NORMS`), MONAI's classes otherwise."""
+    from tomopick.models import unet
+
+    if isinstance(norm, str) and norm.lower() in unet.NORMS:
+        def residual_unit(dims, in_ch, out_ch, *, strides, kernel_size, subunits, norm, dropout):
+            _check_3x3(dims, kernel_size)
+            return unet.ResidualUnit(in_ch, out_ch, strides=strides, subunits=subunits, norm=norm.lower(),
+                                     dropout=dropout)
+
+        def convolution(dims, in_ch, out_ch, *, strides, kernel_size, is_transposed, norm, dropout):
+            _check_3x3(dims, kernel_size)
+            return unet.convolution_block(in_ch, out_ch, strides=strides, norm=norm.lower(), dropout=dropout,
+                                     transposed=is_transposed)
+
+        return residual_unit, convolution
+    from monai.networks.blocks import Convolution, ResidualUnit
+
+    return ResidualUnit, Convolution
 
 
 class CoordResUNet(nn.Module):
@@ -55,8 +85,7 @@ class CoordResUNet(nn.Module):
                  num_res_units: int = 2, norm: str = "batch", dropout: float = 0.0, coord_conv: bool = True,
                  pyramid: bool = True) -> None:
         super().__init__()
-        from monai.networks.blocks import Convolution, ResidualUnit
-
+        ResidualUnit, Convolution = _blocks(norm)
         channels = [int(c) for c in channels]
         if len(channels) < 2:
             raise TypeError("channels needs at least two levels")

@@ -51,7 +51,7 @@ class ResidualUnit(nn.Module):
         channels, stride = in_channels, strides
         subunits = max(1, subunits)
         for i in range(subunits):
-            self.conv.add_module(f"unit{i:d}", _convolution(channels, out_channels, strides=stride, norm=norm,
+            self.conv.add_module(f"unit{i:d}", convolution_block(channels, out_channels, strides=stride, norm=norm,
                                                             dropout=dropout,
                                                             conv_only=last_conv_only and i == subunits - 1))
             channels, stride = out_channels, 1
@@ -75,7 +75,7 @@ def _adn(channels: int, norm: str, dropout: float) -> nn.Sequential:
     return adn
 
 
-def _convolution(in_channels: int, out_channels: int, *, strides: int, norm: str, dropout: float,
+def convolution_block(in_channels: int, out_channels: int, *, strides: int, norm: str, dropout: float,
                  conv_only: bool = False, transposed: bool = False) -> nn.Sequential:
     """A ``conv`` (kernel 3, "same" padding; transposed: output padding ``strides − 1``) then ``adn`` unless
     ``conv_only`` (MONAI ``Convolution``)."""
@@ -106,10 +106,10 @@ class LeanUNet(nn.Module):
         if self.num_res_units > 0:
             return ResidualUnit(in_channels, out_channels, strides=strides, subunits=self.num_res_units,
                                 norm=self.norm, dropout=self.dropout)
-        return _convolution(in_channels, out_channels, strides=strides, norm=self.norm, dropout=self.dropout)
+        return convolution_block(in_channels, out_channels, strides=strides, norm=self.norm, dropout=self.dropout)
 
     def _up(self, in_channels: int, out_channels: int, strides: int, is_top: bool) -> nn.Module:
-        conv = _convolution(in_channels, out_channels, strides=strides, norm=self.norm, dropout=self.dropout,
+        conv = convolution_block(in_channels, out_channels, strides=strides, norm=self.norm, dropout=self.dropout,
                             conv_only=is_top and self.num_res_units == 0, transposed=True)
         if self.num_res_units == 0:
             return conv
