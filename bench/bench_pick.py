@@ -16,8 +16,8 @@ Cases (each in a fresh subprocess; wall time, CPU time and peak RSS from ``os.wa
               over the whole volume; the finite check always reads the whole file.
 
 The network is the bundled ``czii-10A`` model when installed, else an untrained network of the bundled
-architecture (``configs/czii-10A.yaml``: resunet 16-32-64-128, 1 residual unit, 7 classes) — speed and memory do
-not depend on the weights. Results replace the "pick" section of ``bench/RESULTS.md``.
+architecture (``configs/czii-10A-pyramid.yaml``: coordresunet 8-16-32-64-128, 1 residual unit, image pyramid, 7
+classes) — speed and memory do not depend on the weights. Results replace the "pick" section of ``bench/RESULTS.md``.
 
 ``--shape Z Y X`` picks a noise tomogram of another size (e.g. 200 1024 1440, a K3 frame binned to ~10 Å, whose
 score map no longer fits the 1 GiB memory budget, so the score store is a compressed temporary zarr on disk).
@@ -211,17 +211,17 @@ def model_checkpoint(workdir: Path) -> tuple[Path, str]:
     from tomopick.inference.normalize import robust_config
     from tomopick.models import build_model, save_checkpoint
 
-    hp = {"channels": [16, 32, 64, 128], "strides": [2, 2, 2], "num_res_units": 1}
+    hp = {"channels": [8, 16, 32, 64, 128], "num_res_units": 1, "norm": "batch", "coord_conv": False, "pyramid": True}
     torch.manual_seed(0)
-    model = build_model("resunet", 1, 7, **hp)
-    config = {"network": {"name": "resunet", "hparams": hp}, "in_channels": 1, "out_channels": 7,
+    model = build_model("coordresunet", 1, 7, **hp)
+    config = {"network": {"name": "coordresunet", "hparams": hp}, "in_channels": 1, "out_channels": 7,
               "output": "softmax", "classes": ["background", *CZII.names],
               "particles": CZII.model_dump(mode="json"), "voxel_size_A": 10.012, "patch_size": [64, 64, 64],
               "normalisation": robust_config(), "target": {"kind": "sphere", "radius_fraction": 0.5}}
-    path = workdir / "untrained-resunet.pt"
+    path = workdir / "untrained-pyramid.pt"
     save_checkpoint(path, model, config, overwrite=True)
     n = sum(p.numel() for p in model.parameters())
-    return path, f"untrained resunet 16-32-64-128, 1 residual unit, 7 classes ({n / 1e6:.2f} M parameters)"
+    return path, f"untrained coordresunet 8-16-32-64-128, 1 residual unit, 7 classes ({n / 1e6:.2f} M parameters)"
 
 
 def tiny_checkpoint(workdir: Path) -> tuple[Path, str]:

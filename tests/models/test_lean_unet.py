@@ -61,7 +61,8 @@ def test_registry_builds_lean_and_falls_back_to_monai():
 
 
 def test_loading_a_picking_model_does_not_import_monai(tmp_path):
-    """The point of the lean UNet: ``tomopick pick`` with a resunet checkpoint (or a coordresunet one, batch norm) starts without MONAI."""
+    """The point of the lean UNet: ``tomopick pick`` with a resunet checkpoint (or a coordresunet one, batch norm)
+    starts without MONAI."""
     code = (
         "import sys\n"
         "from tomopick.models.registry import build_model\n"

@@ -87,7 +87,8 @@ def pick(
                                  "or copick://project."),
     model: Optional[List[str]] = typer.Option(None, "--model", "-m",
                                               help="Checkpoint (.pt) or a bundled model's name (czii-10A, "
-                                                   "czii-robust-10A: transfers further, ~5x slower; "
+                                                   "czii-robust-10A: larger, ~3x slower, best with czii-10A "
+                                                   "as an ensemble; "
                                                    "generalist-10A). "
                                                    "Default: the bundled czii-10A model. "
                                                    "Repeat to pick with an ensemble (docs/ensemble.md)."),
