@@ -4,6 +4,8 @@
     OMP_NUM_THREADS=2 flock /tmp/tomopick-cpu.lock nice -n 5 python bench/train_membrane.py --recipe v1 \
         --out /work/data/segment/membrane-10A --n-train 12 --n-val 2 --steps 1500 --minutes 17
     # recipe v2 (tried, not shipped: bench/RESULTS.md): wider imaging, unweighted CE
+    # recipe v3 (the default here): the simulator's ranges, full and fast imaging alternating, v1's CE weights, the
+    # 5-level pyramid coordresunet of czii-10A v5 instead of the 0.12 M-parameter UNet
 
     OMP_NUM_THREADS=2 flock /tmp/tomopick-cpu.lock nice -n 5 python bench/train_membrane.py \
         --cache /work/data/segment/train-v2 --simulate-only
@@ -39,6 +41,10 @@ TRAIN_SHAPES = ("sphere", "ellipsoid")
 RECIPE = ("v2: full/fast imaging mix 3:1, SNR 0.35-8, tilt ±40-66°, defocus 1.5-7 µm, CTF correction "
           "phaseflip/wiener/none, low-pass none/20-40 Å, voxel size 10.012 Å ± 10 %")
 
+RECIPE_V3 = "v3: the simulator's randomize ranges, full imaging model for every other tomogram, fast for the rest"
+V3_NETWORK = {"channels": [8, 16, 32, 64, 128], "num_res_units": 1, "norm": "batch", "coord_conv": False,
+              "pyramid": True}
+
 
 def imaging_draw(seed: int) -> dict:
     """The imaging settings of training tomogram ``seed`` (explicit fields override ``randomize``'s draws)."""
@@ -56,20 +62,31 @@ def imaging_draw(seed: int) -> dict:
     }
 
 
-def simulate_one(seed: int, shapes=TRAIN_SHAPES, shape=SHAPE, wide: bool = True):
+def v3_draw(seed: int) -> dict:
+    """Recipe v3's imaging for training seed ``seed``: the simulator's own ``randomize`` ranges, through the full
+    imaging model (tilt series, CTF per tilt, WBP) for every other tomogram and the fast model for the rest."""
+    return {"imaging": "full" if seed % 2 else "fast", "voxel_size_A": VOXEL_SIZE_A}
+
+
+def simulate_one(seed: int, shapes=TRAIN_SHAPES, shape=SHAPE, wide: bool | str = True):
     """One simulated (tomogram, class map, imaging) triple for training seed ``seed`` (``wide``: recipe v2's
-    imaging draw; else v1's: the fast model with the simulator's own ``randomize`` ranges)."""
+    imaging draw; ``"v3"``: :func:`v3_draw`; else v1's: the fast model with the simulator's own ``randomize``
+    ranges)."""
     from tomopick.simulate import ContextConfig, SimulationConfig, simulate_tomogram
 
     ctx = ContextConfig(vesicle_shapes=tuple(shapes))
-    draw = imaging_draw(seed) if wide else {"imaging": "fast", "voxel_size_A": VOXEL_SIZE_A}
+    if wide == "v3":
+        draw = v3_draw(seed)
+    else:
+        draw = imaging_draw(seed) if wide else {"imaging": "fast", "voxel_size_A": VOXEL_SIZE_A}
     cfg = SimulationConfig(shape_zyx=shape, particle_source="procedural", context=ctx, randomize=True, seed=seed,
                            keep_noiseless=False, run_name=f"seg_{seed:04d}", **draw)
     r = simulate_tomogram(cfg)
     return r.tomogram.data, r.segmentation, draw
 
 
-def load_or_simulate(cache: Path | None, seeds, log, wide: bool = True) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def load_or_simulate(cache: Path | None, seeds, log,
+                     wide: bool | str = True) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Normalised volumes and class maps for ``seeds`` (read from / written to ``cache``)."""
     from tomopick.training.segment import normalise_volumes
 
@@ -95,7 +112,7 @@ def load_or_simulate(cache: Path | None, seeds, log, wide: bool = True) -> tuple
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipe", choices=("v1", "v2"), default="v2")
+    ap.add_argument("--recipe", choices=("v1", "v2", "v3"), default="v3")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--cache", type=Path, default=None, help="folder for the simulated volumes (reused)")
     ap.add_argument("--simulate-only", action="store_true")
@@ -120,7 +137,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     train_seeds = list(range(args.seed, args.seed + args.n_train))
     val_seeds = list(range(args.seed + 500, args.seed + 500 + args.n_val))
-    wide = args.recipe == "v2"
+    wide: bool | str = {"v1": False, "v2": True, "v3": "v3"}[args.recipe]
     images, labels = load_or_simulate(args.cache, train_seeds, log, wide)
     val_images, val_labels = load_or_simulate(args.cache, val_seeds, log, wide)
     t_sim = time.time() - t0
@@ -130,14 +147,17 @@ def main(argv=None) -> int:
     if args.out is None:
         ap.error("--out is required unless --simulate-only")
     args.out.mkdir(parents=True, exist_ok=True)
-    extra = {"ce_weights": (1.0, 1.0, 1.0, 1.0, 1.0)} if wide else {}
+    extra: dict = {"ce_weights": (1.0, 1.0, 1.0, 1.0, 1.0)} if wide is True else {}
+    if wide == "v3":  # the pyramid network that made czii-10A transfer (bench/RESULTS.md #10), v1's CE weights
+        extra = {"network": "coordresunet", "hparams": dict(V3_NETWORK)}
     cfg = SegmentTrainConfig(steps=args.steps, max_minutes=args.minutes, val_every=args.val_every, seed=args.seed,
                              **extra)
     result = train_segmenter(images, labels, cfg, val_images=val_images, val_labels=val_labels, log=log)
     data = {"n_train": args.n_train, "n_val": args.n_val, "shape_zyx": list(SHAPE), "voxel_size_A": VOXEL_SIZE_A,
             "simulator": "tomopick.simulate with ContextConfig(vesicle_shapes=('sphere', 'ellipsoid')), "
                          "randomize=True, particle_source='procedural'; imaging "
-                         + (RECIPE if wide else "v1: fast model, the simulator's randomize ranges"),
+                         + {"v1": "v1: fast model, the simulator's randomize ranges", "v2": RECIPE,
+                            "v3": RECIPE_V3}[args.recipe],
             "seeds": [train_seeds[0], train_seeds[-1]], "val_seeds": [val_seeds[0], val_seeds[-1]]}
     metrics = {"val_membrane_dice": result.best_dice, "best_step": result.best_step,
                "train_seconds": result.seconds, "steps_done": result.history[-1]["step"] if result.history else 0}

@@ -39,3 +39,38 @@ def test_instance_norm_runs_on_training_patches_batch_norm_on_large_windows():
     # an explicit window is the user's choice, also for instance norm
     chosen = inference_settings(_loaded(norm="instance"), PickOptions(roi_size=(64, 96, 96), overlap=0.1))
     assert tuple(chosen.roi_size) == (64, 96, 96) and not chosen.fixed_roi and chosen.overlap == 0.1
+
+
+def test_a_model_stored_window_is_the_default_and_the_option_overrides_it():
+    """czii-10A v5 stores its inference plan (config["pick"]["roi_size"] and ["overlap"]: its pyramid activations
+    at the general 208 × 256 × 256 default would exceed the 3 GB target); --roi / --overlap still win; instance norm
+    keeps its patch."""
+    from pydantic import ValidationError
+
+    from tomopick.models.checkpoint import PickDefaults
+
+    planned = _loaded(norm="batch")
+    planned.config["pick"] = {"roi_size": [208, 160, 160], "overlap": 0.12}
+    settings = inference_settings(planned)
+    assert tuple(settings.roi_size) == (208, 160, 160) and settings.overlap == 0.12
+    chosen = inference_settings(planned, PickOptions(roi_size=(64, 96, 96), overlap=0.05))
+    assert tuple(chosen.roi_size) == (64, 96, 96) and chosen.overlap == 0.05
+    assert inference_settings(planned, PickOptions(mode="gaussian")).overlap == 0.25
+    fixed = _loaded(norm="instance")
+    fixed.config["pick"] = {"roi_size": [208, 160, 160]}
+    assert tuple(inference_settings(fixed).roi_size) == (48, 48, 48)
+    assert PickDefaults(roi_size=(208, 160, 160)).roi_size == (208, 160, 160)
+    with pytest.raises(ValidationError, match="roi_size must be three sizes >= 8"):
+        PickDefaults(roi_size=(208, 4, 160))
+    with pytest.raises(ValidationError):
+        PickDefaults(roi_size=(208, 160))
+    with pytest.raises(ValidationError):
+        PickDefaults(overlap=1.0)
+
+
+def test_the_bundled_default_stores_a_window_under_the_memory_target():
+    from tomopick.models.bundled import load_bundled
+
+    loaded = load_bundled("czii-10A")
+    settings = inference_settings(loaded)
+    assert tuple(settings.roi_size) == (208, 192, 192) and settings.overlap == 0.12 and not settings.fixed_roi

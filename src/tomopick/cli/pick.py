@@ -116,11 +116,12 @@ def pick(
                                                   "model's, else 0.75)."),
     tta: bool = typer.Option(False, "--tta", help="Average over 4 flips (4× slower)."),
     overlap: Optional[float] = typer.Option(None, "--overlap",
-                                            help="Window context fraction (crop: 0.08; gaussian: 0.25)."),
+                                            help="Window context fraction (crop: the model's stored "
+                                                 "overlap, else 0.08; gaussian: 0.25)."),
     mode: str = typer.Option("crop", "--mode", help="crop (overlap-tile, fast) | gaussian (MONAI blending)."),
-    roi: Optional[str] = typer.Option(None, "--roi", help="Largest window Z,Y,X in voxels (default 208,256,256; "
-                                                          "the training patch for instance-norm and "
-                                                          "coordinate-channel networks)."),
+    roi: Optional[str] = typer.Option(None, "--roi", help="Largest window Z,Y,X in voxels (default: the model's "
+                                                          "stored window, else 208,256,256; the training patch "
+                                                          "for instance-norm and coordinate-channel networks)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Windows per forward pass."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda (mixed precision on GPU)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1,

@@ -314,8 +314,10 @@ def inference_settings(loaded: Any, options: PickOptions | None = None, *,
                        store_directory: str | None = None) -> Any:
     """The :class:`~tomopick.inference.sliding.InferenceSettings` :func:`pick_tomogram` uses for a model.
 
-    Defaults: 208 × 256 × 256 windows with an 8–10 voxel margin in crop mode (overlap 0.08; 0.25 in gaussian
-    mode); for networks whose output depends on the window (:func:`window_dependent`: coordinate channels,
+    Defaults: the model's stored plan (``config["pick"]["roi_size"]`` and ``["overlap"]``, e.g. czii-10A v5's
+    208 × 192 × 192 windows at overlap 0.12) or 208 × 256 × 256 windows with an 8–10 voxel margin in crop mode
+    (overlap 0.08; 0.25 in gaussian mode); for networks whose output depends on the window
+    (:func:`window_dependent`: coordinate channels,
     instance/group/layer norm) the training patch size, fixed, with overlap 0.25 — with instance norm, 208 × 256 ×
     256 windows instead of the 48³ training patches cut the CZII score of an early czii-10A from 0.82 to 0.75
     (held-out simulated runs, best thresholds); batch 1 on CPU, 4 on GPU; window sizes divisible by the network's
@@ -324,10 +326,13 @@ def inference_settings(loaded: Any, options: PickOptions | None = None, *,
     config = loaded.config
     fixed = window_dependent(config) and options.roi_size is None
     on_gpu = str(options.device).startswith("cuda")
-    roi = tuple(int(v) for v in (options.roi_size or (loaded.patch_size if fixed else DEFAULT_ROI)))
+    planned = (config.get("pick") or {}).get("roi_size")  # the model's stored window (PickDefaults.roi_size)
+    roi = tuple(int(v) for v in (options.roi_size or (loaded.patch_size if fixed else (planned or DEFAULT_ROI))))
     overlap = options.overlap
     if overlap is None:
-        overlap = 0.25 if (fixed or options.mode != "crop") else CROP_OVERLAP
+        planned_overlap = (config.get("pick") or {}).get("overlap")
+        crop_overlap = CROP_OVERLAP if planned_overlap is None else float(planned_overlap)
+        overlap = 0.25 if (fixed or options.mode != "crop") else crop_overlap
     try:
         return InferenceSettings(
             mode=options.mode, roi_size=roi,  # type: ignore[arg-type]

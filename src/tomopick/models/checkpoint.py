@@ -63,7 +63,11 @@ class PickDefaults(BaseModel):
 
     ``thresholds`` hold for ``score`` (absent in checkpoints written before the blob score: ``peak``), found with
     ``peak_method`` at spacing ``distance_factor`` × radius (:mod:`tomopick.peaks.thresholds`), with the
-    batch-norm statistics adapted to each tomogram by ``adapt_norm`` (:mod:`tomopick.inference.adapt`)."""
+    batch-norm statistics adapted to each tomogram by ``adapt_norm`` (:mod:`tomopick.inference.adapt`).
+    ``roi_size`` and ``overlap`` are the model's own inference plan, kept with the weights (``--roi`` and
+    ``--overlap`` override them): its largest window ``(z, y, x)`` in voxels, for networks whose activations at the
+    default window would not fit the memory target, and the crop-mode overlap (the context margin of each window is
+    ``overlap · roi / 2`` per side), for networks whose field of view needs more than the default margin."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -74,6 +78,15 @@ class PickDefaults(BaseModel):
     distance_factor: float | None = Field(default=None, gt=0)
     adapt_norm: float | None = Field(default=None, ge=0, le=1)
     adapt_reference: AdaptReference | None = None
+    roi_size: tuple[int, int, int] | None = None
+    overlap: float | None = Field(default=None, ge=0, lt=1)
+
+    @field_validator("roi_size")
+    @classmethod
+    def _roi(cls, value: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if value is not None and any(int(v) < 8 for v in value):
+            raise ValueError(f"roi_size must be three sizes >= 8 voxels, got {tuple(value)}")
+        return value
 
     @field_validator("thresholds")
     @classmethod
