@@ -21,25 +21,31 @@ CASES = [  # (channels, strides, residual units, norm, dropout)
 ]
 
 
+def _assert_same_network(lean, ref, shape):
+    """Same parameter names and shapes; after loading ``ref``'s weights, bit-identical outputs in train mode (batch
+    statistics, dropout on the same random stream) and eval mode."""
+    assert [(k, tuple(v.shape)) for k, v in lean.state_dict().items()] == \
+        [(k, tuple(v.shape)) for k, v in ref.state_dict().items()]
+    lean.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.randn(*shape)
+    for mode in ("train", "eval"):
+        ref.train(mode == "train")
+        lean.train(mode == "train")
+        torch.manual_seed(1)
+        expected = ref(x)
+        torch.manual_seed(1)
+        got = lean(x)
+        assert got.shape == (shape[0], 3, *shape[2:])
+        assert torch.equal(got, expected), f"{mode}: max difference {float((got - expected).abs().max())}"
+
+
 @pytest.mark.parametrize("channels,strides,res_units,norm,dropout", CASES)
 def test_same_parameters_and_outputs_as_monai(channels, strides, res_units, norm, dropout):
     torch.manual_seed(0)
     monai_net = UNet(spatial_dims=3, in_channels=1, out_channels=3, channels=channels, strides=strides,
                      num_res_units=res_units, dropout=dropout, norm=norm)
     lean = lean_unet(1, 3, channels, strides, res_units, dropout, norm)
-    assert [(k, tuple(v.shape)) for k, v in lean.state_dict().items()] == \
-        [(k, tuple(v.shape)) for k, v in monai_net.state_dict().items()]
-    lean.load_state_dict(monai_net.state_dict(), strict=True)
-    x = torch.randn(2, 1, 16, 24, 32)
-    for mode in ("train", "eval"):  # train: batch statistics and dropout (same random stream)
-        monai_net.train(mode == "train")
-        lean.train(mode == "train")
-        torch.manual_seed(1)
-        expected = monai_net(x)
-        torch.manual_seed(1)
-        got = lean(x)
-        assert got.shape == (2, 3, 16, 24, 32)
-        assert torch.equal(got, expected), f"{mode}: max difference {float((got - expected).abs().max())}"
+    _assert_same_network(lean, monai_net, (2, 1, 16, 24, 32))
     # running statistics updated identically in train mode
     for (name, a), b in zip(lean.state_dict().items(), monai_net.state_dict().values()):
         assert torch.equal(a, b), name
@@ -96,19 +102,7 @@ def test_coordresunet_lean_blocks_match_monai_blocks(monkeypatch, channels, res_
     monkeypatch.setattr(networks, "_blocks", lambda norm: (ResidualUnit, Convolution))
     ref = networks.CoordResUNet(1, 3, channels, res_units, norm, dropout, coord_conv, pyramid)
     assert type(ref.encoders[0]) is ResidualUnit and type(lean.encoders[0]) is not ResidualUnit
-    assert [(k, tuple(v.shape)) for k, v in lean.state_dict().items()] == \
-        [(k, tuple(v.shape)) for k, v in ref.state_dict().items()]
-    lean.load_state_dict(ref.state_dict(), strict=True)
-    x = torch.randn(2, 1, 16, 16, 32)
-    for mode in ("train", "eval"):
-        ref.train(mode == "train")
-        lean.train(mode == "train")
-        torch.manual_seed(1)
-        expected = ref(x)
-        torch.manual_seed(1)
-        got = lean(x)
-        assert got.shape == (2, 3, 16, 16, 32)
-        assert torch.equal(got, expected), f"{mode}: max difference {float((got - expected).abs().max())}"
+    _assert_same_network(lean, ref, (2, 1, 16, 16, 32))
 
 
 def test_coordresunet_other_norms_use_monai():
