@@ -97,6 +97,25 @@ def test_thresholds_are_the_weighted_mean_of_the_members(members):
     np.testing.assert_allclose(table, [[1.0, 0.75, 0.0], [0.0, 0.25, 1.0]])
 
 
+def test_members_stored_plans_fuse_to_the_smallest_window_and_the_widest_overlap():
+    # A at 10 Å stores 208 × 192 × 192 at overlap 0.12; B at 5 Å stores 128³ of its voxels (64³ on A's grid)
+    a = member("unet", {"channels": [4, 8, 16], "strides": [2, 2]}, ["ribosome"], 10.0, 1,
+               {"roi_size": [208, 192, 192], "overlap": 0.12})
+    b = member("unet", {"channels": [4, 8, 16], "strides": [2, 2]}, ["ribosome"], 5.0, 2,
+               {"roi_size": [128, 400, 128], "overlap": 0.05})
+    fused = ensemble_model([a, b], [0.5, 0.5])
+    assert fused.config["pick"]["roi_size"] == [64, 192, 64] and fused.config["pick"]["overlap"] == 0.12
+    settings = inference_settings(fused)
+    assert tuple(settings.roi_size) == (64, 192, 64) and settings.overlap == 0.12
+    plain = ensemble_model([member("unet", {"channels": [4, 8, 16], "strides": [2, 2]}, ["ribosome"], 10.0, 3),
+                            a], [0.5, 0.5])
+    assert plain.config["pick"]["roi_size"] == [208, 192, 192]
+    neither = ensemble_model([member("unet", {"channels": [4, 8, 16], "strides": [2, 2]}, ["ribosome"], 10.0, 3),
+                              member("unet", {"channels": [4, 8, 16], "strides": [2, 2]}, ["ribosome"], 10.0, 4)],
+                             [0.5, 0.5])
+    assert "roi_size" not in neither.config["pick"] and "overlap" not in neither.config["pick"]
+
+
 @pytest.mark.parametrize("text, n, message", [
     ("0.6", 2, "1 weight for 2 models"),
     ("0.6,abc", 2, "expected numbers"),

@@ -163,6 +163,21 @@ def fused_reference(loaded: Sequence[Any]) -> dict[str, Any] | None:
     return {"means": means, "variances": variances, "volumes": min(volumes)}
 
 
+def fused_plan(configs: Sequence[dict[str, Any]], voxel_size_A: float) -> dict[str, Any]:
+    """The members' stored inference plans (``config["pick"]["roi_size"]``, ``["overlap"]``) as one: the smallest
+    stored window on the common grid (the plan of the member hungriest for memory) and the largest overlap (the
+    widest context any member asked for); ``{}`` when no member stores one."""
+    plan: dict[str, Any] = {}
+    rois = [[max(8, int(round(int(v) * float(c["voxel_size_A"]) / voxel_size_A))) for v in c["pick"]["roi_size"]]
+            for c in configs if (c.get("pick") or {}).get("roi_size")]
+    if rois:
+        plan["roi_size"] = [min(r[i] for r in rois) for i in range(3)]
+    overlaps = [float(c["pick"]["overlap"]) for c in configs if (c.get("pick") or {}).get("overlap") is not None]
+    if overlaps:
+        plan["overlap"] = max(overlaps)
+    return plan
+
+
 def window_dependent_any(configs: Sequence[dict[str, Any]]) -> bool:
     from tomopick.inference.picking import window_dependent
 
@@ -199,6 +214,7 @@ def fused_config(loaded: Sequence[Any], weights: Sequence[float]) -> dict[str, A
     reference = fused_reference(loaded)
     if reference is not None:
         pick["adapt_reference"] = reference
+    pick.update(fused_plan(configs, vs0))
     by_score = fused_thresholds(configs, table, classes)
     if by_score:
         pick["thresholds_by_score"] = by_score
