@@ -68,25 +68,30 @@ def v3_draw(seed: int) -> dict:
     return {"imaging": "full" if seed % 2 else "fast", "voxel_size_A": VOXEL_SIZE_A}
 
 
-def simulate_one(seed: int, shapes=TRAIN_SHAPES, shape=SHAPE, wide: bool | str = True):
-    """One simulated (tomogram, class map, imaging) triple for training seed ``seed`` (``wide``: recipe v2's
-    imaging draw; ``"v3"``: :func:`v3_draw`; else v1's: the fast model with the simulator's own ``randomize``
-    ranges)."""
+def recipe_draw(recipe: str, seed: int) -> dict:
+    """The imaging of training seed ``seed`` under ``recipe``: v1 the fast model with the simulator's own
+    ``randomize`` ranges, v2 :func:`imaging_draw`, v3 :func:`v3_draw`."""
+    if recipe == "v2":
+        return imaging_draw(seed)
+    if recipe == "v3":
+        return v3_draw(seed)
+    return {"imaging": "fast", "voxel_size_A": VOXEL_SIZE_A}
+
+
+def simulate_one(seed: int, shapes=TRAIN_SHAPES, shape=SHAPE, recipe: str = "v3"):
+    """One simulated (tomogram, class map, imaging) triple for training seed ``seed`` (imaging:
+    :func:`recipe_draw`)."""
     from tomopick.simulate import ContextConfig, SimulationConfig, simulate_tomogram
 
     ctx = ContextConfig(vesicle_shapes=tuple(shapes))
-    if wide == "v3":
-        draw = v3_draw(seed)
-    else:
-        draw = imaging_draw(seed) if wide else {"imaging": "fast", "voxel_size_A": VOXEL_SIZE_A}
+    draw = recipe_draw(recipe, seed)
     cfg = SimulationConfig(shape_zyx=shape, particle_source="procedural", context=ctx, randomize=True, seed=seed,
                            keep_noiseless=False, run_name=f"seg_{seed:04d}", **draw)
     r = simulate_tomogram(cfg)
     return r.tomogram.data, r.segmentation, draw
 
 
-def load_or_simulate(cache: Path | None, seeds, log,
-                     wide: bool | str = True) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def load_or_simulate(cache: Path | None, seeds, log, recipe: str = "v3") -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Normalised volumes and class maps for ``seeds`` (read from / written to ``cache``)."""
     from tomopick.training.segment import normalise_volumes
 
@@ -98,7 +103,7 @@ def load_or_simulate(cache: Path | None, seeds, log,
             labels.append(np.load(lab_p))
             continue
         t0 = time.time()
-        tomo, seg, draw = simulate_one(s, wide=wide)
+        tomo, seg, draw = simulate_one(s, recipe=recipe)
         img = normalise_volumes([np.asarray(tomo, dtype=np.float32)])[0]
         if img_p is not None:
             np.save(img_p, img)
@@ -137,9 +142,8 @@ def main(argv=None) -> int:
     t0 = time.time()
     train_seeds = list(range(args.seed, args.seed + args.n_train))
     val_seeds = list(range(args.seed + 500, args.seed + 500 + args.n_val))
-    wide: bool | str = {"v1": False, "v2": True, "v3": "v3"}[args.recipe]
-    images, labels = load_or_simulate(args.cache, train_seeds, log, wide)
-    val_images, val_labels = load_or_simulate(args.cache, val_seeds, log, wide)
+    images, labels = load_or_simulate(args.cache, train_seeds, log, args.recipe)
+    val_images, val_labels = load_or_simulate(args.cache, val_seeds, log, args.recipe)
     t_sim = time.time() - t0
     log(f"data for {len(images)} + {len(val_images)} tomograms ready in {t_sim:.0f} s")
     if args.simulate_only:
@@ -147,9 +151,9 @@ def main(argv=None) -> int:
     if args.out is None:
         ap.error("--out is required unless --simulate-only")
     args.out.mkdir(parents=True, exist_ok=True)
-    extra: dict = {"ce_weights": (1.0, 1.0, 1.0, 1.0, 1.0)} if wide is True else {}
-    if wide == "v3":  # the pyramid network that made czii-10A transfer (bench/RESULTS.md #10), v1's CE weights
-        extra = {"network": "coordresunet", "hparams": dict(V3_NETWORK)}
+    extra = {  # v2: unweighted CE; v3: the pyramid network that made czii-10A transfer, v1's CE weights
+        "v1": {}, "v2": {"ce_weights": (1.0, 1.0, 1.0, 1.0, 1.0)},
+        "v3": {"network": "coordresunet", "hparams": dict(V3_NETWORK)}}[args.recipe]
     cfg = SegmentTrainConfig(steps=args.steps, max_minutes=args.minutes, val_every=args.val_every, seed=args.seed,
                              **extra)
     result = train_segmenter(images, labels, cfg, val_images=val_images, val_labels=val_labels, log=log)

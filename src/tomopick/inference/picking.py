@@ -326,12 +326,12 @@ def inference_settings(loaded: Any, options: PickOptions | None = None, *,
     config = loaded.config
     fixed = window_dependent(config) and options.roi_size is None
     on_gpu = str(options.device).startswith("cuda")
-    planned = (config.get("pick") or {}).get("roi_size")  # the model's stored window (PickDefaults.roi_size)
-    roi = tuple(int(v) for v in (options.roi_size or (loaded.patch_size if fixed else (planned or DEFAULT_ROI))))
+    plan = config.get("pick") or {}  # the model's stored inference plan (PickDefaults.roi_size, .overlap)
+    roi = tuple(int(v) for v in (options.roi_size or (loaded.patch_size if fixed else
+                                                      (plan.get("roi_size") or DEFAULT_ROI))))
     overlap = options.overlap
     if overlap is None:
-        planned_overlap = (config.get("pick") or {}).get("overlap")
-        crop_overlap = CROP_OVERLAP if planned_overlap is None else float(planned_overlap)
+        crop_overlap = CROP_OVERLAP if plan.get("overlap") is None else float(plan["overlap"])
         overlap = 0.25 if (fixed or options.mode != "crop") else crop_overlap
     try:
         return InferenceSettings(

@@ -52,7 +52,7 @@ def _blocks(norm: object) -> tuple:
         def convolution(dims, in_ch, out_ch, *, strides, kernel_size, is_transposed, norm, dropout):
             _check_3x3(dims, kernel_size)
             return unet.convolution_block(in_ch, out_ch, strides=strides, norm=norm.lower(), dropout=dropout,
-                                     transposed=is_transposed)
+                                          transposed=is_transposed)
 
         return residual_unit, convolution
     from monai.networks.blocks import Convolution, ResidualUnit
