@@ -167,6 +167,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tilt", type=float, default=None, help="fix the tilt range to ±TILT degrees")
     ap.add_argument("--adapt-norm", type=float, default=None,
                     help="batch-norm adaptation strength (default: the model's)")
+    ap.add_argument("--prior-correction", type=float, default=None,
+                    help="SegmentOptions.prior_correction (default: the model's)")
     args = ap.parse_args(argv)
     import torch
 
@@ -182,7 +184,8 @@ def main(argv=None) -> int:
     shape = tuple(int(v) for v in args.shape.split(","))
     for r in held_out(args.n, args.seed, shape=shape, imaging=args.imaging, snr=args.snr,
                       tilt_deg=args.tilt):
-        seg = segment_tomogram(r.tomogram, loaded, SegmentOptions(adapt_norm=args.adapt_norm))
+        seg = segment_tomogram(r.tomogram, loaded, SegmentOptions(adapt_norm=args.adapt_norm,
+                                                                    prior_correction=args.prior_correction))
         row = score_one(r, seg, particles)
         row["seconds"] = seg.summary["seconds"]
         rows.append(row)

@@ -127,6 +127,9 @@ def main(argv=None) -> int:
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--val-every", type=int, default=250)
     ap.add_argument("--seed", type=int, default=1000)
+    ap.add_argument("--train-seed", type=int, default=None, help="patch/augmentation seed (default: --seed)")
+    ap.add_argument("--init", type=Path, default=None, help="fine-tune: start from this segmentation checkpoint")
+    ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: SegmentTrainConfig's)")
     args = ap.parse_args(argv)
     import torch
 
@@ -154,15 +157,27 @@ def main(argv=None) -> int:
     extra = {  # v2: unweighted CE; v3: the pyramid network that made czii-10A transfer, v1's CE weights
         "v1": {}, "v2": {"ce_weights": (1.0, 1.0, 1.0, 1.0, 1.0)},
         "v3": {"network": "coordresunet", "hparams": dict(V3_NETWORK)}}[args.recipe]
-    cfg = SegmentTrainConfig(steps=args.steps, max_minutes=args.minutes, val_every=args.val_every, seed=args.seed,
-                             **extra)
-    result = train_segmenter(images, labels, cfg, val_images=val_images, val_labels=val_labels, log=log)
+    if args.lr is not None:
+        extra["lr"] = args.lr
+    init_state = None
+    if args.init is not None:
+        from tomopick.models.checkpoint import load_checkpoint
+
+        base = load_checkpoint(args.init)
+        if base.config.get("network", {}).get("name") != extra.get("network", "unet"):
+            ap.error(f"--init {args.init}: its network is not recipe {args.recipe}'s")
+        init_state = base.model.state_dict()
+    cfg = SegmentTrainConfig(steps=args.steps, max_minutes=args.minutes, val_every=args.val_every,
+                             seed=args.seed if args.train_seed is None else args.train_seed, **extra)
+    result = train_segmenter(images, labels, cfg, val_images=val_images, val_labels=val_labels,
+                             init_state=init_state, log=log)
     data = {"n_train": args.n_train, "n_val": args.n_val, "shape_zyx": list(SHAPE), "voxel_size_A": VOXEL_SIZE_A,
             "simulator": "tomopick.simulate with ContextConfig(vesicle_shapes=('sphere', 'ellipsoid')), "
                          "randomize=True, particle_source='procedural'; imaging "
                          + {"v1": "v1: fast model, the simulator's randomize ranges", "v2": RECIPE,
                             "v3": RECIPE_V3}[args.recipe],
-            "seeds": [train_seeds[0], train_seeds[-1]], "val_seeds": [val_seeds[0], val_seeds[-1]]}
+            "seeds": [train_seeds[0], train_seeds[-1]], "val_seeds": [val_seeds[0], val_seeds[-1]],
+            "init_from": None if args.init is None else str(args.init)}
     metrics = {"val_membrane_dice": result.best_dice, "best_step": result.best_step,
                "train_seconds": result.seconds, "steps_done": result.history[-1]["step"] if result.history else 0}
     config = segment_checkpoint_config(cfg, VOXEL_SIZE_A, data, metrics)

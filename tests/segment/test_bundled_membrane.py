@@ -52,3 +52,35 @@ def test_adapted_segmentation_still_finds_the_membrane_and_leaves_the_model_alon
     assert plain.summary["adapt_norm"] == {"adapted_layers": 0}
     with pytest.raises(ValueError):
         SegmentOptions(adapt_norm=1.5)
+
+
+def test_window_plan_and_prior_correction_from_options_checkpoint_or_default():
+    from dataclasses import replace
+
+    from tomopick.errors import TomopickError
+    from tomopick.segment.predict import DEFAULT_OVERLAP, DEFAULT_ROI, window_plan
+
+    loaded = bundled.load_bundled("membrane-10A")
+    plan = {**loaded.config.get("segment", {}), "roi_size": [64, 96, 96], "overlap": 0.25}
+    stored = {**loaded.config, "segment": plan}
+    assert window_plan({}, SegmentOptions()) == (DEFAULT_ROI, DEFAULT_OVERLAP)
+    assert window_plan(stored, SegmentOptions()) == ((64, 96, 96), 0.25)
+    assert window_plan(stored, SegmentOptions(roi_size=(32, 64, 64), overlap=0.0)) == ((32, 64, 64), 0.0)
+    with pytest.raises(TomopickError, match="segment.roi_size"):
+        window_plan({"segment": {"roi_size": ["a", 1, 2]}}, SegmentOptions())
+    with pytest.raises(TomopickError, match="three sizes"):
+        window_plan({"segment": {"roi_size": [4, 96, 96]}}, SegmentOptions())
+    r = _one_vesicle()
+    seg = segment_tomogram(r.tomogram, replace(loaded, config=stored), SegmentOptions())
+    assert seg.summary["roi_size"] == [64, 96, 96] and seg.summary["overlap"] == 0.25
+    weights = loaded.config["training"]["ce_weights"]
+    assert seg.summary["prior_correction"] == loaded.config["segment"]["prior_correction"] > 0
+    t = seg.summary["prior_correction"]
+    assert seg.summary["class_scale"] == pytest.approx([(min(weights) / w) ** t for w in weights])
+    plain = segment_tomogram(r.tomogram, loaded, SegmentOptions(roi_size=(64, 96, 96), prior_correction=0))
+    assert plain.summary["prior_correction"] == 0 and plain.summary["class_scale"] is None
+    with pytest.raises(TomopickError, match="prior_correction"):
+        segment_tomogram(r.tomogram, replace(loaded, config={**stored, "segment": {"prior_correction": 2}}),
+                         SegmentOptions())
+    # the correction thins the (over-thick) membrane: fewer membrane voxels than the plain argmax
+    assert (seg.classes == 1).sum() < (plain.classes == 1).sum()

@@ -50,7 +50,8 @@ def data(tmp_path_factory):
     write_tomogram(r.tomogram, root / "tomo.mrc")
     write_tomogram(Tomogram(r.segmentation, (VS,) * 3), root / "truth.mrc")
     torch.manual_seed(0)
-    cfg = SegmentTrainConfig(hparams={"channels": [4, 8], "strides": [2], "num_res_units": 0})
+    cfg = SegmentTrainConfig(hparams={"channels": [4, 8], "strides": [2], "num_res_units": 0},
+                             ce_weights=(1.0, 1.0, 1.0, 1.0, 1.0))  # untrained: no prior correction
     save_checkpoint(root / "tiny.pt", build_model("unet", 1, 5, **cfg.hparams).eval(),
                     segment_checkpoint_config(cfg, VS))
     return root, r
@@ -74,8 +75,26 @@ def test_segment_writes_ome_zarr_labels_instances_and_table(data, capsys):
     table = pd.read_csv(root / "a" / "seg_instances.csv")
     expected = instance_table(classes, inst, VS)
     assert table["instance_id"].tolist() == expected["instance_id"].tolist()
+    assert len(table) > 0
     np.testing.assert_allclose(table["volume_A3"], expected["volume_A3"], rtol=1e-5)
     assert "written:" in stdout
+
+
+def test_segment_overwrite_replaces_an_existing_zarr_store(data, capsys):
+    """An existing seg.zarr is the output named (refused without --overwrite, replaced with it), never a folder to
+    write <run>.ome.zarr into."""
+    root, _ = data
+    out = root / "ow" / "seg.zarr"
+    args = ["segment", root / "tomo.mrc", "--model", root / "tiny.pt", "--out", out, "-q"]
+    assert run(args, capsys)[0] == 0
+    first = np.asarray(read_tomogram(out).data).copy()
+    code, _, err = run(args, capsys)
+    assert code == 2 and "exists" in one_error(err)
+    code, _, err = run([*args, "--overwrite"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.parent.iterdir()) == ["seg.zarr", "seg_instances.csv", "seg_instances.zarr"]
+    assert not (out / "tomo.ome.zarr").exists()
+    np.testing.assert_array_equal(np.asarray(read_tomogram(out).data), first)
 
 
 def test_segment_mrc_and_only_membrane_mask(data, capsys):
@@ -98,6 +117,9 @@ def test_segment_mrc_and_only_membrane_mask(data, capsys):
     (["--model", "{root}/missing.pt"], "missing.pt"),
     (["--out", "{root}/exists.mrc"], "exists"),
     (["--adapt-norm", "1.5"], "--adapt-norm"),
+    (["--prior-correction", "2"], "--prior-correction"),
+    (["--roi", "4,64,64"], "--roi"),
+    (["--overlap", "1.5"], "--overlap"),
 ])
 def test_segment_bad_inputs_one_line(data, capsys, args, words):
     root, _ = data

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tomopick.data import Picks
+from tomopick.errors import TomopickError
 from tomopick.segment import (
     ContextOptions, WhereError, dice, enclosed_lumen, fill_lumen, instance_table, label_instances, match_instances,
     parse_where, pick_context, where_mask,
@@ -99,7 +100,7 @@ def test_pick_context_distances_classes_and_normals():
     picks = Picks.from_arrays(np.stack([xs, np.full(4, 100.0), np.full(4, 100.0)], axis=1),
                               ["big", "small", "small", "big"])
     out = pick_context(picks, classes, inst, VS, ContextOptions(radii_A={"big": 50.0, "small": 20.0},
-                                                                on_membrane_gap_A=10.0))
+                                                                on_membrane_gap_A=10.0, skip_own_body=False))
     f = out.frame
     # nearest membrane voxel: x = 24 on the outside, x = 20 from the lumen side
     np.testing.assert_allclose(f["distance_to_membrane_A"], [160.0, -100.0, 0.0, 60.0])
@@ -111,6 +112,32 @@ def test_pick_context_distances_classes_and_normals():
     z_axis = out.rotation_matrices()[3][:, 2]
     np.testing.assert_allclose(z_axis, [1.0, 0.0, 0.0], atol=1e-9)
     assert np.isnan(out.angles_deg()[:3]).all()
+
+
+def test_membrane_inside_the_particle_is_its_own_body():
+    """A shell the size of a virus-like particle (membrane 100-130 Å from its centre, radius 135 Å) around a pick, a
+    flat membrane 300-340 Å away: the distance is measured to the flat membrane (300 Å, gap 165 Å, not on a
+    membrane); without skip_own_body, to the shell (100 Å, "on the membrane"). A pick of radius 60 Å 170 Å beyond the
+    sheet keeps its plain distance, and one whose own ball holds all membrane gets NaN."""
+    shape = (40, 40, 80)
+    z, y, x = np.indices(shape, dtype=np.float64)
+    classes = np.zeros(shape, dtype=np.uint8)
+    d = np.sqrt((z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2)
+    classes[(d >= 10) & (d < 13)] = MEMBRANE
+    classes[:, :, 50:54] = MEMBRANE
+    inst = np.zeros(shape, dtype=np.int32)
+    picks = Picks.from_arrays(np.array([[200.0, 200.0, 200.0], [700.0, 200.0, 200.0]]), ["vlp", "small"])
+    opts = {"radii_A": {"vlp": 135.0, "small": 60.0}}
+    f = pick_context(picks, classes, inst, VS, ContextOptions(**opts)).frame
+    np.testing.assert_allclose(f["distance_to_membrane_A"], [300.0, 170.0])
+    np.testing.assert_allclose(f["membrane_gap_A"], [165.0, 110.0])
+    assert f["on_membrane"].tolist() == [0, 0]
+    plain = pick_context(picks, classes, inst, VS, ContextOptions(**opts, skip_own_body=False)).frame
+    assert plain["distance_to_membrane_A"].iloc[0] == pytest.approx(100.0) and plain["on_membrane"].iloc[0] == 1
+    alone = classes.copy()
+    alone[:, :, 50:54] = 0
+    g = pick_context(picks.select(np.array([True, False])), alone, inst, VS, ContextOptions(**opts)).frame
+    assert np.isnan(g["distance_to_membrane_A"].iloc[0]) and g["on_membrane"].iloc[0] == 0
 
 
 def test_where_filter_numbers_and_errors():
@@ -152,3 +179,52 @@ def test_enclosed_lumen_drops_lumen_beside_an_open_sheet():
     np.testing.assert_array_equal(out[:, d < 9], LUMEN)
     assert not (out[:, :, 42:50] == LUMEN).any()
     assert np.array_equal(out == MEMBRANE, classes == MEMBRANE)
+
+
+def test_prior_correction_undoes_the_loss_weights_by_hand():
+    """With CE weights (0.5, 2, 1, 1, 1), a voxel at p = (0.30, 0.55, 0.15, 0, 0) is membrane by argmax but
+    background after the correction (0.30/0.5 = 0.60 > 0.55/2 = 0.275); one at (0.10, 0.80, 0.10, 0, 0) stays membrane
+    (0.2 < 0.4); equal weights mean no correction."""
+    from tomopick.segment.predict import ClassMapStore, class_prior_scale
+
+    config = {"training": {"ce_weights": [0.5, 2.0, 1.0, 1.0, 1.0]}}
+    scale = class_prior_scale(config, 5)
+    np.testing.assert_allclose(scale, [1.0, 0.25, 0.5, 0.5, 0.5])
+    assert class_prior_scale({"training": {"ce_weights": [1, 1, 1, 1, 1]}}, 5) is None
+    assert class_prior_scale({}, 5) is None
+    assert class_prior_scale(config, 5, 0.0) is None
+    np.testing.assert_allclose(class_prior_scale(config, 5, 0.5), [1.0, 0.5, 0.5**0.5, 0.5**0.5, 0.5**0.5])
+    with pytest.raises(TomopickError, match="ce_weights"):
+        class_prior_scale({"training": {"ce_weights": [1, 0, 1, 1, 1]}}, 5)
+    fg = np.zeros((4, 1, 1, 2), dtype=np.float32)  # foreground channels; background = 1 - sum
+    fg[:, 0, 0, 0] = [0.55, 0.15, 0.0, 0.0]
+    fg[:, 0, 0, 1] = [0.80, 0.10, 0.0, 0.0]
+    plain, scaled = ClassMapStore((4, 1, 1, 4)), ClassMapStore((4, 1, 1, 4), scale)
+    for store in (plain, scaled):  # written as two window cores
+        store.write((slice(0, 1), slice(0, 1), slice(0, 2)), fg)
+        store.write((slice(0, 1), slice(0, 1), slice(2, 4)), fg[..., ::-1].copy())
+    assert plain.classes[0, 0].tolist() == [1, 1, 1, 1]
+    assert scaled.classes[0, 0].tolist() == [0, 1, 1, 0]
+    with pytest.raises(ValueError, match="class_scale"):
+        ClassMapStore((4, 1, 1, 4), np.ones(3))
+
+
+def test_fill_lumen_equals_scipy_fill_holes_slice_by_slice():
+    """The cc3d implementation fills exactly what scipy's binary_fill_holes fills per x-y slice (random walls,
+    holes of every size, other classes inside holes left alone)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    classes = rng.choice([0, 0, 0, 1, 1, 2, 3, 4], size=(6, 40, 50)).astype(np.uint8)
+    classes[2] = 0
+    classes[2, 10:20, 10] = classes[2, 10:20, 20] = classes[2, 10, 10:21] = classes[2, 19, 10:21] = MEMBRANE
+    expected = classes.copy()
+    for z in range(classes.shape[0]):
+        plane = expected[z]
+        holes = ndimage.binary_fill_holes((plane == MEMBRANE) | (plane == LUMEN)) & (plane == 0)
+        lab, n = ndimage.label(holes)
+        sizes = np.bincount(lab.ravel(), minlength=n + 1)
+        plane[(sizes >= 5)[lab] & (lab > 0)] = LUMEN
+    got = fill_lumen(classes, min_area_vox=5)
+    np.testing.assert_array_equal(got, expected)
+    assert (got[2, 11:19, 11:20] == LUMEN).all() and int((got != classes).sum()) > 64

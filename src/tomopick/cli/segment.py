@@ -18,6 +18,14 @@ def segment(
                                        help="Write a 0/1 mask of one class (membrane | lumen | gold | carbon)."),
     tta: bool = typer.Option(False, "--tta", help="Average over 4 flips (4× slower)."),
     no_fill: bool = typer.Option(False, "--no-fill", help="Do not complete lumens inside membrane rings."),
+    prior_correction: Optional[float] = typer.Option(
+        None, "--prior-correction",
+        help="Undo the class weights the model was trained with before the argmax: 0 (plain argmax) to 1 (default: "
+             "the model's setting, else 0; docs/segment.md)."),
+    roi: Optional[str] = typer.Option(None, "--roi", help="Window Z,Y,X in voxels (default: the model's stored plan, "
+                                                          "else 96,256,256)."),
+    overlap: Optional[float] = typer.Option(None, "--overlap", help="Share of each window kept as context (default: "
+                                                                    "the model's plan, else 0.125)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads."),
     voxel_size: Optional[float] = typer.Option(None, "--voxel-size", help="Override the inputs' voxel size (Å)."),
@@ -37,14 +45,15 @@ def segment(
     (docs/segment.md)."""
     from pydantic import ValidationError
 
-    from tomopick.cli.pick import window_progress
+    from tomopick.cli.pick import parse_roi, window_progress
     from tomopick.errors import TomopickError
     from tomopick.inference.options import option_error
     from tomopick.segment.predict import SegmentOptions
     from tomopick.workflows.segment import segment as run_segment
 
     try:
-        options = SegmentOptions(tta=4 if tta else 1, fill_lumen=not no_fill, device=device,
+        options = SegmentOptions(tta=4 if tta else 1, fill_lumen=not no_fill, prior_correction=prior_correction,
+                                 device=device, roi_size=parse_roi(roi), overlap=overlap,
                                  voxel_size_A=voxel_size, allow_nonfinite=allow_nonfinite, adapt_norm=adapt_norm)
     except ValidationError as exc:
         raise option_error(exc) from None

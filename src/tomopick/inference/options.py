@@ -22,6 +22,7 @@ CLI_NAMES: dict[str, str] = {
     "batch_size": "--batch-size", "device": "--device", "mode": "--mode", "roi_size": "--roi",
     "voxel_size_A": "--voxel-size", "allow_nonfinite": "--allow-nonfinite", "threads": "--threads",
     "precision": "--precision", "skip_vacuum": "--skip-vacuum", "adapt_norm": "--adapt-norm",
+    "prior_correction": "--prior-correction",
 }
 
 

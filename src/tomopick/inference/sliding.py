@@ -542,7 +542,8 @@ def _blocks(shape: Sequence[int], block: Sequence[int]) -> tuple[list[tuple[int,
 
 def predict_to_store(source: Any, model: Any, *, output: str, channels: Sequence[int], stats: RobustStats,
                      norm_kwargs: dict[str, Any] | None = None, settings: InferenceSettings | None = None,
-                     progress: Callable[[int], None] | None = None) -> ScoreStore:
+                     progress: Callable[[int], None] | None = None,
+                     make_store: Callable[[tuple[int, ...], Any], Any] | None = None) -> ScoreStore:
     """Run the network over a whole ``(z, y, x)`` volume and return the per-class score store.
 
     Parameters
@@ -562,11 +563,15 @@ def predict_to_store(source: Any, model: Any, *, output: str, channels: Sequence
         Extra keywords for :func:`~tomopick.inference.normalize.normalize_robust` (from the checkpoint).
     progress
         Called with the number of windows (crop) or blocks (gaussian) just finished.
+    make_store
+        ``make_store(shape, chunks)`` → the object the probabilities are written to (``write(core, values)``,
+        ``close()``, a ``shape`` attribute), instead of a :class:`ScoreStore` — e.g. one that keeps only each
+        voxel's class (:class:`tomopick.segment.predict.ClassMapStore`).
 
     Returns
     -------
     ScoreStore
-        ``(len(channels), z, y, x)`` float16 probabilities.
+        ``(len(channels), z, y, x)`` float16 probabilities (or what ``make_store`` made).
     """
     import torch
 
@@ -586,8 +591,11 @@ def predict_to_store(source: Any, model: Any, *, output: str, channels: Sequence
         chunks = tuple(p.core for p in plans)
     else:
         chunks = tuple(min(b, s) for b, s in zip(settings.block_size, shape))
-    store = ScoreStore((len(channels), *shape), chunks=chunks, memory_budget=settings.memory_budget,
-                       directory=settings.store_directory)
+    if make_store is not None:
+        store = make_store((len(channels), *shape), chunks)
+    else:
+        store = ScoreStore((len(channels), *shape), chunks=chunks, memory_budget=settings.memory_budget,
+                           directory=settings.store_directory)
     try:
         with torch.inference_mode(), reuse_freed_memory(settings.reuse_memory and settings.device == "cpu"):
             if settings.mode == "crop":

@@ -8,11 +8,15 @@ column                     dtype    meaning
 =========================  =======  =====================================================================
 ``compartment_id``         int64    instance id at the pick's voxel (0: none)
 ``compartment_class``      str      class at the pick's voxel: background / membrane / lumen / gold / carbon
-``distance_to_membrane_A`` float64  Å from the pick centre to the nearest membrane voxel; 0 inside the
-                                    membrane, negative in a lumen; NaN when the volume has no membrane
+``distance_to_membrane_A`` float64  Å from the pick centre to the nearest membrane voxel outside the particle
+                                    (see below); negative in a lumen; NaN when there is no such membrane
 ``membrane_gap_A``         float64  ``|distance| − radius_A`` of the pick's class (its surface to the membrane)
 ``on_membrane``            int64    1 when ``membrane_gap_A ≤ on_membrane_gap_A`` (membrane-bound), else 0
 =========================  =======  =====================================================================
+
+A particle cannot contain membrane: membrane voxels closer to a pick's centre than its radius plus one voxel are
+the particle's own density called membrane by the segmentation (a virus-like particle's protein shell looks like a
+small vesicle), so distances are measured to the nearest membrane voxel beyond that (``ContextOptions.skip_own_body``).
 
 For on-membrane picks beside (not inside) a membrane and without an orientation, the rotation is set so that the
 particle's z axis is the membrane normal pointing from the membrane to the pick (spin about it unknown: 0;
@@ -47,6 +51,9 @@ class ContextOptions(BaseModel):
         A pick is on the membrane when its surface is at most this far from it.
     orient
         Set the orientation of on-membrane picks that have none from the membrane normal.
+    skip_own_body
+        Ignore membrane voxels within the pick's radius plus one voxel (the particle itself); off: the nearest
+        membrane voxel whatever its distance (0 when the centre lies in membrane).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -55,16 +62,18 @@ class ContextOptions(BaseModel):
     default_radius_A: float = Field(default=60.0, ge=0)
     on_membrane_gap_A: float = Field(default=40.0, ge=0)
     orient: bool = True
+    skip_own_body: bool = True
 
 
-def membrane_distances(classes: np.ndarray, zyx_vox: np.ndarray,
-                       voxel_size_A: float) -> tuple[np.ndarray, np.ndarray]:
+def membrane_distances(classes: np.ndarray, zyx_vox: np.ndarray, voxel_size_A: float,
+                       exclude_vox: np.ndarray | float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Distance (Å) from points to the nearest membrane voxel and the unit direction ``(n, 3)`` (z, y, x) from
     that voxel to the point (a membrane normal for points beside a membrane).
 
     A k-d tree over the membrane's *surface* voxels (membrane voxels with a non-membrane face neighbour) answers
     exactly what a Euclidean distance transform would at the points, without a full-volume transform; points inside
-    the membrane get 0. ``NaN`` distances when there is no membrane.
+    the membrane get 0. ``exclude_vox`` (per point or one value, voxels): only surface voxels at least this far from
+    the point count (then no point is "inside"). ``NaN`` distances when there is no (such) membrane.
     """
     from scipy import ndimage
     from scipy.spatial import cKDTree
@@ -78,13 +87,33 @@ def membrane_distances(classes: np.ndarray, zyx_vox: np.ndarray,
     coords = np.argwhere(surface).astype(np.float32)
     tree = cKDTree(coords)
     dist, idx = tree.query(pts)
+    vox = np.clip(np.rint(pts).astype(int), 0, np.asarray(classes.shape) - 1)
+    inside = membrane[tuple(vox.T)]
+    if exclude_vox is not None:
+        ex = np.broadcast_to(np.asarray(exclude_vox, dtype=np.float64), (n,))
+        inside &= ex <= 0
+        for j in np.nonzero(dist < ex)[0]:  # nearest beyond the exclusion: widen the neighbour count until found
+            k = 64
+            while True:
+                kk = min(k, len(coords))
+                d, i = tree.query(pts[j], k=kk)
+                d, i = np.atleast_1d(d), np.atleast_1d(i)
+                far = np.nonzero(d >= ex[j])[0]
+                if len(far):
+                    dist[j], idx[j] = d[far[0]], i[far[0]]
+                    break
+                if kk == len(coords):
+                    dist[j], idx[j] = np.inf, 0
+                    break
+                k *= 8
     direction = pts - coords[idx]
     norm = np.linalg.norm(direction, axis=1, keepdims=True)
     direction = np.divide(direction, norm, out=np.full_like(direction, np.nan), where=norm > 0)
-    vox = np.clip(np.rint(pts).astype(int), 0, np.asarray(classes.shape) - 1)
-    inside = membrane[tuple(vox.T)]
     dist = dist * float(voxel_size_A)
     dist[inside] = 0.0
+    missing = ~np.isfinite(dist)
+    dist[missing] = np.nan
+    direction[missing] = np.nan
     return dist, direction
 
 
@@ -110,9 +139,9 @@ def pick_context(picks: Picks, classes: np.ndarray, instances: np.ndarray, voxel
     vox = np.clip(np.rint(pts).astype(int), 0, np.asarray(classes.shape) - 1)
     cls = classes[tuple(vox.T)]
     inst = instances[tuple(vox.T)].astype(np.int64)
-    dist, direction = membrane_distances(classes, pts, vs)
-    signed = np.where(cls == LUMEN, -dist, dist)
     radii = np.array([float(options.radii_A.get(p, options.default_radius_A)) for p in picks.frame["particle"]])
+    dist, direction = membrane_distances(classes, pts, vs, radii / vs + 1.0 if options.skip_own_body else None)
+    signed = np.where(cls == LUMEN, -dist, dist)
     gap = np.abs(signed) - radii
     on = (np.isfinite(gap) & (gap <= options.on_membrane_gap_A)).astype(np.int64)
     out = picks.with_extra(compartment_id=inst, compartment_class=[CLASS_NAMES.get(int(c), str(int(c))) for c in cls],

@@ -85,19 +85,28 @@ def fill_lumen(classes: np.ndarray, min_area_vox: int = 20) -> np.ndarray:
     numpy.ndarray
         uint8 ``(z, y, x)``.
     """
+    import cc3d
+
+    # per slice: the non-wall regions (4-connected, as binary_fill_holes sees them) that touch no edge are the holes;
+    # cc3d labelling instead of scipy's binary_fill_holes (iterated dilation): the same map, 0.5 s instead of 3.4 s
+    # on a 184 × 630 × 630 segmentation
     out = np.array(classes, dtype=np.uint8, copy=True)
     for z in range(out.shape[0]):
         plane = out[z]
         wall = (plane == MEMBRANE) | (plane == LUMEN)
         if not wall.any():
             continue
-        holes = ndimage.binary_fill_holes(wall) & (plane == BACKGROUND)
+        lab, n = cc3d.connected_components(~wall, connectivity=4, return_N=True)
+        outside = np.zeros(n + 1, dtype=bool)
+        for edge in (lab[0], lab[-1], lab[:, 0], lab[:, -1]):
+            outside[edge] = True
+        holes = (plane == BACKGROUND) & ~outside[lab]
         if not holes.any():
             continue
-        lab, n = ndimage.label(holes)
-        sizes = ndimage.sum_labels(np.ones_like(lab), lab, index=np.arange(1, n + 1))
-        keep = np.zeros(n + 1, dtype=bool)
-        keep[1:] = sizes >= min_area_vox
+        lab, n = cc3d.connected_components(holes, connectivity=4, return_N=True)
+        sizes = np.bincount(lab[holes], minlength=n + 1)
+        keep = sizes >= min_area_vox
+        keep[0] = False
         plane[keep[lab]] = LUMEN
     return out
 
@@ -126,38 +135,42 @@ def label_instances(classes: np.ndarray, voxel_size_A: float, *, membrane_reach_
     steps = max(1, int(np.ceil(reach / vs)) + 1)
     lumen = classes == LUMEN
     membrane = classes == MEMBRANE
-    inst = cc3d.connected_components(lumen, connectivity=26).astype(np.int32)
-    stats = cc3d.statistics(inst)
-    counts = np.asarray(stats["voxel_counts"])
-    boxes = stats["bounding_boxes"]
+    # whole-volume work touches only the lumen / membrane voxels (no full-size remaps or bincounts): 0.6 s instead of
+    # 3.8 s on a 184 × 630 × 630 segmentation, the same ids
+    lab, n = cc3d.connected_components(lumen, connectivity=26, return_N=True, out_dtype=np.uint32)
+    counts = np.bincount(lab[lumen], minlength=n + 1)
     keep = counts * vs**3 >= min_lumen_A3
     keep[0] = False
-    remap = np.zeros(len(counts), dtype=np.int32)
+    remap = np.zeros(n + 1, dtype=np.int32)
     remap[np.nonzero(keep)[0]] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    inst = remap[inst]
+    boxes = ndimage.find_objects(lab)
+    inst = np.zeros(classes.shape, dtype=np.int32)
+    inst[lumen] = remap[lab[lumen]]
+    del lab, lumen
     shape = classes.shape
     # grow each lumen instance into the membrane around it (within its bounding box + reach)
     struct = ndimage.generate_binary_structure(3, 2)
     for old in np.nonzero(keep)[0]:
         new = remap[old]
-        box = tuple(slice(max(0, sl.start - steps - 1), min(n, sl.stop + steps + 1))
-                    for sl, n in zip(boxes[old], shape))
+        box = tuple(slice(max(0, sl.start - steps - 1), min(n_vox, sl.stop + steps + 1))
+                    for sl, n_vox in zip(boxes[old - 1], shape))
         seed = inst[box] == new
         grown = ndimage.binary_dilation(seed, structure=struct, iterations=steps, mask=membrane[box] | seed)
         free = grown & membrane[box] & (inst[box] == 0)
         inst[box][free] = new
     # membrane left over: sheets and open pieces
-    rest = membrane & (inst == 0)
+    rest = membrane
+    rest &= inst == 0
     if rest.any():
-        pieces = cc3d.connected_components(rest, connectivity=26)
-        sizes = np.bincount(pieces.ravel())
-        big = np.nonzero(sizes >= min_membrane_vox)[0]
-        big = big[big > 0]
+        pieces, m = cc3d.connected_components(rest, connectivity=26, return_N=True, out_dtype=np.uint32)
+        vals = pieces[rest]
+        del pieces
+        big = np.bincount(vals, minlength=m + 1) >= min_membrane_vox
+        big[0] = False
         start = int(inst.max())
-        table = np.zeros(len(sizes), dtype=np.int32)
-        table[big] = np.arange(start + 1, start + 1 + len(big), dtype=np.int32)
-        add = table[pieces]
-        inst[add > 0] = add[add > 0]
+        table = np.zeros(m + 1, dtype=np.int32)
+        table[np.nonzero(big)[0]] = np.arange(start + 1, start + 1 + int(big.sum()), dtype=np.int32)
+        inst[rest] = table[vals]
     return inst
 
 

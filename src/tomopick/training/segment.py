@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -111,6 +111,7 @@ def membrane_dice(model: torch.nn.Module, images: Sequence[np.ndarray], labels: 
 
 def train_segmenter(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], config: SegmentTrainConfig, *,
                     val_images: Sequence[np.ndarray] = (), val_labels: Sequence[np.ndarray] = (),
+                    init_state: Mapping[str, torch.Tensor] | None = None,
                     log: Callable[[str], None] | None = None) -> SegmentTrainResult:
     """Train a segmentation network.
 
@@ -123,6 +124,9 @@ def train_segmenter(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], 
     val_images, val_labels
         Validation volumes (each small enough for one forward pass; sizes divisible by the network's
         downsampling); the weights with the best membrane Dice are kept.
+    init_state
+        Weights to start from (fine-tuning; a state dict of the same network, e.g. a checkpoint's
+        ``model.state_dict()``).
 
     Returns
     -------
@@ -135,6 +139,8 @@ def train_segmenter(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], 
     torch.manual_seed(config.seed)
     n_classes = len(SEGMENT_CLASSES)
     model = build_model(config.network, 1, n_classes, **config.hparams)
+    if init_state is not None:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init_state.items()})
     model.train()
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True,
                          weight=torch.as_tensor(config.ce_weights, dtype=torch.float32))

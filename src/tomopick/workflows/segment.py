@@ -159,7 +159,9 @@ def segment(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], m
     targets: dict[str, str] = {}
     if out is not None:
         out_text = str(out)
-        if len(items) == 1 and not out_text.endswith(("/", os.sep)) and not Path(out_text).is_dir():
+        # one input: a file name, or a .zarr store (an existing one is replaced with --overwrite, not written into)
+        is_store = out_text.lower().endswith((".zarr", ".mrc"))
+        if len(items) == 1 and not out_text.endswith(("/", os.sep)) and (is_store or not Path(out_text).is_dir()):
             targets[runs[0]] = out_text
         else:
             targets = {r: str(Path(out_text) / f"{r}.ome.zarr") for r in runs}
