@@ -120,6 +120,7 @@ def test_segment_mrc_and_only_membrane_mask(data, capsys):
     (["--prior-correction", "2"], "--prior-correction"),
     (["--roi", "4,64,64"], "--roi"),
     (["--overlap", "1.5"], "--overlap"),
+    (["--precision", "fp8"], "--precision"),
 ])
 def test_segment_bad_inputs_one_line(data, capsys, args, words):
     root, _ = data

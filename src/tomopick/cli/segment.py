@@ -27,6 +27,8 @@ def segment(
     overlap: Optional[float] = typer.Option(None, "--overlap", help="Share of each window kept as context (default: "
                                                                     "the model's plan, else 0.125)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda."),
+    precision: str = typer.Option("auto", "--precision", help="CPU arithmetic of the network: fp32 | bf16 | auto "
+                                                              "(bf16 where the CPU has it natively)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads."),
     voxel_size: Optional[float] = typer.Option(None, "--voxel-size", help="Override the inputs' voxel size (Å)."),
     allow_nonfinite: bool = typer.Option(False, "--allow-nonfinite", help="Treat NaN/Inf voxels as background."),
@@ -53,7 +55,7 @@ def segment(
 
     try:
         options = SegmentOptions(tta=4 if tta else 1, fill_lumen=not no_fill, prior_correction=prior_correction,
-                                 device=device, roi_size=parse_roi(roi), overlap=overlap,
+                                 device=device, roi_size=parse_roi(roi), overlap=overlap, precision=precision,
                                  voxel_size_A=voxel_size, allow_nonfinite=allow_nonfinite, adapt_norm=adapt_norm)
     except ValidationError as exc:
         raise option_error(exc) from None
