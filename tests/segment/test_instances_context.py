@@ -228,3 +228,21 @@ def test_fill_lumen_equals_scipy_fill_holes_slice_by_slice():
     got = fill_lumen(classes, min_area_vox=5)
     np.testing.assert_array_equal(got, expected)
     assert (got[2, 11:19, 11:20] == LUMEN).all() and int((got != classes).sum()) > 64
+
+
+def test_drop_small_membrane_keeps_sheets_and_removes_fragments():
+    """A 4 × 20 × 20 sheet (1,600 voxels) stays at a 1,000-voxel limit, a 3 × 3 × 3 fragment (27) and a diagonal
+    pair touching only by a corner (26-connected: one piece of 2) become background; lumen is untouched."""
+    from tomopick.segment.instances import BACKGROUND, drop_small_membrane
+
+    classes = np.zeros((30, 30, 30), dtype=np.uint8)
+    classes[2:6, 5:25, 5:25] = MEMBRANE
+    classes[20:23, 20:23, 20:23] = MEMBRANE
+    classes[10, 10, 10] = classes[11, 11, 11] = MEMBRANE
+    classes[20:23, 2:5, 2:5] = LUMEN
+    out = drop_small_membrane(classes.copy(), 1000)
+    assert int((out == MEMBRANE).sum()) == 1600 and (out[2:6, 5:25, 5:25] == MEMBRANE).all()
+    assert out[21, 21, 21] == BACKGROUND and out[10, 10, 10] == BACKGROUND
+    assert int((out == LUMEN).sum()) == 27
+    np.testing.assert_array_equal(drop_small_membrane(classes.copy(), 0), classes)
+    assert int((drop_small_membrane(classes.copy(), 27) == MEMBRANE).sum()) == 1600 + 27

@@ -69,6 +69,24 @@ def enclosed_lumen(classes: np.ndarray, min_membrane_fraction: float = 0.5, ring
     return out
 
 
+def drop_small_membrane(classes: np.ndarray, min_voxels: int) -> np.ndarray:
+    """Membrane pieces (26-connected) smaller than ``min_voxels`` become background (in place; returns ``classes``).
+
+    A bilayer is a sheet: a piece of a few thousand voxels is what a network calls membrane beside dense complexes,
+    not a membrane (membrane-10A's default, 3 × 10⁶ Å³, chosen on validation and dev tomograms:
+    bench/RESULTS.md).
+    """
+    import cc3d
+
+    if min_voxels <= 1:
+        return classes
+    membrane = classes == MEMBRANE
+    if membrane.any():
+        kept = cc3d.dust(membrane, threshold=int(min_voxels), connectivity=26)
+        classes[membrane & ~kept] = BACKGROUND
+    return classes
+
+
 def fill_lumen(classes: np.ndarray, min_area_vox: int = 20) -> np.ndarray:
     """Complete the lumen: background regions enclosed by membrane in an x–y slice become lumen (vesicle sides
     are seen in every slice while their caps are lost in the missing wedge, so 2D filling closes what 3D cannot).

@@ -22,7 +22,9 @@ from tomopick.inference.rescale import rescale_factors, rescale_volume
 from tomopick.inference.sliding import (
     InferenceSettings, ReleasingArray, count_windows, predict_to_store, reuse_freed_memory,
 )
-from tomopick.segment.instances import SEGMENT_CLASSES, enclosed_lumen, fill_lumen, label_instances
+from tomopick.segment.instances import (
+    SEGMENT_CLASSES, drop_small_membrane, enclosed_lumen, fill_lumen, label_instances,
+)
 
 TASK = "segment"
 DEFAULT_ROI: tuple[int, int, int] = (96, 256, 256)
@@ -49,6 +51,10 @@ class SegmentOptions(BaseModel):
         instances.fill_lumen`).
     min_lumen_A3
         Smallest lumen that counts as a compartment.
+    min_membrane_A3
+        Membrane pieces smaller than this become background before the lumen post-processing
+        (:func:`~tomopick.segment.instances.drop_small_membrane`; 3 × 10⁶ Å³ ≈ 3,000 voxels at 10 Å, chosen on the
+        validation and dev tomograms of ``bench/segment_calibrate.py``); 0 keeps every piece.
     voxel_size_A
         Override the input's voxel size.
     allow_nonfinite
@@ -76,6 +82,7 @@ class SegmentOptions(BaseModel):
     precision: Literal["fp32", "bf16", "auto"] = "auto"
     fill_lumen: bool = True
     min_lumen_A3: float = Field(default=4.0e5, ge=0)
+    min_membrane_A3: float = Field(default=3.0e6, ge=0)
     voxel_size_A: float | None = Field(default=None, gt=0)
     allow_nonfinite: bool = False
     prior_correction: float | None = Field(default=None, ge=0, le=1)
@@ -275,6 +282,7 @@ def segment_tomogram(tomogram: Tomogram, loaded: Any, options: SegmentOptions | 
     del volume
     classes = _to_grid(classes, tomogram.shape)
     vs = float(np.mean(tomogram.voxel_size_A))
+    drop_small_membrane(classes, int(round(options.min_membrane_A3 / vs**3)))
     if options.fill_lumen:
         classes = fill_lumen(enclosed_lumen(classes))
     instances = label_instances(classes, vs, min_lumen_A3=options.min_lumen_A3)
