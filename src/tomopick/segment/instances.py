@@ -73,8 +73,8 @@ def drop_small_membrane(classes: np.ndarray, min_voxels: int) -> np.ndarray:
     """Membrane pieces (26-connected) smaller than ``min_voxels`` become background (in place; returns ``classes``).
 
     A bilayer is a sheet: a piece of a few thousand voxels is what a network calls membrane beside dense complexes,
-    not a membrane (membrane-10A's default, 3 × 10⁶ Å³, chosen on validation and dev tomograms:
-    bench/RESULTS.md).
+    not a membrane (``SegmentOptions.min_membrane_A3``, 3 × 10⁶ Å³, chosen on validation and dev tomograms by
+    ``bench/segment_fragments.py``).
     """
     import cc3d
 

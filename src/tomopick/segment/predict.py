@@ -54,7 +54,7 @@ class SegmentOptions(BaseModel):
     min_membrane_A3
         Membrane pieces smaller than this become background before the lumen post-processing
         (:func:`~tomopick.segment.instances.drop_small_membrane`; 3 × 10⁶ Å³ ≈ 3,000 voxels at 10 Å, chosen on the
-        validation and dev tomograms of ``bench/segment_calibrate.py``); 0 keeps every piece.
+        validation and dev tomograms by ``bench/segment_fragments.py``); 0 keeps every piece.
     voxel_size_A
         Override the input's voxel size.
     allow_nonfinite
@@ -64,8 +64,8 @@ class SegmentOptions(BaseModel):
         class's probability is multiplied by ``(w_min / w_c) ** prior_correction`` (``w`` the checkpoint's
         ``training.ce_weights``; :func:`class_prior_scale`). A weighted loss shifts the posteriors by those weights
         (membrane ×4 against background for membrane-10A, whose membranes came out ~20 % too thick). ``None``: the
-        checkpoint's ``config["segment"]["prior_correction"]`` (chosen on validation tomograms by
-        ``bench/segment_calibrate.py``), else 0.
+        checkpoint's ``config["segment"]["prior_correction"]`` (chosen on validation tomograms and a low-SNR dev
+        set by ``bench/segment_calibrate.py``), else 0.
     adapt_norm
         Test-time adaptation of the network's batch-norm statistics to each tomogram
         (:func:`tomopick.inference.adapt.adapt_batchnorm`, as ``tomopick pick`` does): 0 (off) to 1; ``None``: the
