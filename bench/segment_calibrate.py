@@ -4,8 +4,9 @@ The validation tomograms are the training distribution's (``bench/train_membrane
 imaging, seeds after the training and validation seeds) plus, with ``--dev-snr``, a *dev* set of the same vesicle
 shapes under harder imaging (full imaging model, that SNR and ``--dev-tilt``), so the choice also holds where the
 network is less sure; never the held-out shapes or imaging of ``bench/bench_segment.py``.
-Each is segmented in one forward pass and post-processed as ``tomopick segment`` does (walled lumen, lumen
-completion, instances) under prior-correction strengths 0 … 1 (:func:`tomopick.segment.predict.class_prior_scale`).
+Each is segmented in one forward pass and post-processed as ``tomopick segment`` does
+(:func:`tomopick.segment.predict.postprocess`: fragments, walled lumen, lumen completion, instances) under
+prior-correction strengths 0 … 1 (:func:`tomopick.segment.predict.class_prior_scale`).
 The stored strength is the one with the best mean membrane Dice among those that match as many vesicles (lumen
 instances, IoU ≥ 0.5) as the plain argmax.
 
@@ -60,35 +61,48 @@ def dev_volumes(cache: Path, seeds, snr: float, tilt_deg: float) -> tuple[list[n
     return images, labels
 
 
-def evaluate(loaded, images, labels, strengths=STRENGTHS) -> dict[float, dict]:
-    """Membrane / lumen Dice and vesicle matches per strength, pooled over the volumes."""
+def probabilities(loaded, image: np.ndarray) -> np.ndarray:
+    """Softmax ``(C, z, y, x)`` of one whole (small) normalised volume, in one forward pass."""
     import torch
 
+    with torch.inference_mode():
+        return torch.softmax(loaded.model.eval()(torch.as_tensor(image)[None, None]).float(), 1)[0].numpy()
+
+
+def score_variants(loaded, images, labels, variants: dict) -> dict:
+    """Membrane / lumen Dice and vesicle matches per variant, pooled over the volumes. A variant is a
+    :class:`~tomopick.segment.predict.SegmentOptions` (its ``prior_correction`` and post-processing are applied to
+    each volume's probabilities exactly as ``tomopick segment`` applies them)."""
     from tomopick.segment import dice, match_instances
-    from tomopick.segment.instances import LUMEN, MEMBRANE, enclosed_lumen, fill_lumen, label_instances
-    from tomopick.segment.predict import class_prior_scale
+    from tomopick.segment.instances import LUMEN, MEMBRANE, label_instances
+    from tomopick.segment.predict import class_prior_scale, postprocess
 
     vs = float(loaded.config["voxel_size_A"])
-    rows: dict[float, list] = {t: [] for t in strengths}
-    model = loaded.model.eval()
+    rows: dict = {key: [] for key in variants}
     for img, lab in zip(images, labels):
-        with torch.inference_mode():
-            prob = torch.softmax(model(torch.as_tensor(img)[None, None]).float(), 1)[0].numpy()
+        prob = probabilities(loaded, img)
         truth_inst = label_instances(lab, vs)
         ids = [int(i) for i in np.unique(truth_inst[lab == LUMEN]) if i]
-        for t in strengths:
-            scale = class_prior_scale(loaded.config, prob.shape[0], t)
+        for key, opts in variants.items():
+            scale = class_prior_scale(loaded.config, prob.shape[0], float(opts.prior_correction or 0.0))
             p = prob if scale is None else prob * scale[:, None, None, None]
-            cls = fill_lumen(enclosed_lumen(p.argmax(0).astype(np.uint8)))
-            m = match_instances(truth_inst, label_instances(cls, vs), 0.5, ids=ids)
-            rows[t].append((dice(lab == MEMBRANE, cls == MEMBRANE), dice(lab == LUMEN, cls == LUMEN),
-                            m["n_matched"], m["n_truth"]))
+            cls, inst = postprocess(p.argmax(0).astype(np.uint8), vs, opts)
+            m = match_instances(truth_inst, inst, 0.5, ids=ids)
+            rows[key].append((dice(lab == MEMBRANE, cls == MEMBRANE), dice(lab == LUMEN, cls == LUMEN),
+                              m["n_matched"], m["n_truth"]))
     out = {}
-    for t, r in rows.items():
+    for key, r in rows.items():
         a = np.asarray(r, dtype=np.float64)
-        out[t] = {"membrane_dice": float(a[:, 0].mean()), "lumen_dice": float(a[:, 1].mean()),
-                  "vesicles_matched": int(a[:, 2].sum()), "vesicles": int(a[:, 3].sum())}
+        out[key] = {"membrane_dice": float(a[:, 0].mean()), "lumen_dice": float(a[:, 1].mean()),
+                    "vesicles_matched": int(a[:, 2].sum()), "vesicles": int(a[:, 3].sum())}
     return out
+
+
+def evaluate(loaded, images, labels, strengths=STRENGTHS) -> dict[float, dict]:
+    """:func:`score_variants` over prior-correction strengths (the other options at their defaults)."""
+    from tomopick.segment.predict import SegmentOptions
+
+    return score_variants(loaded, images, labels, {t: SegmentOptions(prior_correction=t) for t in strengths})
 
 
 def choose(results: dict[float, dict]) -> float:

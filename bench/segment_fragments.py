@@ -13,8 +13,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 LIMITS_VOX = (0, 300, 1000, 3000, 10000)
@@ -33,40 +31,22 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    from segment_calibrate import dev_volumes, parse_seeds
+    from segment_calibrate import dev_volumes, parse_seeds, score_variants
     from train_membrane import load_or_simulate
 
-    from tomopick.segment import dice, match_instances
-    from tomopick.segment.instances import (
-        LUMEN, MEMBRANE, drop_small_membrane, enclosed_lumen, fill_lumen, label_instances,
-    )
-    from tomopick.segment.predict import SegmentOptions, class_prior_scale, correction_strength
+    from tomopick.segment.predict import SegmentOptions, correction_strength
     from tomopick.workflows.segment import resolve_segment_model
 
     loaded = resolve_segment_model(args.model)
     strength = correction_strength(loaded.config, SegmentOptions(prior_correction=args.strength))
-    scale = class_prior_scale(loaded.config, 5, strength)
     vs = float(loaded.config["voxel_size_A"])
+    variants = {n: SegmentOptions(prior_correction=strength, min_membrane_A3=n * vs**3) for n in LIMITS_VOX}
     sets = {"validation": load_or_simulate(args.cache, parse_seeds(args.seeds), print, "v3"),
             "dev": dev_volumes(args.cache, parse_seeds(args.dev_seeds), args.dev_snr, args.dev_tilt)}
     for name, (images, labels) in sets.items():
-        rows: dict[int, list] = {n: [] for n in LIMITS_VOX}
-        for img, lab in zip(images, labels):
-            with torch.inference_mode():
-                prob = torch.softmax(loaded.model(torch.as_tensor(img)[None, None]).float(), 1)[0].numpy()
-            if scale is not None:
-                prob *= scale[:, None, None, None]
-            base = prob.argmax(0).astype(np.uint8)
-            truth_inst = label_instances(lab, vs)
-            ids = [int(i) for i in np.unique(truth_inst[lab == LUMEN]) if i]
-            for n in LIMITS_VOX:
-                cls = fill_lumen(enclosed_lumen(drop_small_membrane(base.copy(), n)))
-                m = match_instances(truth_inst, label_instances(cls, vs), 0.5, ids=ids)
-                rows[n].append((dice(lab == MEMBRANE, cls == MEMBRANE), m["n_matched"], m["n_truth"]))
-        for n, r in rows.items():
-            a = np.asarray(r, dtype=np.float64)
-            print(f"{name} strength {strength:g}, fragments < {n} voxels dropped: membrane Dice {a[:, 0].mean():.4f}, "
-                  f"vesicles {int(a[:, 1].sum())}/{int(a[:, 2].sum())}", flush=True)
+        for n, r in score_variants(loaded, images, labels, variants).items():
+            print(f"{name} strength {strength:g}, fragments < {n} voxels dropped: membrane Dice "
+                  f"{r['membrane_dice']:.4f}, vesicles {r['vesicles_matched']}/{r['vesicles']}", flush=True)
     return 0
 
 

@@ -216,6 +216,19 @@ class ClassMapStore:
         pass
 
 
+def postprocess(classes: np.ndarray, voxel_size_A: float,
+                options: SegmentOptions | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A network's class map → the final class map and instances: membrane fragments dropped
+    (``options.min_membrane_A3``), walled lumen kept and completed (``options.fill_lumen``), compartments numbered
+    (``options.min_lumen_A3``). ``classes`` (uint8 ``(z, y, x)``) may be modified in place."""
+    options = options or SegmentOptions()
+    vs = float(voxel_size_A)
+    drop_small_membrane(classes, int(round(options.min_membrane_A3 / vs**3)))
+    if options.fill_lumen:
+        classes = fill_lumen(enclosed_lumen(classes))
+    return classes, label_instances(classes, vs, min_lumen_A3=options.min_lumen_A3)
+
+
 def _to_grid(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Nearest-neighbour resampling of a label map onto ``shape`` covering the same extent."""
     if tuple(labels.shape) == tuple(shape):
@@ -282,10 +295,7 @@ def segment_tomogram(tomogram: Tomogram, loaded: Any, options: SegmentOptions | 
     del volume
     classes = _to_grid(classes, tomogram.shape)
     vs = float(np.mean(tomogram.voxel_size_A))
-    drop_small_membrane(classes, int(round(options.min_membrane_A3 / vs**3)))
-    if options.fill_lumen:
-        classes = fill_lumen(enclosed_lumen(classes))
-    instances = label_instances(classes, vs, min_lumen_A3=options.min_lumen_A3)
+    classes, instances = postprocess(classes, vs, options)
     t3 = time.perf_counter()
     counts = np.bincount(classes.ravel(), minlength=len(names))
     summary = {"shape_zyx": list(tomogram.shape), "voxel_size_A": vs, "windows": total,
