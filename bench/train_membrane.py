@@ -1,4 +1,4 @@
-"""Train a ``membrane-10A`` segmentation model on simulated context (CPU; recipe v1 made the bundled weights).
+"""Train a ``membrane-10A`` segmentation model on simulated context (CPU; recipe v5 made the bundled weights).
 
     # recipe v1 (the bundled membrane-10A): fast imaging only, simulator ranges, CE weights (0.5, 2, 1, 1, 1)
     OMP_NUM_THREADS=2 flock /tmp/tomopick-cpu.lock nice -n 5 python bench/train_membrane.py --recipe v1 \
@@ -6,6 +6,11 @@
     # recipe v2 (tried, not shipped: bench/RESULTS.md): wider imaging, unweighted CE
     # recipe v3 (the default here): the simulator's ranges, full and fast imaging alternating, v1's CE weights, the
     # 5-level pyramid coordresunet of czii-10A v5 instead of the 0.12 M-parameter UNet
+    # recipe v5 (the bundled membrane-10A since 2026-12-07): v3's weights trained further on v3's 24 tomograms plus 24
+    # with v2's wider imaging and up to two sheets (the cache holds v3's volumes: link or copy them in first)
+    OMP_NUM_THREADS=2 python bench/train_membrane.py --recipe v5 --cache /work/data/segment/train-v5 --n-train 48 \
+        --init src/tomopick/models/weights/membrane-10A.pt --lr 1e-3 --steps 2600 --minutes 55 --val-every 325 \
+        --train-seed 7 --out /work/data/segment/membrane-10A-v5      # --init: the v3 weights (git history)
 
     OMP_NUM_THREADS=2 flock /tmp/tomopick-cpu.lock nice -n 5 python bench/train_membrane.py \
         --cache /work/data/segment/train-v2 --simulate-only
@@ -42,6 +47,12 @@ RECIPE = ("v2: full/fast imaging mix 3:1, SNR 0.35-8, tilt ±40-66°, defocus 1.
           "phaseflip/wiener/none, low-pass none/20-40 Å, voxel size 10.012 Å ± 10 %")
 
 RECIPE_V3 = "v3: the simulator's randomize ranges, full imaging model for every other tomogram, fast for the rest"
+RECIPE_V5 = ("v5: recipe v3's tomograms plus tomograms (seeds 1024-1499) with v2's wider imaging (SNR 0.35-8, "
+             "tilt ±40-66°, CTF correction phaseflip/wiener/none, low-pass) and up to two membrane sheets")
+#: Recipe v5: training seeds in this range are drawn with the wider imaging and the sheet-rich context (the others,
+#: v3's training seeds 1000-1023 and validation seeds from 1500, as recipe v3).
+V5_WIDE_SEEDS = range(1024, 1500)
+V5_CONTEXT = {"n_sheets": (0, 2)}
 V3_NETWORK = {"channels": [8, 16, 32, 64, 128], "num_res_units": 1, "norm": "batch", "coord_conv": False,
               "pyramid": True}
 
@@ -70,10 +81,11 @@ def v3_draw(seed: int) -> dict:
 
 def recipe_draw(recipe: str, seed: int) -> dict:
     """The imaging of training seed ``seed`` under ``recipe``: v1 the fast model with the simulator's own
-    ``randomize`` ranges, v2 :func:`imaging_draw`, v3 :func:`v3_draw`."""
-    if recipe == "v2":
+    ``randomize`` ranges, v2 :func:`imaging_draw`, v3 :func:`v3_draw`, v5 :func:`imaging_draw` for seeds in
+    :data:`V5_WIDE_SEEDS` and :func:`v3_draw` for the others."""
+    if recipe == "v2" or (recipe == "v5" and seed in V5_WIDE_SEEDS):
         return imaging_draw(seed)
-    if recipe == "v3":
+    if recipe in ("v3", "v5"):
         return v3_draw(seed)
     return {"imaging": "fast", "voxel_size_A": VOXEL_SIZE_A}
 
@@ -83,7 +95,8 @@ def simulate_one(seed: int, shapes=TRAIN_SHAPES, shape=SHAPE, recipe: str = "v3"
     :func:`recipe_draw`)."""
     from tomopick.simulate import ContextConfig, SimulationConfig, simulate_tomogram
 
-    ctx = ContextConfig(vesicle_shapes=tuple(shapes))
+    wide_v5 = recipe == "v5" and seed in V5_WIDE_SEEDS
+    ctx = ContextConfig(vesicle_shapes=tuple(shapes), **(V5_CONTEXT if wide_v5 else {}))
     draw = recipe_draw(recipe, seed)
     cfg = SimulationConfig(shape_zyx=shape, particle_source="procedural", context=ctx, randomize=True, seed=seed,
                            keep_noiseless=False, run_name=f"seg_{seed:04d}", **draw)
@@ -117,7 +130,7 @@ def load_or_simulate(cache: Path | None, seeds, log, recipe: str = "v3") -> tupl
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipe", choices=("v1", "v2", "v3"), default="v3")
+    ap.add_argument("--recipe", choices=("v1", "v2", "v3", "v5"), default="v3")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--cache", type=Path, default=None, help="folder for the simulated volumes (reused)")
     ap.add_argument("--simulate-only", action="store_true")
@@ -156,7 +169,8 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     extra = {  # v2: unweighted CE; v3: the pyramid network that made czii-10A transfer, v1's CE weights
         "v1": {}, "v2": {"ce_weights": (1.0, 1.0, 1.0, 1.0, 1.0)},
-        "v3": {"network": "coordresunet", "hparams": dict(V3_NETWORK)}}[args.recipe]
+        "v3": {"network": "coordresunet", "hparams": dict(V3_NETWORK)},
+        "v5": {"network": "coordresunet", "hparams": dict(V3_NETWORK)}}[args.recipe]
     if args.lr is not None:
         extra["lr"] = args.lr
     init_state = None
@@ -175,7 +189,7 @@ def main(argv=None) -> int:
             "simulator": "tomopick.simulate with ContextConfig(vesicle_shapes=('sphere', 'ellipsoid')), "
                          "randomize=True, particle_source='procedural'; imaging "
                          + {"v1": "v1: fast model, the simulator's randomize ranges", "v2": RECIPE,
-                            "v3": RECIPE_V3}[args.recipe],
+                            "v3": RECIPE_V3, "v5": RECIPE_V5}[args.recipe],
             "seeds": [train_seeds[0], train_seeds[-1]], "val_seeds": [val_seeds[0], val_seeds[-1]],
             "init_from": None if args.init is None else str(args.init)}
     metrics = {"val_membrane_dice": result.best_dice, "best_step": result.best_step,

@@ -61,7 +61,8 @@ def test_window_plan_and_prior_correction_from_options_checkpoint_or_default():
     from tomopick.segment.predict import DEFAULT_OVERLAP, DEFAULT_ROI, window_plan
 
     loaded = bundled.load_bundled("membrane-10A")
-    plan = {**loaded.config.get("segment", {}), "roi_size": [64, 96, 96], "overlap": 0.25}
+    assert 0 <= loaded.config["segment"]["prior_correction"] <= 1  # the calibrated strength is stored (v5: 0)
+    plan = {**loaded.config.get("segment", {}), "roi_size": [64, 96, 96], "overlap": 0.25, "prior_correction": 0.5}
     stored = {**loaded.config, "segment": plan}
     assert window_plan({}, SegmentOptions()) == (DEFAULT_ROI, DEFAULT_OVERLAP)
     assert window_plan(stored, SegmentOptions()) == ((64, 96, 96), 0.25)
@@ -74,7 +75,7 @@ def test_window_plan_and_prior_correction_from_options_checkpoint_or_default():
     seg = segment_tomogram(r.tomogram, replace(loaded, config=stored), SegmentOptions())
     assert seg.summary["roi_size"] == [64, 96, 96] and seg.summary["overlap"] == 0.25
     weights = loaded.config["training"]["ce_weights"]
-    assert seg.summary["prior_correction"] == loaded.config["segment"]["prior_correction"] > 0
+    assert seg.summary["prior_correction"] == 0.5  # the checkpoint's strength
     t = seg.summary["prior_correction"]
     assert seg.summary["class_scale"] == pytest.approx([(min(weights) / w) ** t for w in weights])
     plain = segment_tomogram(r.tomogram, loaded, SegmentOptions(roi_size=(64, 96, 96), prior_correction=0))
