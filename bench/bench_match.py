@@ -172,7 +172,9 @@ def part_prompt(args) -> list[dict]:
         prompt = extract_prompt(mrc, choice, work / f"{name}.npz", particle=name, radius_A=RADII[name],
                                 overwrite=True)
         t0 = time.perf_counter()
-        report = pick_with_prompt_matching([str(mrc)], [str(prompt)], rounds=args.rounds)
+        report = pick_with_prompt_matching([str(mrc)], [str(prompt)], rounds=args.rounds,
+                                           classifier=None if args.prompt_classifier == "none"
+                                           else args.prompt_classifier)
         seconds = time.perf_counter() - t0
         report.picks.frame.to_csv(work / f"prompt_{name}.csv", index=False)
         s = scores(truth, report.picks, name)
@@ -181,7 +183,9 @@ def part_prompt(args) -> list[dict]:
                          search=rounds[0].get("search"),
                          fbeta_czii=round(s["czii"], 3), tp=s["tp"], fp=s["fp"], fn=s["fn"], seconds=round(seconds, 1),
                          rounds=len(rounds) - 1, kept_round=report.runs[0]["kept_round"],
-                         bin=report.runs[0]["bin"],
+                         bin=report.runs[0]["bin"], method=report.runs[0]["method"],
+                         veto={k: (round(v, 2) if isinstance(v, float) else v) for k, v in rounds[0].items()
+                               if k.startswith("veto") or k == "vetoed"},
                          per_round=[dict(n=r["count"], thr=round(r["threshold"], 3), dropped=r.get("rejected", 0),
                                          agree=round(r.get("agreement", 1.0), 2), kept=r.get("kept", True),
                                          s=round(r["seconds"], 1))
@@ -231,6 +235,7 @@ def main() -> None:
     ap.add_argument("--classes", default="ribosome,apo-ferritin,beta-galactosidase,thyroglobulin,virus-like-particle")
     ap.add_argument("--prompt-classes", default="ribosome,thyroglobulin,beta-galactosidase,8vaf,dumbbell")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--prompt-classifier", default="czii-10A", help="the class veto's picker ('none': off)")
     ap.add_argument("--pytme-rotations", type=int, default=0,
                     help="pytme part: search every k-th rotation (about this many) and extrapolate pyTME's time")
     ap.add_argument("--threads", type=int, default=2)

@@ -147,3 +147,54 @@ def test_isolate_particle_flattens_a_neighbour_beyond_the_radius():
     assert out.mask is t.mask and out.mask_radius_vox == mask_r
     # the membrane no longer dominates the template: its band is flat
     assert abs(float(out.volume[7, 7, 12] - 0.2)) < 0.02 and float(vol[7, 7, 12]) < -1.5
+
+
+def test_known_kind_needs_the_prompt_label_on_most_labelled_hits():
+    from tomopick.prompt.bootstrap import known_kind
+
+    assert known_kind("thyroglobulin", ["thyroglobulin"] * 3 + ["beta-galactosidase"] * 2 + [""] * 5) == (
+        "thyroglobulin", 0.6)  # unlabelled hits do not count
+    assert known_kind("a", ["a", "b", "c", ""]) == (None, 1 / 3)  # scattered labels: a kind the model never saw
+    assert known_kind("a", ["a", "b"]) == ("a", 0.5)
+    assert known_kind("", ["a", "a"]) == (None, 0.0) and known_kind("a", ["", ""]) == (None, 0.0)
+
+
+def test_class_veto_drops_hits_at_objects_of_other_classes_only():
+    from tomopick.prompt.bootstrap import Classified, class_veto
+
+    known = Classified(np.array([[10.0, 10.0, 10.0], [30.0, 5.0, 5.0]]), np.array(["a", "b"], dtype=object), 3.0)
+    hits = np.array([[10.0, 12.0, 11.0], [30.0, 5.0, 7.0], [30.0, 5.0, 8.5], [20.0, 20.0, 20.0]])
+    assert known.label_at(hits).tolist() == ["a", "b", "", ""]  # √5 and 2 within 3 voxels; 3.5 and far: none
+    assert class_veto(known, "a")(hits).tolist() == [True, False, True, True]
+    empty = Classified(np.zeros((0, 3)), np.zeros(0, dtype=object), 3.0)
+    assert empty.label_at(hits).tolist() == [""] * 4
+
+
+@pytest.mark.parametrize("copy_labels, vetoed", [(["blob"] * 3, True), (["a", "b", "c"], False)])
+def test_bootstrap_vetoes_hits_the_classifier_calls_another_kind(copy_labels, vetoed):
+    import tomopick.prompt.bootstrap as bs
+    from tomopick.data import Tomogram
+    from tomopick.match.options import MatchOptions
+    from tomopick.match.picking import matching_grid
+
+    vol, blob, copies, _ = drift_scene()
+    opts = MatchOptions(step_deg=30.0, tilt_range_deg=None, threshold=0.05)  # low: round 0 hits more than copies
+    grid = matching_grid(Tomogram(vol, 10.0), opts)
+    plain = bs.bootstrap_picks(grid, blob, 10.0, "blob", 60.0, opts, invert=True, rounds=0)
+    hits = plain.picks.xyz_A[np.argsort(-plain.picks.scores)][:, ::-1] / 10.0
+    at_copy = np.array([np.linalg.norm(copies - h, axis=1).min() <= 3.0 for h in hits])
+    assert at_copy.sum() == 3 and (~at_copy).sum() >= 5
+    others = hits[~at_copy][:3]  # the classifier sees another class at the three best other hits, nothing elsewhere
+    known = bs.Classified(np.concatenate([copies, others]), np.array(copy_labels + ["ball"] * 3, dtype=object), 2.0)
+    out = bs.bootstrap_picks(grid, blob, 10.0, "blob", 60.0, opts, invert=True, rounds=0, classified=known,
+                             reference_zyx=copies[1].astype(float))
+    kept = out.picks.xyz_A[:, ::-1] / 10.0
+
+    def found(points):
+        return sum(np.linalg.norm(kept - c, axis=1).min() <= 1.0 for c in points)
+
+    assert found(copies) == 3 and found(hits[~at_copy][3:]) == (~at_copy).sum() - 3  # unlabelled hits stay
+    assert found(others) == (0 if vetoed else 3)
+    assert out.rounds[0]["veto_kind"] == copy_labels[1]
+    assert out.rounds[0]["veto_share"] == pytest.approx(0.5 if vetoed else 1 / 6)
+    assert out.rounds[0].get("vetoed", 0) == (3 if vetoed else 0)

@@ -90,6 +90,7 @@ def test_pick_prompt_without_network_runs_matching_and_stores_the_method(prompte
     assert code == 0, text
     assert "template-matching+bootstrap, 2 rounds" in text and "round 2" in text
     assert "for the object gate" in text and "object gate: hits farther than 45 Å" in text  # 0.75 × 60 Å
+    assert "for the class veto" in text and "class veto" in text.split("round 0")[0]  # czii-10A ran, decided
     picks = read_picks(out)
     assert set(picks.frame["method"]) == {"template-matching+bootstrap+object-gate"}
     assert set(picks.frame["rounds"]) == {2}
@@ -97,10 +98,10 @@ def test_pick_prompt_without_network_runs_matching_and_stores_the_method(prompte
     assert 3 <= len(picks) <= len(CENTRES) + 1
     # --prompt-gate none: the matching alone, and the method says so
     code = run_cli(["pick", tomo, "--prompt", prompt, "--out", t / "ungated.csv", "-q", "--threads", "1",
-                    "--prompt-gate", "none", "--overwrite"])
+                    "--prompt-gate", "none", "--prompt-classifier", "none", "--overwrite"])
     text = capsys.readouterr().out
     assert code == 0, text
-    assert "object gate" not in text
+    assert "object gate" not in text and "class veto" not in text
     assert set(read_picks(t / "ungated.csv").frame["method"]) == {"template-matching+bootstrap"}
 
 

@@ -170,6 +170,10 @@ def pick(
                                     help="With --prompt (matching, no promptable --model): keep only hits where "
                                          "this class-agnostic detector sees an object (a bundled name or a "
                                          "checkpoint); 'none' turns it off."),
+    prompt_classifier: str = typer.Option("czii-10A", "--prompt-classifier",
+                                          help="With --prompt (matching): when this supervised picker gives the "
+                                               "prompt and most of its best hits one class, drop hits at its picks "
+                                               "of other classes; 'none' turns it off."),
     report_html: Optional[Path] = typer.Option(None, "--report",
                                                help="Also write an HTML report of the picks: slabs with the picks "
                                                     "drawn, galleries, score histograms (docs/report.md)."),
@@ -212,7 +216,8 @@ def pick(
                       batch_size=batch_size, device=device, threads=threads, voxel_size=voxel_size,
                       allow_nonfinite=allow_nonfinite, save_scores=save_scores, picks_format=picks_format,
                       radius=radius, tta=tta, overwrite=overwrite, quiet=quiet,
-                      gate=None if prompt_gate.lower() == "none" else prompt_gate)
+                      gate=None if prompt_gate.lower() == "none" else prompt_gate,
+                      classifier=None if prompt_classifier.lower() == "none" else prompt_classifier)
         return
     from tomopick.inference.options import PickOptions
     from tomopick.workflows.pick import pick as run_pick

@@ -125,7 +125,7 @@ def pick_prompted(inputs: List[str], prompts: List[str], *, out: str, model: Opt
                   batch_size: Optional[int], device: str, threads: Optional[int], voxel_size: Optional[float],
                   allow_nonfinite: bool, save_scores: Optional[Path], picks_format: Optional[str],
                   radius: Optional[float], tta: bool, overwrite: bool, quiet: bool,
-                  gate: Optional[str] = "generalist-10A") -> None:
+                  gate: Optional[str] = "generalist-10A", classifier: Optional[str] = "czii-10A") -> None:
     """``tomopick pick --prompt P …``: the options of ``tomopick pick`` mapped onto
     :func:`tomopick.workflows.prompt.pick_with_prompts` when a promptable ``--model`` is given, else onto
     :func:`tomopick.workflows.prompt_match.pick_with_prompt_matching` (template matching + bootstrap, no network;
@@ -134,7 +134,7 @@ def pick_prompted(inputs: List[str], prompts: List[str], *, out: str, model: Opt
         _pick_by_matching(inputs, prompts, out=out, threshold=threshold, distance=distance, device=device,
                           threads=threads, voxel_size=voxel_size, picks_format=picks_format, radius=radius,
                           overwrite=overwrite, quiet=quiet, tta=tta, peak_method=peak_method, roi=roi, stride=stride,
-                          save_scores=save_scores, gate=gate)
+                          save_scores=save_scores, gate=gate, classifier=classifier)
         return
     from tomopick.workflows.prompt import pick_with_prompts
 
@@ -155,7 +155,7 @@ def _pick_by_matching(inputs: List[str], prompts: List[str], *, out: str,
                       threads: Optional[int], voxel_size: Optional[float], picks_format: Optional[str],
                       radius: Optional[float], overwrite: bool, quiet: bool, tta: bool, peak_method: Optional[str],
                       roi: Any, stride: Optional[int], save_scores: Optional[Path],
-                      gate: Optional[str] = "generalist-10A") -> None:
+                      gate: Optional[str] = "generalist-10A", classifier: Optional[str] = "czii-10A") -> None:
     """``--prompt`` without a promptable ``--model``: template matching with the prompt, then bootstrap rounds."""
     from tomopick.cli.match import rotation_progress
     from tomopick.workflows.prompt_match import pick_with_prompt_matching
@@ -172,7 +172,8 @@ def _pick_by_matching(inputs: List[str], prompts: List[str], *, out: str,
         report = pick_with_prompt_matching(inputs, prompts, out=out, radius_A=radius, threshold=threshold,
                                            distance_factor=distance, voxel_size_A=voxel_size, device=device,
                                            threads=threads, picks_format=picks_format, overwrite=overwrite,
-                                           object_gate=gate, progress=progress, log=typer.echo)
+                                           object_gate=gate, classifier=classifier, progress=progress,
+                                           log=typer.echo)
     typer.echo(f"{len(report.picks)} picks written to {', '.join(report.outputs)}")
 
 

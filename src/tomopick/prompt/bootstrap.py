@@ -40,6 +40,33 @@ MIN_AGREEMENT = 0.5
 MATCH_TOLERANCE = 0.5
 #: A hit may carry at most this many times the prompt's own signal variance under the mask (:func:`contrast_filter`).
 MAX_SIGNAL_RATIO = 2.5
+#: The class veto (:func:`known_kind`) turns on only when at least this share of round 0's best hits that a
+#: classifier labels carry the prompt's own label: a majority, i.e. the classifier names the prompt's copies
+#: consistently (a kind it never saw gets scattered labels and no veto).
+MIN_KIND_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Classified:
+    """Objects a supervised picker found: centres ``zyx`` ``(n, 3)`` on the matching grid (voxels), their class
+    names, and the distance (voxels) within which a hit is "at" one of them."""
+
+    zyx: np.ndarray
+    labels: np.ndarray
+    tolerance_vox: float
+
+    def label_at(self, zyx: np.ndarray) -> np.ndarray:
+        """The class of the nearest object within the tolerance of each point ``(m, 3)`` ("" where none is)."""
+        from scipy.spatial import cKDTree
+
+        points = np.asarray(zyx, dtype=np.float64).reshape(-1, 3)
+        out = np.full(len(points), "", dtype=object)
+        if not len(points) or not len(self.zyx):
+            return out
+        dist, idx = cKDTree(np.asarray(self.zyx, dtype=np.float64).reshape(-1, 3)).query(points)
+        near = dist <= float(self.tolerance_vox)
+        out[near] = np.asarray(self.labels, dtype=object)[idx[near]]
+        return out
 
 
 @dataclass
@@ -151,6 +178,27 @@ def object_gate(objects_zyx: np.ndarray, tolerance_vox: float) -> Callable[[np.n
     return accept
 
 
+def known_kind(prompt_label: str, hit_labels: Any, min_share: float = MIN_KIND_SHARE) -> tuple[str | None, float]:
+    """The class a classifier consistently gives the prompt's copies: ``prompt_label`` when at least
+    ``min_share`` of the labelled ``hit_labels`` ("" = unlabelled) carry it, else ``None``; and that share."""
+    labels = [str(x) for x in hit_labels if str(x)]
+    if not prompt_label or not labels:
+        return None, 0.0
+    share = sum(x == prompt_label for x in labels) / len(labels)
+    return (prompt_label if share >= float(min_share) else None), share
+
+
+def class_veto(classified: Classified, kind: str) -> Callable[[np.ndarray], np.ndarray]:
+    """``accept(zyx)``: drops points at an object the classifier calls another class than ``kind`` (points at no
+    classified object, or at one of ``kind``, are kept)."""
+
+    def accept(zyx: np.ndarray) -> np.ndarray:
+        found = classified.label_at(zyx)
+        return (found == "") | (found == kind)
+
+    return accept
+
+
 def _both(first: Callable[[np.ndarray], np.ndarray],
           second: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
     return lambda zyx: np.asarray(first(zyx), dtype=bool) & np.asarray(second(zyx), dtype=bool)
@@ -161,6 +209,7 @@ def bootstrap_picks(grid: Grid, prompt: np.ndarray, prompt_voxel_A: float, parti
                     top: int = DEFAULT_TOP, run: str = "", mask: np.ndarray | None = None,
                     reference_zyx: np.ndarray | None = None, isolate: bool | None = None,
                     objects_zyx: np.ndarray | None = None, object_tolerance_vox: float = 0.0,
+                    classified: Classified | None = None,
                     progress: Callable[[int, int], None] | None = None,
                     log: Callable[[str], None] | None = None) -> BootstrapResult:
     """Match ``prompt`` over ``grid``, then ``rounds`` times: average the ``top`` best hits (wedge-aware) and
@@ -185,6 +234,12 @@ def bootstrap_picks(grid: Grid, prompt: np.ndarray, prompt_voxel_A: float, parti
         Object centres on the matching grid (voxels; e.g. a class-agnostic detector's picks): in every round, hits
         farther than ``object_tolerance_vox`` from all of them are dropped (:func:`object_gate`) — a hit on the rim
         of a larger complex or on a membrane is not an object's centre. ``None``: no gate.
+    classified
+        Objects a supervised picker classified (:class:`Classified`): after round 0, the prompt's label is the
+        class at ``reference_zyx`` (else the commonest among round 0's best hits); when the classifier gives most of
+        the labelled best hits that label (:func:`known_kind`), hits at objects of another class are dropped from
+        round 0's picks and in every later round (:func:`class_veto`) — one noisy copy of a thyroglobulin
+        correlates with β-galactosidases as well as with its own kind. ``None``: no veto.
     progress
         ``progress(done, total)`` over rotations × tiles of all rounds (``total`` is per round).
 
@@ -219,12 +274,23 @@ def bootstrap_picks(grid: Grid, prompt: np.ndarray, prompt_voxel_A: float, parti
         say(f"  object gate: hits farther than {object_tolerance_vox * grid.voxel:.0f} Å from all of "
             f"{len(objects_zyx)} detected objects dropped")
     averaged_xyz = np.zeros((0, 3))
+    veto = None
     for r in range(int(rounds) + 1):
         t0 = time.perf_counter()
         found_picks, info = search_and_pick(grid, template, opts, particle, radius_A, run=run, mask=mask,
                                             accept=accept, progress=progress)
         info.update(round=r, seconds=time.perf_counter() - t0,
                     template="prompt" if r == 0 else f"average of {history[-1]['averaged']} hits")
+        if r == 0 and classified is not None and len(found_picks):
+            veto, found = _class_veto_for(classified, found_picks, grid, reference_zyx, top)
+            info.update(found)
+            say(f"  class veto off: {found['veto_reason']}" if veto is None else
+                f"  class veto: the classifier calls {found['veto_share']:.0%} of the labelled best hits "
+                f"{found['veto_kind']}, as the prompt; hits at its objects of other classes are dropped")
+        if veto is not None and len(found_picks):  # after the thresholds: the veto only removes picks
+            keep = veto(found_picks.xyz_A[:, ::-1] / grid.voxel_A)
+            found_picks = found_picks.select(keep)
+            info["vetoed"] = int((~keep).sum())
         all_picks.append(found_picks)
         if r > 0:
             # the average must find the hits it was made of among its own best: else it drifted to something else
@@ -240,6 +306,7 @@ def bootstrap_picks(grid: Grid, prompt: np.ndarray, prompt_voxel_A: float, parti
         picks = found_picks
         info["kept"] = True
         agreed = "" if r == 0 else f"; {info['agreement']:.0%} of the hits averaged among its best"
+        agreed = (f"; {info['vetoed']} vetoed" if "vetoed" in info else "") + agreed
         if r == int(rounds) or len(picks) == 0:
             info["averaged"] = 0
             history.append(info)
@@ -261,6 +328,27 @@ def bootstrap_picks(grid: Grid, prompt: np.ndarray, prompt_voxel_A: float, parti
             f"{info['rejected']} denser hits dropped{agreed}); averaging the best {len(boxes)} in "
             f"{info['seconds']:.0f} s")
     return BootstrapResult(picks, template.volume, history, all_picks)
+
+
+def _class_veto_for(classified: Classified, picks: Picks, grid: Grid, reference_zyx: np.ndarray | None,
+                    top: int) -> tuple[Callable[[np.ndarray], np.ndarray] | None, dict[str, Any]]:
+    """The class veto for round 0's ``picks`` (or ``None``) and what decided it."""
+    order = np.argsort(-picks.scores, kind="stable")[:top]
+    hit_labels = classified.label_at(picks.xyz_A[order][:, ::-1] / grid.voxel_A)
+    if reference_zyx is not None:
+        prompt_label = str(classified.label_at(np.asarray(reference_zyx)[None])[0])
+        if not prompt_label:
+            return None, {"veto_reason": "the classifier found no object where the prompt was cut"}
+    else:
+        named = [str(x) for x in hit_labels if str(x)]
+        prompt_label = max(set(named), key=named.count) if named else ""
+    kind, share = known_kind(prompt_label, hit_labels)
+    found: dict[str, Any] = {"veto_kind": prompt_label, "veto_share": share}
+    if kind is None:
+        found["veto_reason"] = (f"the classifier labels {share:.0%} of the labelled best hits "
+                                f"{prompt_label or '(none)'} (a majority is needed)")
+        return None, found
+    return class_veto(classified, kind), found
 
 
 def hit_agreement(averaged_xyz: np.ndarray, picks: Picks, tolerance_A: float) -> float:

@@ -23,12 +23,16 @@ from tomopick.io import read_tomogram
 from tomopick.io.inputs import expand_inputs, run_name
 from tomopick.match.options import MatchOptions
 from tomopick.match.picking import matching_grid
-from tomopick.prompt.bootstrap import DEFAULT_ROUNDS, DEFAULT_TOP, bootstrap_picks
+from tomopick.prompt.bootstrap import DEFAULT_ROUNDS, DEFAULT_TOP, Classified, bootstrap_picks
 from tomopick.workflows.pick import plan_outputs, write_merged_picks, write_run_picks
 
 METHOD = "template-matching+bootstrap"
 #: The class-agnostic detector whose picks gate the prompt's hits (``object_gate``; ``None``: no gate).
 DEFAULT_OBJECT_GATE = "generalist-10A"
+#: The supervised picker whose classes veto hits at objects of another class (``class_veto``; ``None``: no veto).
+DEFAULT_CLASSIFIER = "czii-10A"
+#: A hit is "at" one of the classifier's picks within this fraction of the prompt's radius (as the object gate).
+VETO_TOLERANCE = 0.75
 #: Default angular step of prompt matching (degrees): prompts carry no symmetry; the search is coarse-to-fine
 #: (an FFT search every :data:`~tomopick.match.refine.COARSE_STEP_DEG`, refined to this step at the candidates), which
 #: keeps a CZII-size tomogram within minutes per round on 2 cores.
@@ -122,8 +126,9 @@ def prompt_location(prompt: PromptInput, tomogram: Any, min_corr: float = 0.8) -
     return zyx if corr >= min_corr else None
 
 
-def _object_centres(tomogram: Any, model: Any, say: Callable[[str], None], run: str) -> np.ndarray:
-    """``(n, 3)`` x, y, z (Å) of the objects ``model`` (a class-agnostic detector) picks in ``tomogram`` with its
+def _object_centres(tomogram: Any, model: Any, say: Callable[[str], None], run: str,
+                    role: str = "the object gate") -> Picks:
+    """The objects ``model`` (a class-agnostic detector, or a supervised picker) picks in ``tomogram`` with its
     defaults."""
     from tomopick.inference.options import PickOptions
     from tomopick.inference.picking import inference_settings, pick_tomogram
@@ -131,9 +136,9 @@ def _object_centres(tomogram: Any, model: Any, say: Callable[[str], None], run: 
     options = PickOptions().with_defaults(model.config)
     t0 = time.perf_counter()
     picks, _ = pick_tomogram(tomogram, model, options, run=run, settings=inference_settings(model, options))
-    say(f"{run}: {len(picks)} objects from {model.card.get('name') or model.path} for the object gate "
+    say(f"{run}: {len(picks)} objects from {model.card.get('name') or model.path} for {role} "
         f"({time.perf_counter() - t0:.0f} s)")
-    return picks.xyz_A if len(picks) else np.zeros((0, 3))
+    return picks
 
 
 def grid_bin(tomogram_voxel_A: float, radius_A: float) -> int:
@@ -154,6 +159,7 @@ def pick_with_prompt_matching(tomogram_paths: Sequence[str | os.PathLike[str]] |
                               device: str = "cpu", threads: int | None = None, picks_format: str | None = None,
                               overwrite: bool = False, user_id: str = "tomopick", session_id: str = "0",
                               object_gate: str | os.PathLike[str] | None = DEFAULT_OBJECT_GATE,
+                              classifier: str | os.PathLike[str] | None = DEFAULT_CLASSIFIER,
                               progress: Callable[[str, int, int], None] | None = None,
                               log: Callable[[str], None] | None = None) -> PromptMatchReport:
     """Pick every copy of each prompted particle by template matching + bootstrapping (no network).
@@ -176,6 +182,10 @@ def pick_with_prompt_matching(tomogram_paths: Sequence[str | os.PathLike[str]] |
         tomogram: hits farther than its pick spacing (its stored distance factor, 0.75, × the prompt's radius)
         from all of its picks are dropped in every round (:func:`tomopick.prompt.bootstrap.object_gate`).
         ``None``: no gate.
+    classifier
+        A supervised picking network (default the bundled ``czii-10A``) run once per tomogram: when it gives the
+        prompt's location and most of round 0's best hits the same class, hits at its picks of other classes are
+        dropped (:func:`tomopick.prompt.bootstrap.class_veto`). ``None``: no veto.
     """
     say = log or (lambda _m: None)
     items = expand_inputs([tomogram_paths] if isinstance(tomogram_paths, (str, os.PathLike))
@@ -196,6 +206,11 @@ def pick_with_prompt_matching(tomogram_paths: Sequence[str | os.PathLike[str]] |
         gate_model = resolve_model(object_gate)
         # "the same object": the detector's own pick spacing (distance factor × radius; 0.75 for generalist-10A)
         gate_factor = float((gate_model.config.get("pick") or {}).get("distance_factor") or 0.75)
+    class_model = None
+    if classifier is not None:
+        from tomopick.workflows.pick import resolve_model
+
+        class_model = resolve_model(classifier)
     prompts: dict[str, PromptInput] = {}
     for path in prompt_list:
         prompt = read_prompt_input(path)
@@ -221,7 +236,9 @@ def pick_with_prompt_matching(tomogram_paths: Sequence[str | os.PathLike[str]] |
         run_picks = []
         tomo_vs = float(np.mean(tomo.voxel_size_A))
         grids: dict[int, Any] = {}
-        objects_xyz = None if gate_model is None else _object_centres(tomo, gate_model, say, run)
+        objects = None if gate_model is None else _object_centres(tomo, gate_model, say, run)
+        objects_xyz = None if objects is None else (objects.xyz_A if len(objects) else np.zeros((0, 3)))
+        known = None if class_model is None else _object_centres(tomo, class_model, say, run, "the class veto")
         for name, prompt in prompts.items():
             start = time.perf_counter()
             radius = float(radius_A if radius_A is not None else (prompt.radius_A or default_radius_A(prompt)))
@@ -236,6 +253,11 @@ def pick_with_prompt_matching(tomogram_paths: Sequence[str | os.PathLike[str]] |
             gate = {} if objects_xyz is None else {
                 "objects_zyx": objects_xyz[:, ::-1] / np.asarray(grids[b].voxel_A),
                 "object_tolerance_vox": gate_factor * radius / grids[b].voxel}
+            if known is not None:
+                gate["classified"] = Classified(
+                    zyx=(known.xyz_A[:, ::-1] / np.asarray(grids[b].voxel_A)) if len(known) else np.zeros((0, 3)),
+                    labels=np.asarray(known.frame["particle"], dtype=object) if len(known) else np.zeros(0, object),
+                    tolerance_vox=VETO_TOLERANCE * radius / grids[b].voxel)
             result = bootstrap_picks(grids[b], prompt.volume, prompt.voxel_A, name, radius, opts, **gate,
                                      invert=prompt.invert, rounds=rounds, top=top, run=run, reference_zyx=reference,
                                      progress=None if progress is None else (lambda d, t, r=run: progress(r, d, t)),
@@ -245,6 +267,8 @@ def pick_with_prompt_matching(tomogram_paths: Sequence[str | os.PathLike[str]] |
             done_rounds = result.kept_round
             picks = picks.with_columns(user=user_id, session=session_id) if len(picks) else picks
             method = METHOD if objects_xyz is None else f"{METHOD}+object-gate"
+            if any("vetoed" in h for h in result.rounds):
+                method += "+class-veto"
             picks = picks.with_extra(method=method, rounds=done_rounds)
             seconds = time.perf_counter() - start
             report.runs.append({"run": run, "input": item, "particle": name, "method": method,
