@@ -42,7 +42,7 @@ MATCH_TOLERANCE = 0.5
 MAX_SIGNAL_RATIO = 2.5
 #: The class veto (:func:`known_kind`) turns on only when at least this share of round 0's best hits that a
 #: classifier labels carry the prompt's own label: a majority, i.e. the classifier names the prompt's copies
-#: consistently (a kind it never saw gets scattered labels and no veto).
+#: consistently, rightly or not (labels scattered over the copies, as a kind it never saw may get, keep it off).
 MIN_KIND_SHARE = 0.5
 
 
@@ -238,8 +238,8 @@ def bootstrap_picks(grid: Grid, prompt: np.ndarray, prompt_voxel_A: float, parti
         Objects a supervised picker classified (:class:`Classified`): after round 0, the prompt's label is the
         class at ``reference_zyx`` (else the commonest among round 0's best hits); when the classifier gives most of
         the labelled best hits that label (:func:`known_kind`), hits at objects of another class are dropped from
-        round 0's picks and in every later round (:func:`class_veto`) — one noisy copy of a thyroglobulin
-        correlates with β-galactosidases as well as with its own kind. ``None``: no veto.
+        the picks of every round, after the thresholds (:func:`class_veto`; it only removes picks) — one noisy copy
+        correlates with complexes of other kinds as well as with its own. ``None``: no veto.
     progress
         ``progress(done, total)`` over rotations × tiles of all rounds (``total`` is per round).
 
