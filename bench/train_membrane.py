@@ -1,4 +1,4 @@
-"""Train a ``membrane-10A`` segmentation model on simulated context (CPU; recipe v5 made the bundled weights).
+"""Train a ``membrane-10A`` segmentation model on simulated context (CPU; recipe v5 made the bundled v6 weights).
 
     # recipe v1 (the first bundled membrane-10A): fast imaging only, simulator ranges, CE weights (0.5, 2, 1, 1, 1)
     OMP_NUM_THREADS=2 flock /tmp/tomopick-cpu.lock nice -n 5 python bench/train_membrane.py --recipe v1 \
@@ -6,11 +6,14 @@
     # recipe v2 (tried, not shipped: bench/RESULTS.md): wider imaging, unweighted CE
     # recipe v3 (--recipe default; v5 starts from it): the simulator's ranges, full and fast imaging alternating, v1's CE weights, the
     # 5-level pyramid coordresunet of czii-10A v5 instead of the 0.12 M-parameter UNet
-    # recipe v5 (the bundled membrane-10A since 2026-12-07): v3's weights trained further on v3's 24 tomograms plus 24
+    # recipe v5 (made membrane-10A v5 and v6): v3's weights trained further on v3's 24 tomograms plus 24
     # with v2's wider imaging and up to two sheets (the cache holds v3's volumes: link or copy them in first)
     OMP_NUM_THREADS=2 python bench/train_membrane.py --recipe v5 --cache /work/data/segment/train-v5 --n-train 48 \
         --init src/tomopick/models/weights/membrane-10A.pt --lr 1e-3 --steps 2600 --minutes 55 --val-every 325 \
         --train-seed 7 --out /work/data/segment/membrane-10A-v5      # --init: the v3 weights (git history)
+    # v6 (the bundled membrane-10A since 2026-12-07 19:32 UTC): v5 once more, on 72 tomograms
+    OMP_NUM_THREADS=2 python bench/train_membrane.py --recipe v5 --cache /work/data/segment/train-v5 --n-train 72 \
+        --init <v5> --lr 5e-4 --steps 1500 --minutes 24 --val-every 300 --train-seed 11 --out .../membrane-10A-v6
 
     OMP_NUM_THREADS=2 flock /tmp/tomopick-cpu.lock nice -n 5 python bench/train_membrane.py \
         --cache /work/data/segment/train-v2 --simulate-only
