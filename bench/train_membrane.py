@@ -4,8 +4,8 @@
     OMP_NUM_THREADS=2 flock /tmp/tomopick-cpu.lock nice -n 5 python bench/train_membrane.py --recipe v1 \
         --out /work/data/segment/membrane-10A --n-train 12 --n-val 2 --steps 1500 --minutes 17
     # recipe v2 (tried, not shipped: bench/RESULTS.md): wider imaging, unweighted CE
-    # recipe v3 (--recipe default; v5 starts from it): the simulator's ranges, full and fast imaging alternating, v1's CE weights, the
-    # 5-level pyramid coordresunet of czii-10A v5 instead of the 0.12 M-parameter UNet
+    # recipe v3 (--recipe default; v5 starts from it): the simulator's ranges, full and fast imaging alternating, v1's
+    # CE weights, the 5-level pyramid coordresunet of czii-10A v5 instead of the 0.12 M-parameter UNet
     # recipe v5 (made membrane-10A v5 and v6): v3's weights trained further on v3's 24 tomograms plus 24
     # with v2's wider imaging and up to two sheets (the cache holds v3's volumes: link or copy them in first)
     OMP_NUM_THREADS=2 python bench/train_membrane.py --recipe v5 --cache /work/data/segment/train-v5 --n-train 48 \
