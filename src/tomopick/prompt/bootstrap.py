@@ -54,16 +54,21 @@ class Classified:
     zyx: np.ndarray
     labels: np.ndarray
     tolerance_vox: float
+    _tree: Any = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        from scipy.spatial import cKDTree
+
+        objects = np.asarray(self.zyx, dtype=np.float64).reshape(-1, 3)
+        object.__setattr__(self, "_tree", cKDTree(objects) if len(objects) else None)  # built once, queried per round
 
     def label_at(self, zyx: np.ndarray) -> np.ndarray:
         """The class of the nearest object within the tolerance of each point ``(m, 3)`` ("" where none is)."""
-        from scipy.spatial import cKDTree
-
         points = np.asarray(zyx, dtype=np.float64).reshape(-1, 3)
         out = np.full(len(points), "", dtype=object)
-        if not len(points) or not len(self.zyx):
+        if not len(points) or self._tree is None:
             return out
-        dist, idx = cKDTree(np.asarray(self.zyx, dtype=np.float64).reshape(-1, 3)).query(points)
+        dist, idx = self._tree.query(points)
         near = dist <= float(self.tolerance_vox)
         out[near] = np.asarray(self.labels, dtype=object)[idx[near]]
         return out
@@ -164,18 +169,9 @@ def contrast_filter(volume: np.ndarray, reference_zyx: np.ndarray, radius_vox: f
 def object_gate(objects_zyx: np.ndarray, tolerance_vox: float) -> Callable[[np.ndarray], np.ndarray]:
     """``accept(zyx)``: points within ``tolerance_vox`` of one of ``objects_zyx`` ``(n, 3)`` (voxels; none given:
     nothing is accepted)."""
-    from scipy.spatial import cKDTree
-
     objects = np.asarray(objects_zyx, dtype=np.float64).reshape(-1, 3)
-    tree = cKDTree(objects) if len(objects) else None
-
-    def accept(zyx: np.ndarray) -> np.ndarray:
-        points = np.asarray(zyx, dtype=np.float64).reshape(-1, 3)
-        if tree is None or not len(points):
-            return np.zeros(len(points), dtype=bool)
-        return tree.query(points)[0] <= float(tolerance_vox)
-
-    return accept
+    near = Classified(objects, np.full(len(objects), "object", dtype=object), float(tolerance_vox))
+    return lambda zyx: near.label_at(zyx) != ""
 
 
 def known_kind(prompt_label: str, hit_labels: Any, min_share: float = MIN_KIND_SHARE) -> tuple[str | None, float]:
