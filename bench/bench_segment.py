@@ -169,6 +169,7 @@ def main(argv=None) -> int:
                     help="batch-norm adaptation strength (default: the model's)")
     ap.add_argument("--prior-correction", type=float, default=None,
                     help="SegmentOptions.prior_correction (default: the model's)")
+    ap.add_argument("--tta", type=int, default=1, choices=(1, 4, 8), help="flip test-time augmentation variants")
     args = ap.parse_args(argv)
     import torch
 
@@ -185,7 +186,8 @@ def main(argv=None) -> int:
     for r in held_out(args.n, args.seed, shape=shape, imaging=args.imaging, snr=args.snr,
                       tilt_deg=args.tilt):
         seg = segment_tomogram(r.tomogram, loaded, SegmentOptions(adapt_norm=args.adapt_norm,
-                                                                    prior_correction=args.prior_correction))
+                                                                    prior_correction=args.prior_correction,
+                                                                    tta=args.tta))
         row = score_one(r, seg, particles)
         row["seconds"] = seg.summary["seconds"]
         rows.append(row)
@@ -209,7 +211,7 @@ def main(argv=None) -> int:
         "distance_error_p90_A": float(np.percentile(errs, 90)) if errs.size else None,
     }
     print(json.dumps(pooled, indent=1), flush=True)
-    result = {"held_out": {"shapes": HELD_OUT_SHAPES, "imaging": args.imaging, "snr": args.snr, "tilt_deg": args.tilt,
+    result = {"held_out": {"shapes": HELD_OUT_SHAPES, "imaging": args.imaging, "snr": args.snr, "tta": args.tta, "tilt_deg": args.tilt,
                            "n": args.n,
                            "seeds": [args.seed, args.seed + args.n - 1], "shape_zyx": list(shape)},
               "per_tomogram": [{k: v for k, v in r.items() if k != "distance_errors_A"} for r in rows],

@@ -18,6 +18,7 @@ the bundled CZII maps, written as copick projects with the ground truth under us
 Usage::
 
     python bench/czii_data.py train-wide DIR   # ~4 min on two cores
+    python bench/czii_data.py train-wide DIR --n-wide 128 --add   # czii-10A v6: 64 more wide runs
     python bench/czii_data.py train DIR        # ~3 min on two cores
     python bench/czii_data.py test DIR
     python bench/czii_data.py czii-test DIR    # ~1 min
@@ -36,7 +37,7 @@ from tomopick.simulate import SimulationConfig, simulate_tomogram
 SMALL = (128, 320, 320)
 
 
-def runs(kind: str) -> list[SimulationConfig]:
+def runs(kind: str, n_wide: int = 64) -> list[SimulationConfig]:
     """The simulation configs of one data set (see the module docstring)."""
     common = dict(voxel_size_A=10.0, imaging="full", keep_noiseless=False)
     if kind == "train":
@@ -46,7 +47,7 @@ def runs(kind: str) -> list[SimulationConfig]:
                                        **common) for i in range(40)]
         return fixed + randomised
     if kind == "train-wide":
-        return wide_runs()
+        return wide_runs(n_wide)
     if kind == "test":
         return [SimulationConfig(shape_zyx=SMALL, crowding=1.5, seed=5000 + i, run_name=f"test_{i}", **common)
                 for i in range(100, 103)]
@@ -72,9 +73,10 @@ WIDE: dict[str, tuple] = {
 }
 
 
-def wide_runs() -> list[SimulationConfig]:
+def wide_runs(n_wide: int = 64) -> list[SimulationConfig]:
     """``train-wide``: ``sim_000``–``sim_015`` as in ``train`` (the validation runs stay the same) and
-    ``wide_000``–``wide_063`` drawn from :data:`WIDE` (seeds 3000–3063)."""
+    ``wide_000``–``wide_{n_wide-1}`` drawn from :data:`WIDE` (seeds 3000 onwards; 64 for czii-10A v3–v5, 128 for
+    v6)."""
     import numpy as np
 
     from tomopick.simulate.config import _draw
@@ -82,7 +84,7 @@ def wide_runs() -> list[SimulationConfig]:
     common = dict(voxel_size_A=10.0, imaging="full", keep_noiseless=False, shape_zyx=SMALL)
     out = [SimulationConfig(crowding=1.5, seed=1000 + i, run_name=f"sim_{i:03d}", **common) for i in range(16)]
     out.append(SimulationConfig(randomize=True, seed=2000, run_name="rnd_000", **common))  # a validation run
-    for i in range(64):
+    for i in range(n_wide):
         rng = np.random.default_rng(3000 + i)
         drawn = {k: _draw(spec, rng) for k, spec in WIDE.items()}
         top = float(drawn.pop("tilt_max_deg"))
@@ -91,9 +93,16 @@ def wide_runs() -> list[SimulationConfig]:
     return out
 
 
-def write_project(out: Path, configs: list[SimulationConfig], name: str, label: str = "") -> None:
-    """Simulate every config into a new copick project (truth under user ``curation``), one line per run."""
-    project = CopickProject.create(out, CZII, name=name, overwrite=False)
+def write_project(out: Path, configs: list[SimulationConfig], name: str, label: str = "",
+                  add: bool = False) -> None:
+    """Simulate every config into a new copick project (truth under user ``curation``), one line per run;
+    ``add``: into the existing project ``out``, only the runs it does not hold yet."""
+    if add:
+        project = CopickProject.open(out)
+        have = set(project.runs())
+        configs = [c for c in configs if c.run_name not in have]
+    else:
+        project = CopickProject.create(out, CZII, name=name, overwrite=False)
     for cfg in configs:
         t0 = time.time()
         result = simulate_tomogram(cfg)
@@ -107,8 +116,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("kind", choices=["train", "train-wide", "test", "czii-test"])
     parser.add_argument("out", type=Path, help="copick project folder to create")
+    parser.add_argument("--n-wide", type=int, default=64, help="train-wide: wide_* runs (czii-10A v6: 128)")
+    parser.add_argument("--add", action="store_true", help="add the runs missing from an existing project")
     args = parser.parse_args()
-    write_project(args.out, runs(args.kind), f"czii-10A-{args.kind}")
+    write_project(args.out, runs(args.kind, args.n_wide), f"czii-10A-{args.kind}", add=args.add)
 
 
 if __name__ == "__main__":

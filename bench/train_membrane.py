@@ -146,6 +146,8 @@ def main(argv=None) -> int:
     ap.add_argument("--train-seed", type=int, default=None, help="patch/augmentation seed (default: --seed)")
     ap.add_argument("--init", type=Path, default=None, help="fine-tune: start from this segmentation checkpoint")
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: SegmentTrainConfig's)")
+    ap.add_argument("--patch", default=None, help="training patch z,y,x (default: SegmentTrainConfig's 64,64,64)")
+    ap.add_argument("--batch", type=int, default=None, help="patches per step (default: SegmentTrainConfig's 2)")
     args = ap.parse_args(argv)
     import torch
 
@@ -176,6 +178,10 @@ def main(argv=None) -> int:
         "v5": {"network": "coordresunet", "hparams": dict(V3_NETWORK)}}[args.recipe]
     if args.lr is not None:
         extra["lr"] = args.lr
+    if args.patch is not None:
+        extra["patch_size"] = tuple(int(v) for v in args.patch.split(","))
+    if args.batch is not None:
+        extra["batch_size"] = args.batch
     init_state = None
     if args.init is not None:
         from tomopick.models.checkpoint import load_checkpoint
