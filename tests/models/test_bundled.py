@@ -61,7 +61,7 @@ def test_bundled_checksum_is_enforced(tmp_path, monkeypatch):
 
 
 def test_bundled_pick_defaults_are_blob_thresholds_with_peak_ones_kept():
-    """tomopick pick's defaults for the bundled model (v5): batch norm adapted to each tomogram relative to its
+    """tomopick pick's defaults for the bundled model (v6): batch norm adapted to each tomogram relative to its
     stored reference, blob-score thresholds per class (chosen on the dev shift sets by bench/choose_thresholds.py
     --criterion robust); no peak-score thresholds are stored, so --score peak falls back to its default."""
     from tomopick.inference.adapt import batchnorm_layers
@@ -70,8 +70,8 @@ def test_bundled_pick_defaults_are_blob_thresholds_with_peak_ones_kept():
     model = bundled.load_bundled("czii-10A")
     pick = model.settings.pick
     assert pick.score == "blob" and pick.peak_method == "maxpool" and pick.distance_factor == 0.75
-    expected = {"apo-ferritin": 0.05, "beta-amylase": 0.35, "beta-galactosidase": 0.25, "ribosome": 0.05,
-                "thyroglobulin": 0.1, "virus-like-particle": 0.1}
+    expected = {"apo-ferritin": 0.05, "beta-amylase": 0.35, "beta-galactosidase": 0.15, "ribosome": 0.15,
+                "thyroglobulin": 0.15, "virus-like-particle": 0.15}
     assert pick.thresholds == expected and pick.adapt_norm == 1.0
     layers = batchnorm_layers(model.model)
     assert [len(m) for m in pick.adapt_reference.means] == [m.num_features for m in layers]
