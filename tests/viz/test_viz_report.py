@@ -183,7 +183,7 @@ def test_pick_writes_its_report(tmp_path, capsys):
     picks = read_picks(tmp_path / "p.csv")
     assert f"{len(picks)} picks in 1 tomogram(s): sim" in page
     # the thresholds the picks were kept at (the bundled model's, for the blob score) are marked
-    assert "kept at blob score ≥ 0.1 (checkpoint)" in page and "&quot;card&quot;" in page  # ribosome's
+    assert "kept at blob score ≥ 0.15 (checkpoint)" in page and "&quot;card&quot;" in page  # ribosome's
 
 
 def test_report_with_a_segmentation(tmp_path):
