@@ -211,8 +211,8 @@ def main(argv=None) -> int:
         "distance_error_p90_A": float(np.percentile(errs, 90)) if errs.size else None,
     }
     print(json.dumps(pooled, indent=1), flush=True)
-    result = {"held_out": {"shapes": HELD_OUT_SHAPES, "imaging": args.imaging, "snr": args.snr, "tta": args.tta, "tilt_deg": args.tilt,
-                           "n": args.n,
+    result = {"held_out": {"shapes": HELD_OUT_SHAPES, "imaging": args.imaging, "snr": args.snr, "tilt_deg": args.tilt,
+                           "n": args.n, "tta": args.tta,
                            "seeds": [args.seed, args.seed + args.n - 1], "shape_zyx": list(shape)},
               "per_tomogram": [{k: v for k, v in r.items() if k != "distance_errors_A"} for r in rows],
               "pooled": pooled}
