@@ -115,7 +115,7 @@ def write_project(out: Path, configs: list[SimulationConfig], name: str, label: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("kind", choices=["train", "train-wide", "test", "czii-test"])
-    parser.add_argument("out", type=Path, help="copick project folder to create")
+    parser.add_argument("out", type=Path, help="copick project folder to create (with --add: to extend)")
     parser.add_argument("--n-wide", type=int, default=64, help="train-wide: wide_* runs (czii-10A v6: 128)")
     parser.add_argument("--add", action="store_true", help="add the runs missing from an existing project")
     args = parser.parse_args()
