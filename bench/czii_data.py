@@ -119,6 +119,8 @@ def main() -> None:
     parser.add_argument("--n-wide", type=int, default=64, help="train-wide: wide_* runs (czii-10A v6: 128)")
     parser.add_argument("--add", action="store_true", help="add the runs missing from an existing project")
     args = parser.parse_args()
+    if args.add and not args.out.is_dir():
+        parser.error(f"--add: {args.out} is not an existing copick project folder")
     write_project(args.out, runs(args.kind, args.n_wide), f"czii-10A-{args.kind}", add=args.add)
 
 
