@@ -37,6 +37,12 @@ def _assert_same_network(lean, ref, shape):
         got = lean(x)
         assert got.shape == (shape[0], 3, *shape[2:])
         assert torch.equal(got, expected), f"{mode}: max difference {float((got - expected).abs().max())}"
+    # inference (no autograd): the lean blocks add and activate in place — still the same numbers, in float32
+    # and under CPU bfloat16 autocast (how tomopick pick runs on CPUs with native bf16)
+    for autocast in (False, True):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            expected, got = ref(x), lean(x)
+        assert got.dtype == expected.dtype and torch.equal(got, expected), f"inference, autocast {autocast}"
 
 
 @pytest.mark.parametrize("channels,strides,res_units,norm,dropout", CASES)
@@ -113,3 +119,72 @@ def test_coordresunet_other_norms_use_monai():
     net = CoordResUNet(1, 2, (4, 8), 1, ("group", {"num_groups": 2}), 0.0, False, True)
     assert type(net.encoders[0]) is ResidualUnit
     assert net(torch.randn(1, 1, 8, 8, 8)).shape == (1, 2, 8, 8, 8)
+
+
+def test_inference_blocks_work_in_place():
+    """Without autograd the PReLU overwrites its input and a residual unit adds into its convolutions' output:
+    the same numbers (above) with one full-size tensor fewer each; with autograd nothing is overwritten."""
+    from tomopick.models.unet import PReLU, ResidualUnit
+
+    act = PReLU()
+    with torch.no_grad():
+        act.weight.fill_(0.3)
+    x = torch.randn(2, 4, 5, 6, 7)
+    expected = torch.nn.functional.prelu(x, act.weight.detach())
+    with torch.no_grad():
+        y = x.clone()
+        out = act(y)
+    assert out.data_ptr() == y.data_ptr() and torch.equal(out, expected)
+    y = x.clone()
+    out = act(y)  # autograd on: out of place, input untouched
+    assert out.data_ptr() != y.data_ptr() and torch.equal(y, x) and torch.allclose(out, expected)
+    unit = ResidualUnit(4, 4, strides=1, subunits=1, norm="batch", dropout=0.0).eval()  # identity residual
+    with torch.no_grad():
+        expected = unit.conv(x) + x
+        got = unit(x)
+    assert torch.equal(got, expected) and got.data_ptr() != x.data_ptr()
+
+
+def _peak_live_bytes(net, x):
+    """Largest sum of the sizes of the tensors the network's operations created that were alive at once
+    (tensors of at least 64 KiB, released when their Python object is)."""
+    import weakref
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    live, state = {}, {"now": 0, "peak": 0}
+
+    def release(key):
+        state["now"] -= live.pop(key, 0)
+
+    class Track(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(t, torch.Tensor) and t.untyped_storage().nbytes() >= 1 << 16:
+                    key = t.untyped_storage().data_ptr()
+                    if key not in live:
+                        live[key] = t.untyped_storage().nbytes()
+                        state["now"] += live[key]
+                        weakref.finalize(t, release, key)
+            state["peak"] = max(state["peak"], state["now"])
+            return out
+
+    with torch.inference_mode(), Track():
+        y = net(x)
+    del y
+    return state["peak"]
+
+
+def test_coordresunet_inference_holds_few_full_size_tensors():
+    """The bundled picker's architecture at inference: the decoder's concatenation (2 × 8 channels) and two
+    8-channel tensors of the full window at once — 4.0 full-size 8-channel float32 tensors at the peak, where
+    out-of-place blocks and skips kept to the end held 8.3 (bench/RESULTS.md "pick", memory)."""
+    from tomopick.models.networks import CoordResUNet
+
+    torch.manual_seed(0)
+    net = CoordResUNet(1, 7, (8, 16, 32, 64, 128), 1, "batch", 0.0, False, True).eval()
+    x = torch.randn(1, 1, 32, 32, 32)
+    unit = 8 * x.numel() * 4  # one 8-channel float32 tensor of the window
+    peak = _peak_live_bytes(net, x)
+    assert peak <= 4.9 * unit, peak / unit

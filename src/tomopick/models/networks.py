@@ -132,12 +132,15 @@ class CoordResUNet(nn.Module):
                 h = self.downs[level - 1](h)
             h = enc(self._side(image, h, level))
             skips.append(h)
-        for i, (up, dec) in enumerate(zip(self.ups, self.decoders)):
-            skip = skips[-(i + 2)]
+        del skips[-1]  # the bottom level is h; each skip is let go once concatenated (less memory held)
+        for up, dec in zip(self.ups, self.decoders):
+            skip = skips.pop()
             h = up(h)
             if h.shape[2:] != skip.shape[2:]:  # odd sizes: crop/pad to the skip
                 h = nn.functional.interpolate(h, size=skip.shape[2:], mode="nearest")
-            h = dec(torch.cat([h, skip], dim=1))
+            h = torch.cat([h, skip], dim=1)
+            del skip
+            h = dec(h)
         return self.head(h)
 
     # names of parameters belonging to the encoder (for fine-tuning with a frozen encoder)

@@ -62,16 +62,37 @@ class ResidualUnit(nn.Module):
             self.residual = nn.Conv3d(in_channels, out_channels, 1, 1, 0, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            res = self.residual(x)
+            return self.conv(x) + res
+        # inference: the sum goes into the convolutions' fresh output (one full-size tensor fewer per unit; the
+        # same numbers — unless the dtypes differ, e.g. an identity residual of float32 under bf16 autocast)
+        out = self.conv(x)
         res = self.residual(x)
-        return self.conv(x) + res
+        if out.dtype == res.dtype and out.shape == res.shape and out.data_ptr() != x.data_ptr():
+            return out.add_(res)
+        return out + res
+
+
+class PReLU(nn.PReLU):
+    """:class:`torch.nn.PReLU` that, without autograd and with one shared slope, works in place on its input (a
+    leaky ReLU with the slope rounded to the input's dtype: the same numbers as ``prelu``, one full-size tensor
+    fewer). Only used where its input is a fresh intermediate (after a convolution and norm, :func:`_adn`)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() or self.num_parameters != 1 or not x.is_floating_point():
+            return super().forward(x)
+        return nn.functional.leaky_relu_(x, float(self.weight.detach().to(x.dtype)))
 
 
 def _adn(channels: int, norm: str, dropout: float) -> nn.Sequential:
-    """Norm, dropout, PReLU as MONAI's ``ADN(ordering="NDA")`` names them (``N``, ``D``, ``A``)."""
+    """Norm, dropout, PReLU as MONAI's ``ADN(ordering="NDA")`` names them (``N``, ``D``, ``A``); the PReLU works in
+    place at inference (:class:`PReLU`: its input, the norm's output or a convolution's with the norm folded in,
+    is never used again)."""
     adn = nn.Sequential()
     adn.add_module("N", nn.BatchNorm3d(channels) if norm == "batch" else nn.InstanceNorm3d(channels))
     adn.add_module("D", nn.Dropout(p=float(dropout)))  # MONAI's Convolution default dropout_dim is 1
-    adn.add_module("A", nn.PReLU())
+    adn.add_module("A", PReLU())
     return adn
 
 
