@@ -169,7 +169,8 @@ def main(argv=None) -> int:
                     help="batch-norm adaptation strength (default: the model's)")
     ap.add_argument("--prior-correction", type=float, default=None,
                     help="SegmentOptions.prior_correction (default: the model's)")
-    ap.add_argument("--tta", type=int, default=1, choices=(1, 4, 8), help="flip test-time augmentation variants")
+    ap.add_argument("--tta", type=int, default=None, choices=(1, 2, 4, 8),
+                    help="flip test-time augmentation passes (default: the model's stored setting)")
     args = ap.parse_args(argv)
     import torch
 

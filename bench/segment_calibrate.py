@@ -73,23 +73,36 @@ def score_variants(loaded, images, labels, variants: dict) -> dict:
     """Membrane / lumen Dice and vesicle matches per variant, pooled over the volumes. A variant is a
     :class:`~tomopick.segment.predict.SegmentOptions` (its ``prior_correction`` and post-processing are applied to
     each volume's probabilities exactly as ``tomopick segment`` applies them)."""
+    rows: dict = {key: [] for key in variants}
+    for img, lab in zip(images, labels):
+        for key, row in score_volume(loaded, probabilities(loaded, img), lab, variants).items():
+            rows[key].append(row)
+    return pool(rows)
+
+
+def score_volume(loaded, prob: np.ndarray, lab: np.ndarray, variants: dict) -> dict:
+    """``{variant: (membrane Dice, lumen Dice, vesicles matched, vesicles)}`` of one volume's probabilities
+    ``(C, z, y, x)`` against its class map ``lab``."""
     from tomopick.segment import dice, match_instances
     from tomopick.segment.instances import LUMEN, MEMBRANE, label_instances
     from tomopick.segment.predict import class_prior_scale, postprocess
 
     vs = float(loaded.config["voxel_size_A"])
-    rows: dict = {key: [] for key in variants}
-    for img, lab in zip(images, labels):
-        prob = probabilities(loaded, img)
-        truth_inst = label_instances(lab, vs)
-        ids = [int(i) for i in np.unique(truth_inst[lab == LUMEN]) if i]
-        for key, opts in variants.items():
-            scale = class_prior_scale(loaded.config, prob.shape[0], float(opts.prior_correction or 0.0))
-            p = prob if scale is None else prob * scale[:, None, None, None]
-            cls, inst = postprocess(p.argmax(0).astype(np.uint8), vs, opts)
-            m = match_instances(truth_inst, inst, 0.5, ids=ids)
-            rows[key].append((dice(lab == MEMBRANE, cls == MEMBRANE), dice(lab == LUMEN, cls == LUMEN),
-                              m["n_matched"], m["n_truth"]))
+    truth_inst = label_instances(lab, vs)
+    ids = [int(i) for i in np.unique(truth_inst[lab == LUMEN]) if i]
+    out = {}
+    for key, opts in variants.items():
+        scale = class_prior_scale(loaded.config, prob.shape[0], float(opts.prior_correction or 0.0))
+        p = prob if scale is None else prob * scale[:, None, None, None]
+        cls, inst = postprocess(p.argmax(0).astype(np.uint8), vs, opts)
+        m = match_instances(truth_inst, inst, 0.5, ids=ids)
+        out[key] = (dice(lab == MEMBRANE, cls == MEMBRANE), dice(lab == LUMEN, cls == LUMEN), m["n_matched"],
+                    m["n_truth"])
+    return out
+
+
+def pool(rows: dict) -> dict:
+    """Mean Dice and summed vesicle counts per variant of :func:`score_volume` rows."""
     out = {}
     for key, r in rows.items():
         a = np.asarray(r, dtype=np.float64)

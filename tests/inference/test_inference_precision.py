@@ -50,7 +50,7 @@ def test_fold_batchnorm_keeps_training_models_and_models_without_norms():
 
 
 @pytest.mark.parametrize("channels", [[1, 2, 3], [3, 1]])  # a range (a view) and a reordering (a copy)
-@pytest.mark.parametrize("tta", [1, 4])
+@pytest.mark.parametrize("tta", [1, 2, 4])
 def test_predictor_probabilities_equal_torch_softmax(channels, tta):
     model = bundled_like_unet(1)
     x = torch.randn(1, 1, 16, 16, 16)
@@ -58,7 +58,7 @@ def test_predictor_probabilities_equal_torch_softmax(channels, tta):
     with torch.inference_mode():
         got = predict(x)
         ref = torch.zeros_like(got)
-        flips = [()] if tta == 1 else [(), (2,), (3,), (4,)]
+        flips = {1: [()], 2: [(), (2, 3, 4)], 4: [(), (2,), (3,), (4,)]}[tta]  # 2: inverted through the centre
         for dims in flips:
             xi = torch.flip(x, dims) if dims else x
             p = torch.softmax(model(xi), dim=1)[:, channels]

@@ -85,3 +85,30 @@ def test_window_plan_and_prior_correction_from_options_checkpoint_or_default():
                          SegmentOptions())
     # the correction thins the (over-thick) membrane: fewer membrane voxels than the plain argmax
     assert (seg.classes == 1).sum() < (plain.classes == 1).sum()
+
+
+def test_tta_from_options_checkpoint_or_default():
+    from dataclasses import replace
+
+    from pydantic import ValidationError
+
+    from tomopick.errors import TomopickError
+    from tomopick.segment.predict import tta_passes
+
+    loaded = bundled.load_bundled("membrane-10A")
+    assert tta_passes({}, SegmentOptions()) == 1
+    assert tta_passes({"segment": {"tta": 2}}, SegmentOptions()) == 2
+    assert tta_passes({"segment": {"tta": 2}}, SegmentOptions(tta=1)) == 1
+    assert tta_passes(loaded.config, SegmentOptions()) == 2  # stored: two passes (bench/segment_tta.py)
+    for bad in (3, "2", True):
+        with pytest.raises(TomopickError, match="segment.tta"):
+            tta_passes({"segment": {"tta": bad}}, SegmentOptions())
+    with pytest.raises(ValidationError):
+        SegmentOptions(tta=3)
+    r = _one_vesicle()
+    stored = replace(loaded, config={**loaded.config, "segment": {**loaded.config["segment"], "tta": 2}})
+    two = segment_tomogram(r.tomogram, stored, SegmentOptions(roi_size=(64, 96, 96)))
+    one = segment_tomogram(r.tomogram, stored, SegmentOptions(roi_size=(64, 96, 96), tta=1))
+    assert two.summary["tta"] == 2 and one.summary["tta"] == 1
+    assert dice(r.segmentation == 1, two.classes == 1) > 0.6
+    assert not np.array_equal(two.classes, one.classes)  # the second pass changes some voxels

@@ -16,7 +16,9 @@ def segment(
                                         help="Segmentation checkpoint (default: the bundled membrane-10A)."),
     only: Optional[str] = typer.Option(None, "--only",
                                        help="Write a 0/1 mask of one class (membrane | lumen | gold | carbon)."),
-    tta: bool = typer.Option(False, "--tta", help="Average over 4 flips (4× slower)."),
+    tta: Optional[bool] = typer.Option(None, "--tta/--no-tta",
+                                       help="--tta: average over 4 flips; --no-tta: one pass (default: the model's "
+                                            "stored setting; docs/segment.md)."),
     no_fill: bool = typer.Option(False, "--no-fill", help="Do not complete lumens inside membrane rings."),
     prior_correction: Optional[float] = typer.Option(
         None, "--prior-correction",
@@ -54,7 +56,7 @@ def segment(
     from tomopick.workflows.segment import segment as run_segment
 
     try:
-        options = SegmentOptions(tta=4 if tta else 1, fill_lumen=not no_fill, prior_correction=prior_correction,
+        options = SegmentOptions(tta=None if tta is None else (4 if tta else 1), fill_lumen=not no_fill, prior_correction=prior_correction,
                                  device=device, roi_size=parse_roi(roi), overlap=overlap, precision=precision,
                                  voxel_size_A=voxel_size, allow_nonfinite=allow_nonfinite, adapt_norm=adapt_norm)
     except ValidationError as exc:

@@ -182,7 +182,8 @@ class InferenceSettings:
         Crop mode: fraction of each window given to context (``margin = overlap · roi / 2`` per side).
         Gaussian mode: MONAI's window overlap.
     tta
-        Flip test-time augmentation: 1 (none), 4 (identity + one flip per axis) or 8 (all flip combinations).
+        Flip test-time augmentation: 1 (none), 2 (identity + :data:`TTA2_FLIP`), 4 (identity + one flip per axis)
+        or 8 (all flip combinations).
     batch_size
         Windows per forward pass.
     device
@@ -241,8 +242,8 @@ class InferenceSettings:
     def __post_init__(self) -> None:
         if self.mode not in ("crop", "gaussian"):
             raise ValueError(f"unknown blending mode {self.mode!r}; use 'crop' or 'gaussian'")
-        if self.tta not in (1, 4, 8):
-            raise ValueError("tta must be 1, 4 or 8")
+        if self.tta not in (1, 2, 4, 8):
+            raise ValueError("tta must be 1, 2, 4 or 8")
         if not 0 <= self.overlap < 1:
             raise ValueError("overlap must be in [0, 1)")
         if self.batch_size < 1:
@@ -297,10 +298,18 @@ def describe_precision(precision: str, device: str = "cpu") -> str:
     return f"{used} (auto: {why})"
 
 
+#: The second pass of two-pass TTA: the volume inverted through its centre (all three axes flipped; chosen among the
+#: single-axis flips and the inversion on validation and dev tomograms by ``bench/segment_tta.py``).
+TTA2_FLIP: tuple[int, ...] = (2, 3, 4)
+
+
 def flip_sets(tta: int) -> list[tuple[int, ...]]:
-    """Spatial dims (of an ``(n, c, z, y, x)`` tensor) flipped by each test-time augmentation."""
+    """Spatial dims (of an ``(n, c, z, y, x)`` tensor) flipped by each test-time augmentation: 1 none, 2 identity +
+    :data:`TTA2_FLIP`, 4 identity + one flip per axis, 8 every combination."""
     if tta == 1:
         return [()]
+    if tta == 2:
+        return [(), TTA2_FLIP]
     if tta == 4:
         return [(), (2,), (3,), (4,)]
     return [(), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4)]

@@ -37,7 +37,9 @@ class SegmentOptions(BaseModel):
     Attributes
     ----------
     tta
-        Flip test-time augmentation: 1, 4 or 8 variants.
+        Flip test-time augmentation (:func:`~tomopick.inference.sliding.flip_sets`): 1 (none), 2 (the volume as
+        it is and inverted through its centre), 4 or 8 passes; ``None``: the checkpoint's ``config["segment"]["tta"]``
+        (chosen with its prior correction on validation and dev tomograms), else 1.
     roi_size, overlap, batch_size, device
         Sliding window (crop mode: each window keeps ``overlap · roi / 2`` voxels of context per side); ``None``:
         the checkpoint's stored plan (``config["segment"]["roi_size"]`` / ``["overlap"]``), else
@@ -74,7 +76,7 @@ class SegmentOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    tta: int = Field(default=1)
+    tta: Literal[1, 2, 4, 8] | None = None
     roi_size: tuple[int, int, int] | None = None
     overlap: float | None = Field(default=None, ge=0, lt=1)
     batch_size: int = Field(default=1, ge=1)
@@ -158,6 +160,16 @@ def correction_strength(config: dict[str, Any], options: SegmentOptions) -> floa
     if not 0 <= value <= 1:
         raise TomopickError("segmentation checkpoint: segment.prior_correction must be a number in [0, 1]")
     return value
+
+
+def tta_passes(config: dict[str, Any], options: SegmentOptions) -> int:
+    """``options.tta``, else the checkpoint's ``config["segment"]["tta"]``, else 1."""
+    if options.tta is not None:
+        return int(options.tta)
+    value = (config.get("segment") or {}).get("tta", 1)
+    if value not in (1, 2, 4, 8) or isinstance(value, bool):
+        raise TomopickError("segmentation checkpoint: segment.tta must be 1, 2, 4 or 8")
+    return int(value)
 
 
 def window_plan(config: dict[str, Any], options: SegmentOptions) -> tuple[tuple[int, int, int], float]:
@@ -270,7 +282,7 @@ def segment_tomogram(tomogram: Tomogram, loaded: Any, options: SegmentOptions | 
     roi, overlap = window_plan(loaded.config, options)
     strength = correction_strength(loaded.config, options)
     scale = class_prior_scale(loaded.config, len(names), strength)
-    settings = InferenceSettings(mode="crop", roi_size=roi, overlap=overlap, tta=options.tta,
+    settings = InferenceSettings(mode="crop", roi_size=roi, overlap=overlap, tta=tta_passes(loaded.config, options),
                                  batch_size=options.batch_size, device=options.device, precision=options.precision,
                                  divisor=network_divisor(net.get("name", "unet"), net.get("hparams", {}) or {}))
     volume = tomogram.data if factors is None else rescale_volume(ReleasingArray(tomogram.data), factors)
@@ -299,7 +311,7 @@ def segment_tomogram(tomogram: Tomogram, loaded: Any, options: SegmentOptions | 
     t3 = time.perf_counter()
     counts = np.bincount(classes.ravel(), minlength=len(names))
     summary = {"shape_zyx": list(tomogram.shape), "voxel_size_A": vs, "windows": total,
-               "roi_size": list(roi), "overlap": overlap,
+               "roi_size": list(roi), "overlap": overlap, "tta": settings.tta,
                "rescale_factors_zyx": None if factors is None else [float(f) for f in factors],
                "voxels": {n: int(c) for n, c in zip(names, counts)}, "instances": int(instances.max()),
                "seconds_network": t2 - t1, "seconds_post": t3 - t2, "seconds": t3 - t0, "adapt_norm": adapted,
