@@ -4,9 +4,9 @@ The validation tomograms are the training distribution's (``bench/train_membrane
 imaging, seeds after the training and validation seeds) plus, with ``--dev-snr``, a *dev* set of the same vesicle
 shapes under harder imaging (full imaging model, that SNR and ``--dev-tilt``), so the choice also holds where the
 network is less sure; never the held-out shapes or imaging of ``bench/bench_segment.py``.
-Each is segmented in one forward pass and post-processed as ``tomopick segment`` does
-(:func:`tomopick.segment.predict.postprocess`: fragments, walled lumen, lumen completion, instances) under
-prior-correction strengths 0 … 1 (:func:`tomopick.segment.predict.class_prior_scale`).
+Each is segmented whole (one forward pass per flip of the model's stored TTA) and post-processed as
+``tomopick segment`` does (:func:`tomopick.segment.predict.postprocess`: fragments, walled lumen, lumen completion,
+instances) under prior-correction strengths 0 … 1 (:func:`tomopick.segment.predict.class_prior_scale`).
 The stored strength is the one with the best mean membrane Dice among those that match as many vesicles (lumen
 instances, IoU ≥ 0.5) as the plain argmax.
 
@@ -62,11 +62,21 @@ def dev_volumes(cache: Path, seeds, snr: float, tilt_deg: float) -> tuple[list[n
 
 
 def probabilities(loaded, image: np.ndarray) -> np.ndarray:
-    """Softmax ``(C, z, y, x)`` of one whole (small) normalised volume, in one forward pass."""
+    """Softmax ``(C, z, y, x)`` of one whole (small) normalised volume: one forward pass per flip of the model's
+    stored test-time augmentation (``config["segment"]["tta"]``, else one), averaged as ``tomopick segment`` does."""
     import torch
 
+    from tomopick.inference.sliding import flip_sets
+
+    x = torch.as_tensor(image)[None, None]
+    flips = flip_sets(int((loaded.config.get("segment") or {}).get("tta", 1)))
+    total = None
     with torch.inference_mode():
-        return torch.softmax(loaded.model.eval()(torch.as_tensor(image)[None, None]).float(), 1)[0].numpy()
+        for dims in flips:
+            p = torch.softmax(loaded.model.eval()(torch.flip(x, dims) if dims else x).float(), 1)
+            p = torch.flip(p, dims) if dims else p
+            total = p if total is None else total.add_(p)
+    return total.div_(len(flips))[0].numpy()
 
 
 def score_variants(loaded, images, labels, variants: dict) -> dict:
@@ -111,6 +121,14 @@ def pool(rows: dict) -> dict:
     return out
 
 
+def pool_sets(results: list[dict]) -> dict:
+    """Several sets' :func:`pool` results of one variant as one: the mean of the sets' mean Dice, vesicles summed."""
+    return {"membrane_dice": float(np.mean([r["membrane_dice"] for r in results])),
+            "lumen_dice": float(np.mean([r["lumen_dice"] for r in results])),
+            "vesicles_matched": sum(r["vesicles_matched"] for r in results),
+            "vesicles": sum(r["vesicles"] for r in results)}
+
+
 def evaluate(loaded, images, labels, strengths=STRENGTHS) -> dict[float, dict]:
     """:func:`score_variants` over prior-correction strengths (the other options at their defaults)."""
     from tomopick.segment.predict import SegmentOptions
@@ -125,8 +143,8 @@ def choose(results: dict[float, dict]) -> float:
     return max(ok, key=lambda t: (results[t]["membrane_dice"], -t))
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_volume_arguments(ap: argparse.ArgumentParser) -> None:
+    """The model and the calibration volumes' options (shared with ``bench/segment_tta.py``)."""
     ap.add_argument("model", type=Path)
     ap.add_argument("--cache", type=Path, required=True, help="train_membrane.py's cache of simulated volumes")
     ap.add_argument("--seeds", default="1500-1507", help="validation seeds A-B (simulated into --cache if missing)")
@@ -134,6 +152,21 @@ def main(argv=None) -> int:
     ap.add_argument("--dev-snr", type=float, default=None, help="add a harder dev set at this SNR")
     ap.add_argument("--dev-tilt", type=float, default=45.0, help="dev set tilt range ± degrees")
     ap.add_argument("--dev-seeds", default="1600-1603")
+
+
+def load_sets(args) -> dict[str, tuple[list[np.ndarray], list[np.ndarray]]]:
+    """``{"validation": (images, labels)[, "dev": …]}`` for :func:`add_volume_arguments`' options."""
+    from train_membrane import load_or_simulate
+
+    sets = {"validation": load_or_simulate(args.cache, parse_seeds(args.seeds), print, args.recipe)}
+    if args.dev_snr is not None:
+        sets["dev"] = dev_volumes(args.cache, parse_seeds(args.dev_seeds), args.dev_snr, args.dev_tilt)
+    return sets
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_volume_arguments(ap)
     ap.add_argument("--roi", default=None, help="window plan to store, Z,Y,X")
     ap.add_argument("--overlap", type=float, default=None, help="overlap to store with --roi")
     ap.add_argument("--out", type=Path, default=None, help="write the calibrated checkpoint here")
@@ -143,24 +176,17 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     from tomopick.models.checkpoint import load_checkpoint, save_checkpoint
-    from train_membrane import load_or_simulate
 
     loaded = load_checkpoint(args.model)
     seeds = parse_seeds(args.seeds)
-    images, labels = load_or_simulate(args.cache, seeds, print, args.recipe)
-    sets = {"validation": (images, labels)}
-    if args.dev_snr is not None:
-        sets["dev"] = dev_volumes(args.cache, parse_seeds(args.dev_seeds), args.dev_snr, args.dev_tilt)
+    sets = load_sets(args)
     per_set = {name: evaluate(loaded, *vols) for name, vols in sets.items()}
     for name, res in per_set.items():
         for t, r in res.items():
             print(f"{name} strength {t:.2f}: membrane Dice {r['membrane_dice']:.3f}, lumen Dice "
                   f"{r['lumen_dice']:.3f}, vesicles {r['vesicles_matched']}/{r['vesicles']}")
     # pooled: the mean of the sets' mean Dice, vesicles summed
-    results = {t: {"membrane_dice": float(np.mean([res[t]["membrane_dice"] for res in per_set.values()])),
-                   "lumen_dice": float(np.mean([res[t]["lumen_dice"] for res in per_set.values()])),
-                   "vesicles_matched": sum(res[t]["vesicles_matched"] for res in per_set.values()),
-                   "vesicles": sum(res[t]["vesicles"] for res in per_set.values())} for t in STRENGTHS}
+    results = {t: pool_sets([res[t] for res in per_set.values()]) for t in STRENGTHS}
     best = choose(results)
     for t, r in results.items():
         print(f"pooled strength {t:.2f}: membrane Dice {r['membrane_dice']:.3f}, lumen Dice {r['lumen_dice']:.3f}, "

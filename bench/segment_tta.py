@@ -32,7 +32,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from segment_calibrate import STRENGTHS, dev_volumes, parse_seeds, pool, score_volume  # noqa: E402
+from segment_calibrate import (  # noqa: E402
+    STRENGTHS, add_volume_arguments, load_sets, pool, pool_sets, score_volume,
+)
 
 #: spatial dims of an ``(n, c, z, y, x)`` tensor flipped by each orientation
 ORIENTATIONS = {"id": (), "z": (2,), "y": (3,), "x": (4,), "zyx": (2, 3, 4)}
@@ -56,13 +58,7 @@ def oriented_probabilities(model, image: np.ndarray) -> dict[str, np.ndarray]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model", type=Path)
-    ap.add_argument("--cache", type=Path, required=True, help="train_membrane.py's cache of simulated volumes")
-    ap.add_argument("--seeds", default="1500-1507", help="validation seeds A-B")
-    ap.add_argument("--recipe", default="v3")
-    ap.add_argument("--dev-snr", type=float, default=None, help="add the harder dev set at this SNR")
-    ap.add_argument("--dev-tilt", type=float, default=45.0)
-    ap.add_argument("--dev-seeds", default="1600-1603")
+    add_volume_arguments(ap)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--plans", nargs="+", default=None, metavar="ROI@OVERLAP",
                     help="score the windowed path per window plan (e.g. 112,240,240@0.125) instead")
@@ -74,13 +70,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     from tomopick.models.checkpoint import load_checkpoint
     from tomopick.segment.predict import SegmentOptions
-    from train_membrane import load_or_simulate
 
     loaded = load_checkpoint(args.model)
     model = loaded.model.eval()
-    sets = {"validation": load_or_simulate(args.cache, parse_seeds(args.seeds), print, args.recipe)}
-    if args.dev_snr is not None:
-        sets["dev"] = dev_volumes(args.cache, parse_seeds(args.dev_seeds), args.dev_snr, args.dev_tilt)
+    sets = load_sets(args)
     if args.plans:
         return windowed(loaded, sets, args)
     variants = {t: SegmentOptions(prior_correction=t) for t in STRENGTHS}
@@ -103,10 +96,7 @@ def main(argv=None) -> int:
     for cand, names in CANDIDATES.items():
         for t in STRENGTHS:
             rs = [per_set[n][(cand, t)] for n in per_set]
-            pooled = {"membrane_dice": float(np.mean([r["membrane_dice"] for r in rs])),
-                      "lumen_dice": float(np.mean([r["lumen_dice"] for r in rs])),
-                      "vesicles_matched": sum(r["vesicles_matched"] for r in rs),
-                      "vesicles": sum(r["vesicles"] for r in rs)}
+            pooled = pool_sets(rs)
             results[f"{cand}@{t}"] = {"sets": {n: per_set[n][(cand, t)] for n in per_set}, "pooled": pooled}
             print(f"| {cand} | {len(names)} | {t:.2f} | " + " | ".join(f"{r['membrane_dice']:.3f}" for r in rs) +
                   f" | {pooled['membrane_dice']:.3f} | {pooled['lumen_dice']:.3f} | "
@@ -147,9 +137,7 @@ def windowed(loaded, sets: dict, args) -> int:
                              m["n_matched"], m["n_truth"]))
             per_set[name] = pool({text: rows})[text]
         rs = list(per_set.values())
-        pooled = {"membrane_dice": float(np.mean([r["membrane_dice"] for r in rs])),
-                  "lumen_dice": float(np.mean([r["lumen_dice"] for r in rs])),
-                  "vesicles_matched": sum(r["vesicles_matched"] for r in rs), "vesicles": sum(r["vesicles"] for r in rs)}
+        pooled = pool_sets(rs)
         results[text] = {"sets": per_set, "pooled": pooled}
         print(f"| {text} | " + " | ".join(f"{r['membrane_dice']:.3f}" for r in rs) +
               f" | {pooled['membrane_dice']:.3f} | {pooled['lumen_dice']:.3f} | "
