@@ -42,14 +42,15 @@ CANDIDATES = {"1": ("id",), "2z": ("id", "z"), "2y": ("id", "y"), "2x": ("id", "
               "4": ("id", "z", "y", "x")}
 
 
-def oriented_probabilities(model, image: np.ndarray) -> dict[str, np.ndarray]:
-    """Softmax ``(C, z, y, x)`` of the whole volume per orientation, flipped back to the volume's own."""
+def oriented_probabilities(model, image: np.ndarray, names=tuple(ORIENTATIONS)) -> dict[str, np.ndarray]:
+    """Softmax ``(C, z, y, x)`` of the whole volume per orientation (``names``), flipped back to the volume's own."""
     import torch
 
     x = torch.as_tensor(image)[None, None]
     out = {}
     with torch.inference_mode():
-        for name, dims in ORIENTATIONS.items():
+        for name in names:
+            dims = ORIENTATIONS[name]
             logits = model(torch.flip(x, dims) if dims else x).float()
             logits = torch.flip(logits, dims) if dims else logits
             out[name] = torch.softmax(logits, 1)[0].numpy()
@@ -60,6 +61,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_volume_arguments(ap)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES),
+                    help="TTA candidates to score (default: all)")
     ap.add_argument("--plans", nargs="+", default=None, metavar="ROI@OVERLAP",
                     help="score the windowed path per window plan (e.g. 112,240,240@0.125) instead")
     ap.add_argument("--tta", type=int, default=2, choices=(1, 2, 4, 8), help="with --plans: TTA passes")
@@ -77,23 +80,25 @@ def main(argv=None) -> int:
     if args.plans:
         return windowed(loaded, sets, args)
     variants = {t: SegmentOptions(prior_correction=t) for t in STRENGTHS}
+    candidates = {c: CANDIDATES[c] for c in args.candidates}
     per_set: dict[str, dict] = {}
     t0 = time.time()
     for name, (images, labels) in sets.items():
-        rows: dict = {(c, t): [] for c in CANDIDATES for t in STRENGTHS}
+        rows: dict = {(c, t): [] for c in candidates for t in STRENGTHS}
+        needed = [n for n in ORIENTATIONS if any(n in names for names in candidates.values())]
         for img, lab in zip(images, labels):
-            probs = oriented_probabilities(model, img)
-            for cand, names in CANDIDATES.items():
+            probs = oriented_probabilities(model, img, needed)
+            for cand, names in candidates.items():
                 mean = np.mean([probs[n] for n in names], axis=0) if len(names) > 1 else probs[names[0]]
                 for t, row in score_volume(loaded, mean, lab, variants).items():
                     rows[(cand, t)].append(row)
-            print(f"{name}: {len(rows[('1', 0.0)])}/{len(images)} volumes ({time.time() - t0:.0f} s)", flush=True)
+            print(f"{name}: {len(rows[(next(iter(candidates)), 0.0)])}/{len(images)} volumes ({time.time() - t0:.0f} s)", flush=True)
         per_set[name] = pool(rows)
     results = {}
     print("| TTA | passes | strength | " + " | ".join(f"{n} membrane Dice" for n in per_set) +
           " | pooled membrane Dice | pooled lumen Dice | vesicles |")
     print("|---|---|---|" + "---|" * len(per_set) + "---|---|---|")
-    for cand, names in CANDIDATES.items():
+    for cand, names in candidates.items():
         for t in STRENGTHS:
             rs = [per_set[n][(cand, t)] for n in per_set]
             pooled = pool_sets(rs)
