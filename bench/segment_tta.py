@@ -92,7 +92,8 @@ def main(argv=None) -> int:
                 mean = np.mean([probs[n] for n in names], axis=0) if len(names) > 1 else probs[names[0]]
                 for t, row in score_volume(loaded, mean, lab, variants).items():
                     rows[(cand, t)].append(row)
-            print(f"{name}: {len(rows[(next(iter(candidates)), 0.0)])}/{len(images)} volumes ({time.time() - t0:.0f} s)", flush=True)
+            done = len(rows[(next(iter(candidates)), 0.0)])
+            print(f"{name}: {done}/{len(images)} volumes ({time.time() - t0:.0f} s)", flush=True)
         per_set[name] = pool(rows)
     results = {}
     print("| TTA | passes | strength | " + " | ".join(f"{n} membrane Dice" for n in per_set) +

@@ -56,7 +56,8 @@ def segment(
     from tomopick.workflows.segment import segment as run_segment
 
     try:
-        options = SegmentOptions(tta=None if tta is None else (4 if tta else 1), fill_lumen=not no_fill, prior_correction=prior_correction,
+        passes = None if tta is None else (4 if tta else 1)  # None: the model's stored setting
+        options = SegmentOptions(tta=passes, fill_lumen=not no_fill, prior_correction=prior_correction,
                                  device=device, roi_size=parse_roi(roi), overlap=overlap, precision=precision,
                                  voxel_size_A=voxel_size, allow_nonfinite=allow_nonfinite, adapt_norm=adapt_norm)
     except ValidationError as exc:
