@@ -63,20 +63,18 @@ def dev_volumes(cache: Path, seeds, snr: float, tilt_deg: float) -> tuple[list[n
 
 def probabilities(loaded, image: np.ndarray) -> np.ndarray:
     """Softmax ``(C, z, y, x)`` of one whole (small) normalised volume: one forward pass per flip of the model's
-    stored test-time augmentation (``config["segment"]["tta"]``, else one), averaged as ``tomopick segment`` does."""
+    stored test-time augmentation (``config["segment"]["tta"]``, else one), averaged by the predictor ``tomopick
+    segment`` uses (:func:`tomopick.inference.sliding.make_predictor`)."""
     import torch
 
-    from tomopick.inference.sliding import flip_sets
+    from tomopick.inference.sliding import make_predictor
 
-    x = torch.as_tensor(image)[None, None]
-    flips = flip_sets(int((loaded.config.get("segment") or {}).get("tta", 1)))
-    total = None
+    n_classes = len(loaded.config.get("segment_classes") or []) or 5
+    predict = make_predictor(loaded.model.eval(), output="softmax", channels=list(range(n_classes)),
+                             tta=int((loaded.config.get("segment") or {}).get("tta", 1)), channels_last=False,
+                             fold_norm=False)
     with torch.inference_mode():
-        for dims in flips:
-            p = torch.softmax(loaded.model.eval()(torch.flip(x, dims) if dims else x).float(), 1)
-            p = torch.flip(p, dims) if dims else p
-            total = p if total is None else total.add_(p)
-    return total.div_(len(flips))[0].numpy()
+        return predict(torch.as_tensor(image)[None, None])[0].numpy()
 
 
 def score_variants(loaded, images, labels, variants: dict) -> dict:
