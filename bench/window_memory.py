@@ -67,6 +67,9 @@ def main(argv=None) -> int:
     ap.add_argument("--code", nargs="*", default=[], metavar="NAME=SRC_DIR",
                     help="also run with another checkout's src directory first on PYTHONPATH")
     args = ap.parse_args(argv)
+    bad = [c for c in args.code if "=" not in c]
+    if bad:
+        ap.error(f"--code takes NAME=SRC_DIR, got {bad[0]!r}")
     codes = [("this", None)] + [tuple(c.split("=", 1)) for c in args.code]
     print(machine_line(machine_info()))
     print("| code | precision | reuse freed memory | RSS before (GiB) | peak (GiB) | network's share (GiB) "
